@@ -1,0 +1,5 @@
+"""Allows `python -m mailticket`."""
+
+from mailticket.cli import main
+
+raise SystemExit(main())

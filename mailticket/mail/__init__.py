@@ -1,0 +1,1 @@
+"""Mail parsing, loop detection and composition."""
