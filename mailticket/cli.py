@@ -1,0 +1,156 @@
+"""The command line of SPEC §3: `mailticket [-c CONFIG] COMMAND`; exit 0 ok, 1 runtime failure, 2 bad usage or config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from mailticket import config as config_module
+from mailticket.config import ConfigError, Settings
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments that argparse cannot see (an unknown mailbox, a missing ticket)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailticket", description="E-mail ticketing daemon.")
+    parser.add_argument("-c", "--config", help="config file (default: $MAILTICKET_CONFIG, then /etc/mailticket/config.toml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("check-config", help="validate the config file and exit").set_defaults(run=cmd_check_config)
+    commands.add_parser("migrate", help="upgrade the database schema (safe to repeat)").set_defaults(run=cmd_migrate)
+
+    poll = commands.add_parser("poll-once", help="one polling pass over the mailboxes")
+    poll.add_argument("--mailbox", help="only this [[mailbox]] name")
+    poll.add_argument("--json", action="store_true")
+    poll.set_defaults(run=cmd_poll_once)
+
+    ticket = commands.add_parser("ticket", help="list or show tickets").add_subparsers(dest="ticket_command", required=True)
+    ticket_list = ticket.add_parser("list")
+    ticket_list.add_argument("--status", choices=("open", "pending", "resolved"))
+    ticket_list.add_argument("--json", action="store_true")
+    ticket_list.set_defaults(run=cmd_ticket_list)
+    ticket_show = ticket.add_parser("show")
+    ticket_show.add_argument("id", type=int)
+    ticket_show.add_argument("--json", action="store_true")
+    ticket_show.set_defaults(run=cmd_ticket_show)
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    path = Path(args.config) if args.config else config_module.default_config_path()
+    return config_module.load(path)
+
+
+def open_store(settings: Settings):
+    from mailticket.db.store import Store
+
+    return Store(settings.database.url)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    print(f"{settings.path}: ok ({len(settings.mailboxes)} mailbox(es), database {_safe_url(settings.database.url)})")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from mailticket.db.migrate import current
+
+    store = open_store(load_settings(args))
+    store.migrate()
+    print(f"database at revision {current(store.engine)}")
+    return EXIT_OK
+
+
+def cmd_poll_once(args: argparse.Namespace) -> int:
+    from mailticket.service.ingest import Counts
+    from mailticket.service.poll import poll_mailbox
+
+    settings = load_settings(args)
+    boxes = [settings.mailbox(args.mailbox)] if args.mailbox else list(settings.mailboxes)
+    if not boxes:
+        raise UsageError(f"{settings.path}: no [[mailbox]] is configured")
+    store = open_store(settings)
+    total = Counts()
+    for box in boxes:
+        total.add(poll_mailbox(store, settings, box))
+    if args.json:
+        print(json.dumps(asdict(total)))
+    else:
+        print("  ".join(f"{name} {value}" for name, value in asdict(total).items()))
+    return EXIT_OK
+
+
+def cmd_ticket_list(args: argparse.Namespace) -> int:
+    from mailticket.service.tickets import list_tickets
+
+    store = open_store(load_settings(args))
+    with store.reading() as session:
+        rows = list_tickets(session, status=args.status)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(f"{'ID':>6}  {'STATUS':<9} {'QUEUE':<12} {'CUSTOMER':<32} SUBJECT")
+    for row in rows:
+        print(f"{row['id']:>6}  {row['status']:<9} {row['queue'][:12]:<12} {row['customer'][:32]:<32} {row['subject']}")
+    return EXIT_OK
+
+
+def cmd_ticket_show(args: argparse.Namespace) -> int:
+    from mailticket.service.tickets import ticket_detail
+
+    store = open_store(load_settings(args))
+    with store.reading() as session:
+        detail = ticket_detail(session, args.id)
+    if detail is None:
+        raise UsageError(f"no ticket {args.id}")
+    if args.json:
+        print(json.dumps(detail, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(f"#{detail['id']} [{detail['status']}] {detail['subject']}")
+    print(f"customer {detail['customer']}  queue {detail['queue']}  priority {detail['priority']}  created {detail['created_at']}")
+    for message in detail["messages"]:
+        flag = " (auto)" if message["autoreply"] else ""
+        print(f"\n--- {message['direction']} {message['date']} from {message['from']}{flag} [{message['matched_by']}]")
+        print(message["subject"])
+        print(message["text"].strip())
+        for attachment in message["attachments"]:
+            print(f"  [attachment] {attachment['name']} ({attachment['content_type']}, {attachment['size']} bytes)")
+    return EXIT_OK
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"mailticket: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - a runtime failure is one line, not a traceback
+        logging.getLogger("mailticket").debug("failure", exc_info=True)
+        print(f"mailticket: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

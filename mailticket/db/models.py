@@ -1,0 +1,202 @@
+"""SQLAlchemy 2 tables: tickets, messages with their raw bytes, attachments, customers, mailbox state, quarantine, history."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+
+# Stable constraint names so that Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Ticket statuses (SPEC §9) and message directions.
+OPEN, PENDING, RESOLVED = "open", "pending", "resolved"
+STATUSES = (OPEN, PENDING, RESOLVED)
+IN, OUT, NOTE = "in", "out", "note"
+
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend: SQLite keeps no offset, so it is stored as UTC and put back on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass aware UTC times")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    # Normalised subject (threads.subject_key) for the subject fallback rule.
+    subject_key: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(16), default=OPEN)
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    mailbox: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    follows_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_message_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Oldest customer message not answered yet (waiting time), None when nothing waits.
+    waiting_since: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    first_response_seconds: Mapped[float | None] = mapped_column(nullable=True)
+    handle_seconds: Mapped[float] = mapped_column(default=0.0)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+    customer: Mapped[Customer] = relationship(lazy="joined")
+
+    __table_args__ = (
+        Index("ix_tickets_status_waiting", "status", "waiting_since"),
+        Index("ix_tickets_customer_subject", "customer_id", "subject_key", "last_message_at"),
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    # Inbound and outbound ids share this column, so that a reply to our own mail threads (SPEC §5 rule 2).
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    in_reply_to: Mapped[str] = mapped_column(Text, default="")
+    references: Mapped[str] = mapped_column(Text, default="")
+    from_addr: Mapped[str] = mapped_column(String(320), default="")
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    to_addrs: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # When the IMAP server received it (INTERNALDATE), or when we created it.
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = deferred(mapped_column(Text, nullable=True))
+    matched_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Loop classification (mail.loops): None, "auto-reply", "bulk", "bounce" or "own".
+    loop: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    mailbox: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    defects: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, nullable=True))
+
+    attachments: Mapped[list[Attachment]] = relationship(
+        order_by="Attachment.id", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+    @property
+    def autoreply(self) -> bool:
+        return self.loop is not None
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Participant(Base):
+    """Addresses that sent or received a ticket's mail: SPEC §5 rule 3 asks whether the sender takes part."""
+
+    __tablename__ = "participants"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+
+
+class MailboxState(Base):
+    __tablename__ = "mailbox_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(64))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (UniqueConstraint("mailbox", "folder"),)
+
+
+class Quarantine(Base):
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The same bytes fetched again (after a crash or a UIDVALIDITY change) are not quarantined twice.
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    mailbox: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    folder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    uid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Event(Base):
+    """The ticket's history: who did what, when."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")

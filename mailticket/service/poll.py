@@ -1,0 +1,85 @@
+"""Polling use case: fetch what is new in a mailbox, ingest it batch by batch, and only then flag or move it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+
+from mailticket import imap
+from mailticket.clock import utcnow
+from mailticket.config import MailboxSettings, Settings
+from mailticket.db.models import MailboxState
+from mailticket.db.store import Store
+from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, Counts, ingest
+
+log = logging.getLogger(__name__)
+
+# Bytes fetched in one round trip at most, so memory does not grow with the mailbox.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+
+
+def poll_mailbox(
+    store: Store, settings: Settings, box: MailboxSettings, *,
+    connect: Callable[[MailboxSettings], imap.MailboxConnection] = imap.connect_with_backoff,
+    clock: Callable[[], datetime] = utcnow,
+) -> Counts:
+    """One pass over one mailbox; safe to interrupt anywhere, since the watermark commits with the messages."""
+    counts = Counts()
+    with connect(box) as conn:
+        uidvalidity = conn.select()
+        last_uid = _watermark(store, box, uidvalidity, clock())
+        # Messages committed by a pass that died before flagging or moving them.
+        conn.finish_leftovers(last_uid)
+        for batch in conn.batches(last_uid, batch_size=box.batch_size, max_batch_bytes=MAX_BATCH_BYTES):
+            batch_counts = Counts(fetched=len(batch))
+            with store.transaction() as session:
+                now = clock()
+                for fetched in batch:
+                    outcome = ingest(
+                        session, fetched.raw, settings=settings, received_at=fetched.internaldate, now=now,
+                        mailbox=box.name, folder=box.folder, uid=fetched.uid, queue=box.queue,
+                    )
+                    _count(batch_counts, outcome.result, outcome.autoreply)
+                state = session.scalar(
+                    select(MailboxState).where(MailboxState.mailbox == box.name, MailboxState.folder == box.folder)
+                )
+                state.last_uid = max(state.last_uid, max(f.uid for f in batch))
+                state.updated_at = now
+            # Only now that the batch is committed may the messages leave the inbox.
+            conn.finish([f.uid for f in batch])
+            counts.add(batch_counts)
+    log.info("polled mailbox %s: %s", box.name, counts)
+    return counts
+
+
+def _watermark(store: Store, box: MailboxSettings, uidvalidity: int, now: datetime) -> int:
+    """The last UID ingested; a new UIDVALIDITY starts over (duplicates are then found by Message-ID)."""
+    with store.transaction() as session:
+        state = session.scalar(
+            select(MailboxState).where(MailboxState.mailbox == box.name, MailboxState.folder == box.folder)
+        )
+        if state is None:
+            state = MailboxState(mailbox=box.name, folder=box.folder, uidvalidity=uidvalidity, last_uid=0,
+                                 updated_at=now)
+            session.add(state)
+        elif state.uidvalidity != uidvalidity:
+            log.warning("mailbox %s folder %s: UIDVALIDITY changed from %s to %s, fetching everything again",
+                        box.name, box.folder, state.uidvalidity, uidvalidity)
+            state.uidvalidity, state.last_uid, state.updated_at = uidvalidity, 0, now
+        return state.last_uid
+
+
+def _count(counts: Counts, result: str, autoreply: bool) -> None:
+    if result == CREATED:
+        counts.created += 1
+    elif result == APPENDED:
+        counts.appended += 1
+    elif result == DUPLICATE:
+        counts.duplicates += 1
+    elif result == QUARANTINED:
+        counts.quarantined += 1
+    if autoreply and result in (CREATED, APPENDED):
+        counts.autoreplies += 1
