@@ -1,8 +1,14 @@
-"""Loads the one TOML file into frozen settings; every error names the file, the key and the problem."""
+"""Loads the one TOML file into frozen settings; every error names the file, the key and the problem.
+
+The file is checked against SCHEMA (section -> key -> kind). Errors read `FILE: KEY problem.`, where
+KEY is dotted: `claims.ttl`, `mailbox "support".port`, or `mailbox[2].port` (counting from 1) when an
+entry has no usable name. config.example.toml documents every key.
+"""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import tomllib
@@ -137,25 +143,23 @@ class Settings:
 
 DEFAULT_CONFIG_PATH = Path("/etc/mailticket/config.toml")
 CONFIG_PATH_ENV = "MAILTICKET_CONFIG"
-
 DURATION_HINT = 'a duration string like "90s", "15m", "4h", "2d" or "1h30m"'
 _DURATION = re.compile(r"(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?")
 _UNIT_SECONDS = (86400, 3600, 60, 1)
-# Sizes: a bare integer is bytes; with a unit, kB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024.
+# Sizes: a bare integer is bytes; kB/MB/GB are powers of 1000, KiB/MiB/GiB powers of 1024.
 _SIZE = re.compile(r"(\d+)\s*([a-z]*)", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _EMAIL = re.compile(r"[^@\s<>\",;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _DOMAIN = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+")
-_LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d+)")
+_LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d{1,5})")
 _BASE_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 _DB_URL = re.compile(r"(sqlite|postgresql)(\+\w+)?://")
-_HOURS_SPAN = re.compile(r"\s*(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)\s*")
+_HOURS_SPAN = re.compile(r"\s*([01]\d|2[0-3]):([0-5]\d)\s*-\s*(\d\d):([0-5]\d)\s*")
 _ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
 SECURITY_MODES = ("tls", "starttls", "none")
-IMAP_PORTS = {"tls": 993, "starttls": 143, "none": 143}
-SMTP_PORTS = {"tls": 465, "starttls": 587, "none": 25}
+IMAP_PORTS = {"tls": 993, "starttls": 143, "none": 143}  # when [[mailbox]] port is absent
+SMTP_PORTS = {"tls": 465, "starttls": 587, "none": 25}  # when [smtp] port is absent
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 MIN_SECRET_KEY_LENGTH = 16
 
@@ -164,38 +168,39 @@ class _Invalid(Exception):
     """What is wrong with one value, phrased to follow its key: 'must be ...'."""
 
 
+def _ensure(ok: Any, problem: str) -> None:
+    if not ok:
+        raise _Invalid(problem)
+
+
 def _show(value: Any) -> str:
-    """A value as the admin wrote it in TOML, for error messages."""
+    """A value as the admin wrote it in TOML."""
     if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
+        return json.dumps(value, ensure_ascii=False)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _type_name(value: Any) -> str:
-    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
-                       (list, "an array"), (dict, "a table")):
-        if isinstance(value, kind):
-            return name
-    return "a date/time"
+    kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+             (list, "an array"), (dict, "a table"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "a date/time")
 
 
 def _expect(value: Any, kinds: type | tuple[type, ...], wanted: str) -> None:
     # TOML booleans are Python ints; a `true` where a number belongs is still a type error.
     if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
-        shown = f" ({_show(value)})" if not isinstance(value, (dict, list)) else ""
+        shown = "" if isinstance(value, (dict, list)) else f" ({_show(value)})"
         raise _Invalid(f"must be {wanted}, not {_type_name(value)}{shown}")
 
 
 def _duration_seconds(value: Any) -> float:
-    if not isinstance(value, str):
-        kind = "bare number" if isinstance(value, (int, float)) and not isinstance(value, bool) else _type_name(value)
-        raise _Invalid(f"must be {DURATION_HINT}, not {kind} {_show(value)} (the unit must be written)")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise _Invalid(f"must be {DURATION_HINT}, not the bare number {value} (write the unit)")
+    _expect(value, str, DURATION_HINT)
     match = _DURATION.fullmatch(value.strip())
-    if not value.strip() or not match:
-        raise _Invalid(f"must be {DURATION_HINT}, not {_show(value)}")
+    _ensure(value.strip() and match, f"must be {DURATION_HINT}, not {_show(value)}")
     seconds = sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS) if n)
-    if seconds <= 0:
-        raise _Invalid(f"must be longer than zero, not {_show(value)}")
+    _ensure(seconds > 0, f"must be longer than zero, not {_show(value)}")
     return float(seconds)
 
 
@@ -207,11 +212,10 @@ def parse_duration(text: str, *, key: str = "duration", path: str = "<config>") 
         raise ConfigError(f"{path}: {key} {problem}.") from None
 
 
-# Value kinds: each takes the raw TOML value and returns the setting, or raises _Invalid.
+# Value kinds: each takes a raw TOML value and returns the setting, or raises _Invalid.
 def _text(value: Any) -> str:
     _expect(value, str, "a string")
-    if not value.strip():
-        raise _Invalid("must not be empty")
+    _ensure(value.strip(), "must not be empty")
     return value
 
 
@@ -223,35 +227,30 @@ def _bool(value: Any) -> bool:
 def _integer(low: int, high: int | None = None) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         _expect(value, int, "an integer")
-        if value < low or (high is not None and value > high):
-            raise _Invalid(f"must be between {low} and {high}, not {value}" if high is not None
-                           else f"must be at least {low}, not {value}")
+        _ensure(low <= value <= (high or value), f"must be between {low} and {high}, not {value}" if high
+                else f"must be at least {low}, not {value}")
         return value
     return check
 
 
 def _days(value: Any) -> float:
     _expect(value, (int, float), "a number of days")
-    if value < 0:
-        raise _Invalid(f"must be 0 or more, not {value}")
+    _ensure(value >= 0, f"must be 0 or more, not {value}")
     return float(value)
 
 
 def _choice(*allowed: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         _expect(value, str, "one of " + ", ".join(allowed))
-        if value.lower() not in allowed:
-            raise _Invalid(f"must be one of {', '.join(allowed)}, not {_show(value)}")
+        _ensure(value.lower() in allowed, f"must be one of {', '.join(allowed)}, not {_show(value)}")
         return value.lower()
     return check
 
 
 def _matching(pattern: re.Pattern[str], wanted: str, *, lower: bool = False) -> Callable[[Any], str]:
     def check(value: Any) -> str:
-        text = _text(value).strip()
-        text = text.lower().lstrip("@") if lower else text
-        if not pattern.fullmatch(text):
-            raise _Invalid(f"must be {wanted}, not {_show(value)}")
+        text = _text(value).strip().lower().lstrip("@") if lower else _text(value).strip()
+        _ensure(pattern.fullmatch(text), f"must be {wanted}, not {_show(value)}")
         return text
     return check
 
@@ -259,18 +258,16 @@ def _matching(pattern: re.Pattern[str], wanted: str, *, lower: bool = False) -> 
 def _size(value: Any) -> int:
     _expect(value, (int, str), 'a size: bytes as an integer, or a string like "25MB" or "10MiB"')
     match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if isinstance(value, str) and not (match and match[2].lower() in _SIZE_UNITS):
-        raise _Invalid(f'must be a size like "25MB" (10^6 bytes) or "10MiB" (2^20 bytes), not {_show(value)}')
+    _ensure(isinstance(value, int) or (match and match[2].lower() in _SIZE_UNITS),
+            f'must be a size like "25MB" (10^6 bytes) or "10MiB" (2^20 bytes), not {_show(value)}')
     size = value if isinstance(value, int) else int(match[1]) * _SIZE_UNITS[match[2].lower()]
-    if size < 1:
-        raise _Invalid(f"must be at least 1 byte, not {_show(value)}")
+    _ensure(size >= 1, f"must be at least 1 byte, not {_show(value)}")
     return size
 
 
 def _listen(value: Any) -> str:
     text = _matching(_LISTEN, 'HOST:PORT, like "127.0.0.1:8025" or "[::1]:8025"')(value)
-    if not 1 <= int(_LISTEN.fullmatch(text)[2]) <= 65535:
-        raise _Invalid(f"has a port outside 1-65535: {_show(value)}")
+    _ensure(1 <= int(_LISTEN.fullmatch(text)[2]) <= 65535, f"has a port outside 1-65535: {_show(value)}")
     return text
 
 
@@ -280,39 +277,33 @@ def _base_url(value: Any) -> str:
 
 def _database_url(value: str) -> str:
     # The URL may hold a password, so the problem is described without echoing it.
-    if value.startswith("postgres://"):
-        raise _Invalid("must start with postgresql:// (SQLAlchemy does not accept postgres://)")
-    if not _DB_URL.match(value):
-        raise _Invalid('must be an SQLAlchemy URL starting with "sqlite:///" or "postgresql://"')
+    _ensure(not value.startswith("postgres://"), "must start with postgresql:// (SQLAlchemy refuses postgres://)")
+    _ensure(_DB_URL.match(value), 'must be an SQLAlchemy URL starting with "sqlite:///" or "postgresql://"')
     return value
 
 
 def _secret_key(value: str) -> str:
-    if len(value) < MIN_SECRET_KEY_LENGTH:
-        raise _Invalid(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long (try `openssl rand -hex 32`)")
+    _ensure(len(value) >= MIN_SECRET_KEY_LENGTH,
+            f"must be at least {MIN_SECRET_KEY_LENGTH} characters long (try `openssl rand -hex 32`)")
     return value
 
 
 def _subject_tag(value: Any) -> str:
     tag = _text(value)
-    if tag.count("{id}") != 1:
-        raise _Invalid(f'must contain {{id}} exactly once, like "[#{{id}}]", not {_show(value)}')
+    _ensure(tag.count("{id}") == 1, f'must contain {{id}} exactly once, like "[#{{id}}]", not {_show(value)}')
     rest = tag.replace("{id}", "")
-    if "{" in rest or "}" in rest:
-        raise _Invalid(f"must not contain braces other than {{id}}: {_show(value)}")
-    if not rest.strip():
-        # A bare number would make any number in a subject look like a ticket tag.
-        raise _Invalid(f'needs text around {{id}}, like "[#{{id}}]", not {_show(value)}')
+    _ensure("{" not in rest and "}" not in rest, f"must not contain braces other than {{id}}: {_show(value)}")
+    # A bare number would make any number in a subject look like a ticket tag.
+    _ensure(rest.strip(), f'needs text around {{id}}, like "[#{{id}}]", not {_show(value)}')
     return tag
 
 
 def _timezone(value: Any) -> str:
-    name = _text(value)
     try:
-        zoneinfo.ZoneInfo(name)
+        zoneinfo.ZoneInfo(_text(value))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise _Invalid(f'must be an IANA time zone name like "America/Sao_Paulo", not {_show(value)}') from None
-    return name
+    return value
 
 
 def _hours(value: Any) -> tuple[tuple[str, str], ...]:
@@ -321,17 +312,15 @@ def _hours(value: Any) -> tuple[tuple[str, str], ...]:
     spans = []
     for item in value:
         match = _HOURS_SPAN.fullmatch(item) if isinstance(item, str) else None
-        h1, m1, h2, m2 = map(int, match.groups()) if match else (99, 0, 0, 0)
-        start, end = h1 * 60 + m1, h2 * 60 + m2
-        if h1 > 23 or m1 > 59 or m2 > 59 or not start < end <= 24 * 60:
-            raise _Invalid(f"must be {wanted}, each ending after it starts on the same day "
-                           f"(split overnight hours across two days), and {_show(item)} is not")
-        spans.append((start, end, f"{h1:02}:{m1:02}", f"{h2:02}:{m2:02}"))
+        _ensure(match, f"must be {wanted}, and {_show(item)} is not one")
+        start, end = int(match[1]) * 60 + int(match[2]), int(match[3]) * 60 + int(match[4])
+        _ensure(start < end <= 24 * 60, f"has {_show(item)}, which does not end after it starts on the same "
+                "day (up to 24:00; split hours that cross midnight across two days)")
+        spans.append((start, end, "{}:{}-{}:{}".format(*match.groups())))
     spans.sort()
     for before, after in zip(spans, spans[1:]):
-        if after[0] < before[1]:
-            raise _Invalid(f"has overlapping hours: {before[2]}-{before[3]} and {after[2]}-{after[3]}")
-    return tuple((span[2], span[3]) for span in spans)
+        _ensure(after[0] >= before[1], f"has overlapping hours: {before[2]} and {after[2]}")
+    return tuple(tuple(span[2].split("-")) for span in spans)
 
 
 def _holidays(value: Any) -> tuple[str, ...]:
@@ -345,13 +334,9 @@ def _holidays(value: Any) -> tuple[str, ...]:
                 day = datetime.date.fromisoformat(item)
             except ValueError:
                 pass
-        if day is None:
-            raise _Invalid(f"must list dates as YYYY-MM-DD, and {_show(item)} is not a valid date")
+        _ensure(day, f"must list dates as YYYY-MM-DD, and {_show(item)} is not a valid date")
         days.add(day.isoformat())
     return tuple(sorted(days))
-
-
-_SECURITY = _choice(*SECURITY_MODES)
 
 
 class Key(NamedTuple):
@@ -362,38 +347,35 @@ class Key(NamedTuple):
     secret: bool = False
 
 
-def _reveal(value: str) -> str:
+_SECURITY = _choice(*SECURITY_MODES)
+_PORT = _integer(1, 65535)
+_DURATION_KEY = Key(_duration_seconds)
+
+
+def _any_secret(value: str) -> str:
     return value
 
 
-# The whole file: section -> key -> kind. Key names are the dataclass field names, except
-# [business_hours] mon..sun (-> weekly) and [log] level (-> Settings.log_level).
+# The whole file. Key names are the dataclass field names, except [business_hours] mon..sun
+# (-> weekly) and [log] level (-> Settings.log_level).
 SCHEMA: dict[str, dict[str, Key]] = {
     "database": {"url": Key(_database_url, secret=True)},
     "mailbox": {
-        "name": Key(_text, True), "host": Key(_text, True), "port": Key(_integer(1, 65535)),
-        "security": Key(_SECURITY), "username": Key(_text, True), "password": Key(_reveal, True, True),
-        "folder": Key(_text), "processed_folder": Key(_text),
+        "name": Key(_text, True), "host": Key(_text, True), "port": Key(_PORT), "security": Key(_SECURITY),
+        "username": Key(_text, True), "password": Key(_any_secret, True, True), "folder": Key(_text),
+        "processed_folder": Key(_text), "queue": Key(_text), "batch_size": Key(_integer(1, 10_000)),
         "address": Key(_matching(_EMAIL, 'an e-mail address like "support@example.com"'), True),
-        "queue": Key(_text), "batch_size": Key(_integer(1, 10_000)),
     },
-    "smtp": {
-        "host": Key(_text), "port": Key(_integer(1, 65535)), "security": Key(_SECURITY),
-        "username": Key(_text), "password": Key(_reveal, secret=True), "from_name": Key(_text),
-        "timeout": Key(_duration_seconds),
-    },
-    "web": {
-        "listen": Key(_listen), "base_url": Key(_base_url), "secret_key": Key(_secret_key, secret=True),
-        "session_cookie_secure": Key(_bool),
-    },
+    "smtp": {"host": Key(_text), "port": Key(_PORT), "security": Key(_SECURITY), "username": Key(_text),
+             "password": Key(_any_secret, secret=True), "from_name": Key(_text), "timeout": _DURATION_KEY},
+    "web": {"listen": Key(_listen), "base_url": Key(_base_url), "secret_key": Key(_secret_key, secret=True),
+            "session_cookie_secure": Key(_bool)},
     "tickets": {"subject_tag": Key(_subject_tag), "reopen_days": Key(_days), "subject_threading_days": Key(_days)},
-    "claims": {"ttl": Key(_duration_seconds), "heartbeat": Key(_duration_seconds)},
-    "scheduler": {f.name: Key(_duration_seconds) for f in fields(SchedulerSettings)},
-    "sla": {
-        "name": Key(_text, True), "first_response": Key(_duration_seconds), "resolution": Key(_duration_seconds),
-        "queue": Key(_text), "priority": Key(_text),
-        "sender_domain": Key(_matching(_DOMAIN, 'a domain like "partner.example"', lower=True)),
-    },
+    "claims": {"ttl": _DURATION_KEY, "heartbeat": _DURATION_KEY},
+    "scheduler": {f.name: _DURATION_KEY for f in fields(SchedulerSettings)},
+    "sla": {"name": Key(_text, True), "first_response": _DURATION_KEY, "resolution": _DURATION_KEY,
+            "queue": Key(_text), "priority": Key(_text),
+            "sender_domain": Key(_matching(_DOMAIN, 'a domain like "partner.example"', lower=True))},
     "business_hours": {"timezone": Key(_timezone), **{day: Key(_hours) for day in WEEKDAYS},
                        "holidays": Key(_holidays)},
     "autoreply": {"enabled": Key(_bool), "template": Key(_text), "max_per_sender_per_hour": Key(_integer(0))},
@@ -432,51 +414,44 @@ class _Reader:
                 raise self.error(f"unknown key {where}.{name}; [{section}] accepts {', '.join(allowed)}")
         values = {}
         for name, key in SCHEMA[section].items():
-            value = self.secret(raw, where, name, key.kind) if key.secret else raw.get(name, _ABSENT)
-            if value is _ABSENT:
-                if key.required:
-                    forms = f" (as {name}, {name}_env or {name}_file)" if key.secret else ""
-                    raise self.error(f"{where}.{name} is required{forms}")
-                continue
+            form = self.secret_form(raw, where, name) if key.secret else name
             try:
-                values[name] = value if key.secret else key.kind(value)
+                if form in raw:
+                    values[name] = key.kind(self.reveal(form, raw[form]) if key.secret else raw[form])
+                elif key.required:
+                    raise _Invalid("is required" + (f" (as {name}, {name}_env or {name}_file)" if key.secret else ""))
             except _Invalid as problem:
-                raise self.error(f"{where}.{name} {problem}") from None
+                raise self.error(f"{where}.{form} {problem}") from None
         return values
 
-    def secret(self, raw: dict[str, Any], where: str, name: str, kind: Callable[[str], str]) -> Any:
+    def secret_form(self, raw: dict[str, Any], where: str, name: str) -> str:
         given = [form for form in (name, f"{name}_env", f"{name}_file") if form in raw]
         if len(given) > 1:
             raise self.error(f"{where} sets both {given[0]} and {given[1]}; give only one of "
                              f"{name}, {name}_env or {name}_file")
-        if not given:
-            return _ABSENT
-        form, key = given[0], f"{where}.{given[0]}"
-        value = raw[form]
-        if not isinstance(value, str) or not value:
-            # Never echo the value: it may be the secret itself.
-            raise self.error(f"{key} must be a non-empty string, not {_type_name(value)}")
+        return given[0] if given else name
+
+    def reveal(self, form: str, value: Any) -> str:
+        """The secret itself, from the value, the environment variable or the file it names."""
+        # Never echo the value: it may be the secret itself.
+        _ensure(isinstance(value, str), f"must be a string, not {_type_name(value)}")
+        _ensure(value, "must not be empty")
+        origin: Any = None
         if form.endswith("_env"):
-            if value not in self.env:
-                raise self.error(f"{key} names the environment variable {value}, which is not set")
+            _ensure(value in self.env, f"names the environment variable {value}, which is not set")
             secret, origin = self.env[value], f"the environment variable {value}"
         elif form.endswith("_file"):
-            file = self.path.parent / value  # relative paths start at the config file's folder
+            origin = self.path.parent / value  # a relative path starts at the config file's folder
             try:
-                secret = file.read_text(encoding="utf-8")
+                secret = origin.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:
-                raise self.error(f"{key} names {file}, which cannot be read "
-                                 f"({getattr(err, 'strerror', None) or err})") from None
-            secret = secret[:-1] if secret.endswith("\n") else secret  # one newline, as `echo` leaves it
-            secret, origin = secret[:-1] if secret.endswith("\r") else secret, f"the file {file}"
+                raise _Invalid(f"names {origin}, which cannot be read ({getattr(err, 'strerror', 0) or err})") from None
+            # Drop one newline, as `echo secret > file` leaves it (CRLF too).
+            secret = secret.removesuffix("\n").removesuffix("\r") if secret.endswith("\n") else secret
         else:
-            secret, origin = value, "it"
-        if not secret:
-            raise self.error(f"{key} names {origin}, which is empty" if origin != "it" else f"{key} is empty")
-        try:
-            return kind(secret)
-        except _Invalid as problem:
-            raise self.error(f"{key} {problem}") from None
+            secret = value
+        _ensure(secret, f"names {origin}, which is empty")
+        return secret
 
     def entries(self, raw: Any, section: str) -> list[tuple[str, dict[str, Any]]]:
         if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
@@ -484,7 +459,6 @@ class _Reader:
         result, seen = [], set()
         for number, entry in enumerate(raw, 1):
             name = entry.get("name")
-            # Named entries are named in errors; unnamed ones by position, counting from 1.
             where = f'{section} "{name}"' if isinstance(name, str) and name.strip() else f"{section}[{number}]"
             values = self.table(entry, where, section)
             if values["name"] in seen:
@@ -494,11 +468,8 @@ class _Reader:
         return result
 
 
-_ABSENT = object()
-
-
 def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
-    """Reads and checks the TOML file at `path`; raises ConfigError naming file, key and problem."""
+    """Reads and checks the TOML file at `path` (secrets from `env`, default os.environ)."""
     path = Path(path)
     reader = _Reader(path, os.environ if env is None else env)
     try:
@@ -510,54 +481,43 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
         raise reader.error("is not valid TOML: the file is not UTF-8 text") from None
     except OSError as err:
         raise reader.error(f"cannot read the config file ({err.strerror or err})") from None
-    for name in raw:
+
+    sections: dict[str, Any] = {name: [] if name in ARRAY_SECTIONS else {} for name in SCHEMA}
+    for name, value in raw.items():  # in file order, so the first problem in the file is reported
         if name not in SCHEMA:
             raise reader.error(f"unknown section or key {name} at the top level; sections are "
                                + ", ".join(f"[[{s}]]" if s in ARRAY_SECTIONS else f"[{s}]" for s in SCHEMA))
-    tables = {name: reader.table(raw[name], name, name) if name in raw else {}
-              for name in SCHEMA if name not in ARRAY_SECTIONS}
+        sections[name] = reader.entries(value, name) if name in ARRAY_SECTIONS else reader.table(value, name, name)
 
-    mailboxes = []
-    for where, box in reader.entries(raw.get("mailbox", []), "mailbox"):
+    for where, box in sections["mailbox"]:
         box.setdefault("port", IMAP_PORTS[box.get("security", "tls")])
-        if "processed_folder" in box and box["processed_folder"] == box.get("folder", "INBOX"):
+        if box.get("processed_folder", "") == box.get("folder", "INBOX"):
             raise reader.error(f"{where}.processed_folder must differ from the folder it reads")
-        mailboxes.append(MailboxSettings(**box))
-
-    slas = []
-    for where, sla in reader.entries(raw.get("sla", []), "sla"):
+    for where, sla in sections["sla"]:
         if "first_response" not in sla and "resolution" not in sla:
             raise reader.error(f"{where} needs first_response, resolution or both")
-        slas.append(SlaSettings(**sla))
-
-    smtp = tables["smtp"]
+    smtp, web, claims, hours = sections["smtp"], sections["web"], sections["claims"], sections["business_hours"]
     smtp.setdefault("port", SMTP_PORTS[smtp.get("security", "starttls")])
     if ("username" in smtp) != ("password" in smtp):
         raise reader.error("smtp.username and smtp.password (or password_env/password_file) "
                            "must be given together or not at all")
-
-    web = tables["web"]
     web.setdefault("session_cookie_secure", web.get("base_url", WebSettings.base_url).startswith("https://"))
-
-    claims = ClaimSettings(**tables["claims"])
-    if claims.heartbeat >= claims.ttl:
-        raise reader.error(f"claims.heartbeat ({claims.heartbeat:g}s) must be shorter than "
-                           f"claims.ttl ({claims.ttl:g}s), or claims expire while being renewed")
-
-    hours = None
-    if "business_hours" in raw:
-        table = tables["business_hours"]
-        weekly = {day: table.pop(name) for day, name in enumerate(WEEKDAYS) if table.get(name)}
-        for name in WEEKDAYS:
-            table.pop(name, None)
-        if not weekly:
-            raise reader.error("business_hours needs opening hours on at least one day (mon ... sun)")
-        hours = BusinessHoursSettings(weekly=weekly, **table)
+    ttl, heartbeat = claims.get("ttl", ClaimSettings.ttl), claims.get("heartbeat", ClaimSettings.heartbeat)
+    if heartbeat >= ttl:
+        raise reader.error(f"claims.heartbeat ({heartbeat:g}s) must be shorter than claims.ttl ({ttl:g}s), "
+                           "or claims expire while being renewed")
+    weekly = {day: hours.pop(name) for day, name in enumerate(WEEKDAYS) if name in hours}
+    if "business_hours" in raw and not any(weekly.values()):
+        raise reader.error("business_hours needs opening hours on at least one day (mon ... sun)")
 
     return Settings(
-        path=path, database=DatabaseSettings(**tables["database"]), mailboxes=tuple(mailboxes),
-        smtp=SmtpSettings(**smtp), web=WebSettings(**web), tickets=TicketSettings(**tables["tickets"]),
-        claims=claims, scheduler=SchedulerSettings(**tables["scheduler"]), sla=tuple(slas),
-        business_hours=hours, autoreply=AutoreplySettings(**tables["autoreply"]),
-        limits=LimitSettings(**tables["limits"]), log_level=tables["log"].get("level", Settings.log_level),
+        path=path, database=DatabaseSettings(**sections["database"]),
+        mailboxes=tuple(MailboxSettings(**box) for _, box in sections["mailbox"]),
+        smtp=SmtpSettings(**smtp), web=WebSettings(**web), tickets=TicketSettings(**sections["tickets"]),
+        claims=ClaimSettings(**claims), scheduler=SchedulerSettings(**sections["scheduler"]),
+        sla=tuple(SlaSettings(**sla) for _, sla in sections["sla"]),
+        business_hours=BusinessHoursSettings(weekly={d: h for d, h in weekly.items() if h}, **hours)
+        if "business_hours" in raw else None,
+        autoreply=AutoreplySettings(**sections["autoreply"]), limits=LimitSettings(**sections["limits"]),
+        log_level=sections["log"].get("level", Settings.log_level),
     )

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+
+from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
 
 from mailticket.config import MailboxSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0  # seconds, for connecting and for each socket read
+SECURITY_MODES = ("tls", "starttls", "none")
+# imapclient writes UID sets out in full ("7,8,9", never "7:9") and cannot take a "7:*" range,
+# and Dovecot refuses command lines over 64 KiB; RFC 7162 asks clients to stay near 8 KiB,
+# which is about 1,000 seven-digit UIDs. Longer lists are split into several commands.
+MAX_UIDS_PER_COMMAND = 1_000
+SIZE = b"RFC822.SIZE"
+BODY = b"BODY[]"  # the server answers BODY.PEEK[] under this name
+INTERNALDATE = b"INTERNALDATE"
+BODY_AND_DATE = ["BODY.PEEK[]", "INTERNALDATE"]  # PEEK: fetching must never set \Seen
+SEEN = b"\\Seen"
+DELETED = b"\\Deleted"
+
+
+class MailboxError(Exception):
+    """An IMAP failure, in one sentence naming the mailbox; `transient` says whether retrying may help."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -16,21 +46,212 @@ class Fetched:
     raw: bytes
 
 
+def plan_batches(sizes: Sequence[tuple[int, int]], *, batch_size: int, max_batch_bytes: int) -> list[list[int]]:
+    """Splits (uid, size) pairs, in order, into UID lists of at most batch_size messages and
+    max_batch_bytes bytes; a message larger than max_batch_bytes gets a batch of its own."""
+    if batch_size < 1 or max_batch_bytes < 1:
+        raise ValueError("batch_size and max_batch_bytes must be positive")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for uid, size in sizes:
+        if current and (len(current) >= batch_size or current_bytes + size > max_batch_bytes):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(uid)
+        current_bytes += size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _chunks(uids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(uids), size):
+        yield uids[start:start + size]
+
+
+def _utc(value: datetime) -> datetime:
+    # normalise_times=False makes imapclient keep the server's offset; a naive value would mean local time.
+    return value.astimezone(timezone.utc)
+
+
 class MailboxConnection:
     """One logged-in IMAP connection to one mailbox folder."""
 
-    def __init__(self, settings: MailboxSettings, *, timeout: float = 30.0) -> None:
-        raise NotImplementedError
+    def __init__(self, settings: MailboxSettings, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.settings = settings
+        self._client: IMAPClient | None = None
+        self._processed_folder_exists = False
+        with self._errors("connecting"):
+            self._client = self._open(timeout)
 
-    def __enter__(self) -> "MailboxConnection": ...
+    def _open(self, timeout: float) -> IMAPClient:
+        settings = self.settings
+        if settings.security not in SECURITY_MODES:
+            raise MailboxError(f"{self._where}: security must be one of {', '.join(SECURITY_MODES)}, "
+                               f"not {settings.security!r}")
+        context = ssl.create_default_context()
+        client = IMAPClient(settings.host, settings.port, ssl=settings.security == "tls",
+                            ssl_context=context if settings.security == "tls" else None, timeout=timeout)
+        try:
+            if settings.security == "starttls":
+                if not client.has_capability("STARTTLS"):
+                    # Logging in anyway would send the password in clear text.
+                    raise MailboxError(f"{self._where}: security is starttls but the server offers no STARTTLS")
+                client.starttls(context)
+            client.login(settings.username, settings.password)
+        except BaseException:
+            _shutdown_quietly(client)
+            raise
+        client.normalise_times = False
+        return client
 
-    def __exit__(self, *exc) -> None: ...
+    @property
+    def _where(self) -> str:
+        s = self.settings
+        return f"mailbox {s.name!r} ({s.username}@{s.host}:{s.port})"
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turns socket and IMAP errors into a MailboxError that names the mailbox and the step."""
+        try:
+            yield
+        except MailboxError:
+            raise
+        except LoginError as exc:
+            raise MailboxError(f"{self._where}: login refused: {exc}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            # A certificate that does not verify will not verify on the next attempt either.
+            raise MailboxError(f"{self._where}: {doing} failed, TLS certificate rejected: {exc}") from exc
+        except (OSError, IMAPClient.AbortError) as exc:
+            raise MailboxError(f"{self._where}: {doing} failed, server unreachable or connection lost: {exc}",
+                               transient=True) from exc
+        except IMAPClient.Error as exc:
+            raise MailboxError(f"{self._where}: {doing} failed: {exc}") from exc
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise MailboxError(f"{self._where}: connection is closed")
+        return self._client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except (OSError, IMAPClient.Error):
+            # The connection is often already gone (that may be why we are closing); nothing left to tidy.
+            _shutdown_quietly(client)
+
+    def __enter__(self) -> "MailboxConnection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def select(self) -> int:
         """Selects the folder (read-write) and returns its UIDVALIDITY."""
+        folder = self.settings.folder
+        with self._errors(f"selecting folder {folder!r}"):
+            info = self.client.select_folder(folder, readonly=False)
+        if info.get(b"READ-ONLY"):
+            raise MailboxError(f"{self._where}: folder {folder!r} opened read-only, so mail could not be "
+                               "moved or flagged after ingest")
+        return int(info[b"UIDVALIDITY"])
 
     def batches(self, after_uid: int, *, batch_size: int, max_batch_bytes: int) -> Iterator[list[Fetched]]:
         """Messages with UID > after_uid, ascending, in batches: one FETCH round trip per batch."""
+        batch_size = min(batch_size, MAX_UIDS_PER_COMMAND)
+        with self._errors("listing new messages"):
+            # "UID n:*" always matches the highest UID even when it is below n (RFC 3501 6.4.8).
+            uids = sorted(uid for uid in self.client.search(["UID", f"{after_uid + 1}:*"]) if uid > after_uid)
+            # Sizes first, so that a batch is bounded in bytes and memory stays flat however big the backlog.
+            sizes: list[tuple[int, int]] = []
+            for chunk in _chunks(uids, MAX_UIDS_PER_COMMAND):
+                reply = self.client.fetch(chunk, [SIZE])
+                sizes.extend((uid, reply[uid][SIZE]) for uid in chunk if SIZE in reply.get(uid, {}))
+        for batch in plan_batches(sizes, batch_size=batch_size, max_batch_bytes=max_batch_bytes):
+            with self._errors(f"fetching {len(batch)} messages from UID {batch[0]}"):
+                reply = self.client.fetch(batch, BODY_AND_DATE)
+            # A UID missing from the reply was expunged by someone else since the listing: nothing to ingest.
+            fetched = [Fetched(uid, _utc(reply[uid][INTERNALDATE]), reply[uid][BODY])
+                       for uid in batch if BODY in reply.get(uid, {})]
+            if fetched:
+                yield fetched
 
     def finish(self, uids: Sequence[int]) -> None:
         """After the commit: move to processed_folder when set, else set \\Seen."""
+        uids = sorted(set(uids))
+        if not uids:
+            return
+        target = self.settings.processed_folder
+        if target:
+            self._ensure_processed_folder(target)
+        for chunk in _chunks(uids, MAX_UIDS_PER_COMMAND):
+            if target:
+                with self._errors(f"moving {len(chunk)} messages to {target!r}"):
+                    self._move(chunk, target)
+            else:
+                with self._errors(f"flagging {len(chunk)} messages seen"):
+                    self.client.add_flags(chunk, [SEEN], silent=True)
+
+    def _move(self, uids: Sequence[int], target: str) -> None:
+        client = self.client
+        if client.has_capability("MOVE"):
+            client.move(uids, target)
+            return
+        client.copy(uids, target)
+        client.add_flags(uids, [DELETED], silent=True)
+        # A plain EXPUNGE would also purge what a person flagged \Deleted; without UIDPLUS the
+        # originals stay flagged until a mail client expunges them (the watermark skips them).
+        if client.has_capability("UIDPLUS"):
+            client.uid_expunge(uids)
+
+    def _ensure_processed_folder(self, target: str) -> None:
+        if self._processed_folder_exists:
+            return
+        with self._errors(f"creating folder {target!r}"):
+            if not self.client.folder_exists(target):
+                try:
+                    self.client.create_folder(target)
+                except IMAPClient.Error:
+                    # Another instance may have created it a moment ago; only a still-missing folder is an error.
+                    if not self.client.folder_exists(target):
+                        raise
+        self._processed_folder_exists = True
+
+
+def _shutdown_quietly(client: IMAPClient) -> None:
+    try:
+        client.shutdown()
+    except (OSError, IMAPClient.Error):
+        pass  # the socket is already closed
+
+
+def connect_with_backoff(
+    settings: MailboxSettings,
+    *,
+    attempts: int = 5,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    sleep: Callable[[float], None] = time.sleep,
+) -> MailboxConnection:
+    """A logged-in connection; transient failures are retried after base_delay, 2x, 4x... up to max_delay.
+
+    A refused login or a broken setting is raised at once: repeating it would only lock the account.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return MailboxConnection(settings, timeout=timeout)
+        except MailboxError as exc:
+            if not exc.transient:
+                raise
+            if attempt == attempts:
+                raise MailboxError(f"{exc} (gave up after {attempts} attempts)", transient=True) from exc
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1))
+            log.warning("%s; retrying in %.1f s (attempt %d of %d)", exc, delay, attempt, attempts)
+            sleep(delay)
+    raise ValueError("attempts must be at least 1")

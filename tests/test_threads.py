@@ -161,7 +161,9 @@ def test_a_participant_quoting_the_tag_joins_that_ticket():
 
 
 def test_a_stranger_quoting_a_ticket_tag_gets_a_new_ticket():
-    lookup = FakeLookup(participants={12: {CUSTOMER}}, subjects={(CUSTOMER, "printer on fire"): [(12, NOW)]})
+    lookup = FakeLookup(
+        participants={12: {CUSTOMER}}, subjects={(CUSTOMER, "printer on fire"): [(12, NOW)]}
+    )
     result = run(lookup, from_addr=STRANGER, subject="Fwd: [#12] Printer on fire")
     assert result == Match(NEW, None)
     assert asked(lookup, "takes_part") == [(12, STRANGER)]
@@ -199,7 +201,8 @@ def test_subject_rule_ignores_tickets_older_than_the_window():
 
 
 @pytest.mark.parametrize(
-    "subject", ["Hello", "RE: help!", "Pedido", "Olá", "(no subject)", "Sem assunto", "", "Re:", "[#4]", "?!"]
+    "subject",
+    ["Hello", "RE: help!", "Pedido", "Olá", "(no subject)", "Sem assunto", "", "Re:", "[#4]", "?!"],
 )
 def test_generic_subjects_never_thread_by_subject(subject):
     lookup = FakeLookup(subjects={(CUSTOMER, subject_key(subject)): [(3, NOW)]})
@@ -216,6 +219,7 @@ def test_mail_without_a_sender_never_threads_by_subject():
 def test_a_window_of_zero_days_switches_the_subject_rule_off():
     lookup = FakeLookup(subjects={(CUSTOMER, "printer on fire"): [(3, NOW)]})
     assert run(lookup, subject_threading_days=0) == Match(NEW, None)
+    assert asked(lookup, "ticket_by_subject") == []
 
 
 def test_a_new_message_asks_each_rule_once_in_order():
@@ -315,9 +319,17 @@ def test_a_tag_is_found_whatever_the_case_of_its_letters():
     assert TicketTag("[Ticket-{id}]").find("RE: [TICKET-41] printer") == 41
 
 
-@pytest.mark.parametrize("subject", ["Printer", "[# 7]", "[#]", "[#7", "#7", "[#x7]", "[#" + "9" * 30 + "]"])
+@pytest.mark.parametrize(
+    "subject", ["Printer", "[# 7]", "[#]", "[#7", "#7", "[#x7]", "[#" + "9" * 30 + "]"]
+)
 def test_things_that_are_not_the_tag_are_not_found(subject):
     assert TicketTag().find(subject) is None
+
+
+def test_a_template_without_a_closing_part_reads_the_whole_number():
+    tag = TicketTag("Ticket #{id}")
+    assert tag.find("Re: ticket #1234 printer") == 1234
+    assert tag.find("Re: Ticket #" + "9" * 30) is None
 
 
 def test_regex_characters_in_a_template_are_taken_literally():

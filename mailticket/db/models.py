@@ -128,6 +128,8 @@ class Message(Base):
     mailbox: Mapped[str | None] = mapped_column(String(64), nullable=True)
     defects: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, nullable=True))
+    # The operator who wrote an outbound message or a note.
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
 
     attachments: Mapped[list[Attachment]] = relationship(
         order_by="Attachment.id", lazy="selectin", cascade="all, delete-orphan"
@@ -200,3 +202,67 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(320), default="")
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # sha256 of the API token: the token itself is shown once and never stored.
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.username
+
+
+class Claim(Base):
+    """The claim on a ticket: one row per ticket (the primary key is the constraint), free when operator_id is NULL."""
+
+    __tablename__ = "claims"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True, index=True)
+    token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Fencing counter: grows with every new claim, so a stale holder's token can never match again.
+    fence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Start of the current holding period, for handle time.
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+
+    operator: Mapped[Operator | None] = relationship(lazy="joined")
+
+
+# Outbox statuses.
+QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+
+
+class Outbox(Base):
+    """Outbound mail waiting to be sent; the message row holds the content and its fixed Message-ID."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="reply")  # reply | ack | notification
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    recipients: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # While a sender works on the row: another instance may take it only after this time.
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)

@@ -18,7 +18,6 @@ from mailticket.db.models import (
     RESOLVED,
     Attachment,
     Customer,
-    Event,
     Message,
     Participant,
     Quarantine,
@@ -26,6 +25,7 @@ from mailticket.db.models import (
 )
 from mailticket.mail.loops import classify
 from mailticket.mail.parse import Inbound, parse
+from mailticket.service.history import record
 
 # Defects after which the message body cannot be trusted to be what the sender wrote.
 FATAL_DEFECTS = ("StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect")
@@ -70,7 +70,7 @@ class SessionLookup:
             rows = self.session.execute(
                 select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids))
             )
-            self._known = dict(rows.tuples())
+            self._known = {message_id: ticket_id for message_id, ticket_id in rows}
 
     def message_exists(self, message_id: str) -> bool:
         return message_id in self._known
@@ -150,9 +150,10 @@ def _store(
     lookup = SessionLookup(session)
     lookup.prefetch([msg.message_id, *msg.in_reply_to, *msg.references[-MAX_REFERENCES:]])
     tickets = settings.tickets
+    tag = threads.TicketTag(tickets.subject_tag)
     found = threads.match(
         message_id=msg.message_id, in_reply_to=msg.in_reply_to, references=msg.references,
-        from_addr=msg.from_addr, subject=msg.subject, lookup=lookup, tag=threads.TicketTag(tickets.subject_tag),
+        from_addr=msg.from_addr, subject=msg.subject, lookup=lookup, tag=tag,
         now=received_at, subject_threading_days=tickets.subject_threading_days,
     )
     if found.rule == threads.DUPLICATE:
@@ -165,15 +166,16 @@ def _store(
         action = threads.follow_up(ticket.status, ticket.resolved_at, now, tickets.reopen_days)
         if action == "reopen":
             ticket.status, ticket.resolved_at = OPEN, None
-            _event(session, ticket, "reopened", now, detail=f"new mail from {msg.from_addr}")
+            record(session, ticket.id, "reopened", now, detail=f"new mail from {msg.from_addr}")
         elif action == "new-linked":
             old = ticket
-            ticket = _new_ticket(session, msg, received_at=received_at, now=now, mailbox=mailbox, queue=old.queue)
+            ticket = _new_ticket(session, msg, received_at=received_at, now=now, mailbox=mailbox, queue=old.queue,
+                                 tag=tag)
             ticket.follows_ticket_id = old.id
-            _event(session, ticket, "follow-up", now, detail=f"follows resolved ticket {old.id}")
+            record(session, ticket.id, "follow-up", now, detail=f"follows resolved ticket {old.id}")
             matched_by, result = threads.NEW, CREATED
     if ticket is None:
-        ticket = _new_ticket(session, msg, received_at=received_at, now=now, mailbox=mailbox, queue=queue)
+        ticket = _new_ticket(session, msg, received_at=received_at, now=now, mailbox=mailbox, queue=queue, tag=tag)
         result = CREATED
     _add_message(session, ticket, raw, msg, matched_by=matched_by, loop=loop, received_at=received_at,
                  mailbox=mailbox, max_attachment=settings.limits.max_attachment_bytes)
@@ -185,12 +187,13 @@ def _store(
     if loop is None and ticket.status != RESOLVED and ticket.status != OPEN and result == APPENDED:
         # The customer answered a ticket pending on them: it needs the operators again.
         ticket.status = OPEN
-        _event(session, ticket, "status", now, detail="pending -> open (customer answered)")
+        record(session, ticket.id, "status", now, detail="pending -> open (customer answered)")
     return Outcome(result, ticket.id, autoreply=loop is not None)
 
 
 def _new_ticket(
-    session: Session, msg: Inbound, *, received_at: datetime, now: datetime, mailbox: str | None, queue: str
+    session: Session, msg: Inbound, *, received_at: datetime, now: datetime, mailbox: str | None, queue: str,
+    tag: threads.TicketTag,
 ) -> Ticket:
     address = msg.from_addr or "unknown@invalid"
     customer = session.scalar(select(Customer).where(Customer.address == address))
@@ -200,13 +203,13 @@ def _new_ticket(
     elif not customer.name and msg.from_name:
         customer.name = msg.from_name
     ticket = Ticket(
-        subject=msg.subject, subject_key=threads.subject_key(msg.subject)[:255], status=OPEN, queue=queue,
+        subject=msg.subject, subject_key=threads.subject_key(msg.subject, tag=tag), status=OPEN, queue=queue,
         priority="normal", mailbox=mailbox, customer=customer, created_at=received_at, updated_at=now,
         last_message_at=received_at, waiting_since=None, handle_seconds=0.0,
     )
     session.add(ticket)
     session.flush()
-    _event(session, ticket, "created", now, detail=f"from {address}")
+    record(session, ticket.id, "created", now, detail=f"from {address}")
     return ticket
 
 
@@ -232,11 +235,6 @@ def _add_message(
     if msg.from_addr and session.get(Participant, (ticket.id, msg.from_addr)) is None:
         session.add(Participant(ticket_id=ticket.id, address=msg.from_addr))
     return message
-
-
-def _event(session: Session, ticket: Ticket, kind: str, now: datetime, *, actor: str | None = None,
-           detail: str = "") -> None:
-    session.add(Event(ticket_id=ticket.id, at=now, kind=kind, actor=actor, detail=detail))
 
 
 def _clean(text: str) -> str:

@@ -1,0 +1,140 @@
+"""Operator actions on a ticket: reply (fenced by the claim), internal note, status, priority, queue, customer notes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailticket.config import Settings
+from mailticket.db.models import IN, NOTE, OUT, QUEUED, RESOLVED, STATUSES, Customer, Message, Operator, Outbox, Ticket
+from mailticket.mail import compose
+from mailticket.service.claims import TicketNotFound, db_now, take_for_reply
+from mailticket.service.history import record
+from mailticket.threads import TicketTag
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+MAX_BODY_CHARS = 100_000
+
+
+class ActionError(ValueError):
+    """A refused action, with the reason in words (a 4xx for the web and the API)."""
+
+
+def get_ticket(session: Session, ticket_id: int) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise TicketNotFound(ticket_id)
+    return ticket
+
+
+def reply(
+    session: Session, settings: Settings, ticket_id: int, operator: Operator, body: str, claim_token: str | None,
+    *, keep_claim: bool = False, status: str | None = None, now: datetime | None = None,
+) -> Message:
+    """Queues a reply to the customer; refused with ClaimLost unless the live claim is held with this token."""
+    body = body.replace("\x00", "")
+    if not body.strip():
+        raise ActionError("the reply is empty")
+    if len(body) > MAX_BODY_CHARS:
+        raise ActionError(f"the reply is longer than {MAX_BODY_CHARS} characters")
+    if status is not None and status not in STATUSES:
+        raise ActionError(f"unknown status {status!r}")
+    now = now or db_now(session)
+    ticket = get_ticket(session, ticket_id)
+    take_for_reply(session, ticket_id, operator, claim_token, keep=keep_claim, now=now)
+    last_in = session.scalar(
+        select(Message).where(Message.ticket_id == ticket_id, Message.direction == IN)
+        .order_by(Message.received_at.desc(), Message.id.desc()).limit(1)
+    )
+    address = _mailbox_address(settings, ticket)
+    references = (last_in.references.split() if last_in and last_in.references else [])
+    outgoing = compose.build(
+        from_address=address, from_name=settings.smtp.from_name, to=[ticket.customer.address],
+        subject=compose.reply_subject(ticket.subject, TicketTag(settings.tickets.subject_tag).render(ticket.id)),
+        body=body, date=now, ticket_id=ticket.id, in_reply_to=last_in.message_id if last_in else None,
+        references=references,
+    )
+    message = Message(
+        ticket_id=ticket.id, direction=OUT, message_id=outgoing.message_id, from_addr=address,
+        from_name=operator.display_name, to_addrs=ticket.customer.address, subject=outgoing.subject, date=now,
+        received_at=now, text=body, matched_by=None, raw=outgoing.raw, operator_id=operator.id,
+        in_reply_to=last_in.message_id if last_in else "", references=" ".join(references),
+    )
+    session.add(message)
+    session.flush()
+    session.add(Outbox(message_id=message.id, ticket_id=ticket.id, kind="reply", status=QUEUED,
+                       recipients=ticket.customer.address, attempts=0, next_attempt_at=now, created_at=now))
+    # The customer has an answer on its way; the ticket no longer waits on us.
+    ticket.waiting_since = None
+    ticket.updated_at = now
+    record(session, ticket.id, "replied", now, operator, f"message {outgoing.message_id}")
+    if status is not None and status != ticket.status:
+        set_status(session, ticket.id, status, operator, now=now)
+    return message
+
+
+def add_note(session: Session, ticket_id: int, operator: Operator, body: str, now: datetime | None = None) -> Message:
+    """An internal note: never sent, never a response (SPEC §7)."""
+    body = body.replace("\x00", "")
+    if not body.strip():
+        raise ActionError("the note is empty")
+    now = now or db_now(session)
+    ticket = get_ticket(session, ticket_id)
+    note = Message(ticket_id=ticket.id, direction=NOTE, message_id=compose.new_message_id("note@mailticket.invalid"),
+                   from_addr=operator.email or operator.username, from_name=operator.display_name,
+                   subject="", received_at=now, date=now, text=body, operator_id=operator.id)
+    session.add(note)
+    record(session, ticket.id, "note", now, operator)
+    return note
+
+
+def set_status(session: Session, ticket_id: int, status: str, operator: Operator | None,
+               now: datetime | None = None) -> Ticket:
+    if status not in STATUSES:
+        raise ActionError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    now = now or db_now(session)
+    ticket = get_ticket(session, ticket_id)
+    if ticket.status == status:
+        return ticket
+    record(session, ticket.id, "status", now, operator, f"{ticket.status} -> {status}")
+    ticket.status = status
+    ticket.resolved_at = now if status == RESOLVED else None
+    ticket.updated_at = now
+    return ticket
+
+
+def set_field(session: Session, ticket_id: int, field: str, value: str, operator: Operator,
+              now: datetime | None = None) -> Ticket:
+    """Changes priority or queue."""
+    value = value.strip()
+    if field == "priority" and value not in PRIORITIES:
+        raise ActionError(f"unknown priority {value!r}; use one of {', '.join(PRIORITIES)}")
+    if field == "queue" and not (0 < len(value) <= 64):
+        raise ActionError("a queue name has 1 to 64 characters")
+    if field not in ("priority", "queue"):
+        raise ActionError(f"cannot change {field!r}")
+    now = now or db_now(session)
+    ticket = get_ticket(session, ticket_id)
+    old = getattr(ticket, field)
+    if old != value:
+        setattr(ticket, field, value)
+        ticket.updated_at = now
+        record(session, ticket.id, field, now, operator, f"{old} -> {value}")
+    return ticket
+
+
+def set_customer_notes(session: Session, customer_id: int, notes: str) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise ActionError(f"no customer {customer_id}")
+    customer.notes = notes.replace("\x00", "")[:MAX_BODY_CHARS]
+    return customer
+
+
+def _mailbox_address(settings: Settings, ticket: Ticket) -> str:
+    for box in settings.mailboxes:
+        if box.name == ticket.mailbox:
+            return box.address
+    return settings.mailboxes[0].address if settings.mailboxes else "support@localhost"

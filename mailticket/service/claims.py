@@ -1,0 +1,187 @@
+"""Claim use cases: each change is one conditional statement whose row count says who won (SPEC §6)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailticket.claims import ClaimConflict, ClaimView, NotHolder, conflict, lost
+from mailticket.clock import utcnow
+from mailticket.db.models import Claim, Operator, Ticket
+from mailticket.service.history import record
+
+# A claim lost to a concurrent writer between our read and our write is looked at again this often.
+CLAIM_ATTEMPTS = 3
+
+
+class TicketNotFound(LookupError):
+    pass
+
+
+def db_now(session: Session) -> datetime:
+    """The one clock claims are judged by: the database's on PostgreSQL (shared by every host), else ours."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(select(func.now()))
+    return utcnow()
+
+
+def read_claim(session: Session, ticket_id: int) -> ClaimView | None:
+    row = session.execute(
+        select(Claim.ticket_id, Claim.operator_id, Operator.name, Operator.username, Claim.token, Claim.fence,
+               Claim.claimed_at, Claim.expires_at)
+        .outerjoin(Operator, Operator.id == Claim.operator_id)
+        .where(Claim.ticket_id == ticket_id)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if row is None:
+        return None
+    return ClaimView(row.ticket_id, row.operator_id, row.name or row.username, row.token, row.fence,
+                     row.claimed_at, row.expires_at)
+
+
+def claim(session: Session, ticket_id: int, operator: Operator, ttl: float, now: datetime | None = None) -> ClaimView:
+    """Takes the ticket for `operator`; raises ClaimConflict naming the holder when someone else has it."""
+    now = now or db_now(session)
+    if session.get(Ticket, ticket_id) is None:
+        raise TicketNotFound(ticket_id)
+    expires = now + timedelta(seconds=ttl)
+    for _ in range(CLAIM_ATTEMPTS):
+        view = read_claim(session, ticket_id)
+        if view is not None and view.live(now):
+            if view.holder_id == operator.id:
+                return renew(session, ticket_id, operator, view.token, ttl, now)
+            raise conflict(view)
+        token = secrets.token_urlsafe(24)
+        values = dict(operator_id=operator.id, token=token, claimed_at=now, expires_at=expires)
+        if view is None:
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            stmt = insert(Claim).values(ticket_id=ticket_id, fence=1, **values).on_conflict_do_nothing()
+        else:
+            stmt = (
+                update(Claim)
+                .where(Claim.ticket_id == ticket_id, Claim.fence == view.fence,
+                       or_(Claim.operator_id.is_(None), Claim.expires_at <= now))
+                .values(fence=view.fence + 1, **values)
+            )
+        if session.execute(stmt).rowcount == 1:
+            if view is not None and view.expired(now):
+                record(session, ticket_id, "expired", view.expires_at, view.holder_name,
+                       f"taken over by {operator.username}")
+            record(session, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
+            fence = (view.fence + 1) if view is not None else 1
+            return ClaimView(ticket_id, operator.id, operator.display_name, token, fence, now, expires)
+        # Another process got there first: look again, and report whoever holds it now.
+    view = read_claim(session, ticket_id)
+    if view is not None and view.live(now):
+        raise conflict(view)
+    raise ClaimConflict("the ticket is being claimed by someone else right now; try again")
+
+
+def renew(session: Session, ticket_id: int, operator: Operator, token: str | None, ttl: float,
+          now: datetime | None = None) -> ClaimView:
+    """Extends a live claim held with `token`; raises ClaimLost when it is gone."""
+    now = now or db_now(session)
+    expires = now + timedelta(seconds=ttl)
+    stmt = (
+        update(Claim)
+        .where(Claim.ticket_id == ticket_id, Claim.operator_id == operator.id, Claim.token == token,
+               Claim.expires_at > now)
+        .values(expires_at=expires)
+    )
+    if session.execute(stmt).rowcount != 1:
+        raise lost(read_claim(session, ticket_id), operator.id, now)
+    record(session, ticket_id, "renewed", now, operator.username, f"until {expires.isoformat()}")
+    return read_claim(session, ticket_id)
+
+
+def release(session: Session, ticket_id: int, operator: Operator, *, now: datetime | None = None,
+            kind: str = "released") -> None:
+    """Ends the caller's live claim and adds its period to the handle time; NotHolder when it is not theirs."""
+    now = now or db_now(session)
+    view = read_claim(session, ticket_id)
+    if view is None or not view.held_by(operator.id, now):
+        if session.get(Ticket, ticket_id) is None:
+            raise TicketNotFound(ticket_id)
+        raise NotHolder("you do not hold a claim on this ticket", holder=view.holder_name if view else None,
+                        expires_at=view.expires_at if view else None)
+    if not _end(session, view, now):
+        raise lost(read_claim(session, ticket_id), operator.id, now)
+    _add_handle_time(session, ticket_id, view.claimed_at, now)
+    record(session, ticket_id, kind, now, operator.username)
+
+
+def break_claim(session: Session, ticket_id: int, admin: Operator, now: datetime | None = None) -> None:
+    """An admin ends someone's claim; the broken period is not handle time (no reply or release ended it)."""
+    now = now or db_now(session)
+    if not admin.is_admin:
+        raise NotHolder("only an admin may break another operator's claim")
+    view = read_claim(session, ticket_id)
+    if view is None or view.holder_id is None:
+        if session.get(Ticket, ticket_id) is None:
+            raise TicketNotFound(ticket_id)
+        return
+    if _end(session, view, now):
+        record(session, ticket_id, "broken", now, admin.username, f"claim of {view.holder_name}")
+
+
+def take_for_reply(session: Session, ticket_id: int, operator: Operator, token: str | None, *, keep: bool,
+                   now: datetime | None = None) -> None:
+    """The fencing check of a reply, in the reply's transaction: the live claim held with this token.
+
+    Ends the claim (or restarts its period when the operator keeps it) and books the handle time.
+    """
+    now = now or db_now(session)
+    view = read_claim(session, ticket_id)
+    if view is None or not token or not view.held_by(operator.id, now, token):
+        raise lost(view, operator.id, now)
+    if keep:
+        stmt = (update(Claim)
+                .where(Claim.ticket_id == ticket_id, Claim.fence == view.fence, Claim.expires_at > now)
+                .values(claimed_at=now))
+        won = session.execute(stmt).rowcount == 1
+    else:
+        won = _end(session, view, now)
+    if not won:
+        raise lost(read_claim(session, ticket_id), operator.id, now)
+    _add_handle_time(session, ticket_id, view.claimed_at, now)
+    if not keep:
+        record(session, ticket_id, "released", now, operator.username, "after reply")
+
+
+def expire_claims(session: Session, now: datetime | None = None) -> int:
+    """Frees every claim past its expiry and records it; run by the scheduler."""
+    now = now or db_now(session)
+    due = session.execute(
+        select(Claim.ticket_id, Claim.fence, Claim.expires_at, Operator.username)
+        .join(Operator, Operator.id == Claim.operator_id)
+        .where(Claim.operator_id.is_not(None), Claim.expires_at <= now)
+    ).all()
+    expired = 0
+    for row in due:
+        stmt = (update(Claim)
+                .where(Claim.ticket_id == row.ticket_id, Claim.fence == row.fence, Claim.operator_id.is_not(None),
+                       Claim.expires_at <= now)
+                .values(operator_id=None, token=None, claimed_at=None, expires_at=None))
+        if session.execute(stmt).rowcount == 1:
+            record(session, row.ticket_id, "expired", row.expires_at, row.username)
+            expired += 1
+        # else: another process renewed, released or expired it first.
+    return expired
+
+
+def _end(session: Session, view: ClaimView, now: datetime) -> bool:
+    stmt = (update(Claim)
+            .where(Claim.ticket_id == view.ticket_id, Claim.fence == view.fence, Claim.operator_id.is_not(None))
+            .values(operator_id=None, token=None, claimed_at=None, expires_at=None))
+    return session.execute(stmt).rowcount == 1
+
+
+def _add_handle_time(session: Session, ticket_id: int, since: datetime | None, now: datetime) -> None:
+    if since is not None:
+        seconds = max(0.0, (now - since).total_seconds())
+        session.execute(update(Ticket).where(Ticket.id == ticket_id)
+                        .values(handle_seconds=Ticket.handle_seconds + seconds))

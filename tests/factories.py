@@ -1,0 +1,28 @@
+"""Test data made through the real use cases: tickets from mail, operators with passwords."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from mailticket.config import MailboxSettings, Settings
+from mailticket.db.store import Store
+from mailticket.service.ingest import ingest
+from mailticket.service.operators import add_operator
+from tests.mails import SUPPORT, make_mail
+
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+PASSWORD = "correct horse battery"
+SETTINGS = Settings(
+    mailboxes=(MailboxSettings(name="support", host="localhost", username="u", password="p", address=SUPPORT),),
+)
+
+
+def make_ticket(store: Store, *, settings: Settings = SETTINGS, at: datetime = T0, **mail) -> int:
+    mail.setdefault("message_id", f"{id(mail)}-{at.timestamp()}@customer.example")
+    with store.transaction() as session:
+        return ingest(session, make_mail(**mail), settings=settings, received_at=at, now=at, mailbox="support").ticket_id
+
+
+def make_operator(store: Store, username: str, *, admin: bool = False, name: str = "") -> int:
+    with store.transaction() as session:
+        return add_operator(session, username, PASSWORD, name=name or username.title(), admin=admin, now=T0).id
