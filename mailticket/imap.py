@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ INTERNALDATE = b"INTERNALDATE"
 BODY_AND_DATE = ["BODY.PEEK[]", "INTERNALDATE"]  # PEEK: fetching must never set \Seen
 SEEN = b"\\Seen"
 DELETED = b"\\Deleted"
+BYTES_REPR = re.compile(r"^b(['\"])(.*)\1$")  # imapclient puts the server's text in errors as repr(bytes)
 
 
 class MailboxError(Exception):
@@ -68,6 +70,10 @@ def plan_batches(sizes: Sequence[tuple[int, int]], *, batch_size: int, max_batch
 def _chunks(uids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     for start in range(0, len(uids), size):
         yield uids[start:start + size]
+
+
+def _reason(exc: BaseException) -> str:
+    return BYTES_REPR.sub(r"\2", str(exc))
 
 
 def _utc(value: datetime) -> datetime:
@@ -119,15 +125,15 @@ class MailboxConnection:
         except MailboxError:
             raise
         except LoginError as exc:
-            raise MailboxError(f"{self._where}: login refused: {exc}") from exc
+            raise MailboxError(f"{self._where}: login refused: {_reason(exc)}") from exc
         except ssl.SSLCertVerificationError as exc:
             # A certificate that does not verify will not verify on the next attempt either.
-            raise MailboxError(f"{self._where}: {doing} failed, TLS certificate rejected: {exc}") from exc
+            raise MailboxError(f"{self._where}: {doing} failed, TLS certificate rejected: {_reason(exc)}") from exc
         except (OSError, IMAPClient.AbortError) as exc:
-            raise MailboxError(f"{self._where}: {doing} failed, server unreachable or connection lost: {exc}",
-                               transient=True) from exc
+            raise MailboxError(f"{self._where}: {doing} failed, server unreachable or connection lost: "
+                               f"{_reason(exc)}", transient=True) from exc
         except IMAPClient.Error as exc:
-            raise MailboxError(f"{self._where}: {doing} failed: {exc}") from exc
+            raise MailboxError(f"{self._where}: {doing} failed: {_reason(exc)}") from exc
 
     @property
     def client(self) -> IMAPClient:
@@ -196,6 +202,19 @@ class MailboxConnection:
             else:
                 with self._errors(f"flagging {len(chunk)} messages seen"):
                     self.client.add_flags(chunk, [SEEN], silent=True)
+
+    def finish_leftovers(self, last_uid: int) -> None:
+        """Finishes messages at or below the watermark that a pass committed but died before finishing."""
+        if last_uid < 1:
+            return
+        criteria = ["UID", f"1:{last_uid}"]
+        if not self.settings.processed_folder:
+            criteria.append("UNSEEN")  # seen ones are finished already
+        with self._errors("listing messages left over by an interrupted pass"):
+            leftovers = [uid for uid in self.client.search(criteria) if uid <= last_uid]
+        if leftovers:
+            log.info("%s: finishing %d messages left over by an interrupted pass", self._where, len(leftovers))
+        self.finish(leftovers)
 
     def _move(self, uids: Sequence[int], target: str) -> None:
         client = self.client

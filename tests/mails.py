@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime
 from datetime import datetime, timezone
 
@@ -35,4 +36,4 @@ def make_mail(
     for name, value in (headers or {}).items():
         msg[name] = value
     msg.set_content(body)
-    return bytes(msg)
+    return msg.as_bytes(policy=SMTP)

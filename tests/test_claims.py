@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from mailticket.claims import ClaimConflict, ClaimLost, NotHolder
-from mailticket.db.models import Event, Operator, Outbox, Ticket
+from mailticket.db.models import Event, Message, Operator, Outbox, Ticket
 from mailticket.service import actions
 from mailticket.service import claims as svc
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
@@ -115,7 +115,8 @@ def test_a_reply_queues_an_outbound_message_releases_the_claim_and_books_handle_
         message_id = message.message_id
     with store.reading() as s:
         outbox = s.scalar(select(Outbox))
-        assert outbox.status == "queued" and outbox.message.message_id == message_id if hasattr(outbox, "message") else outbox.status == "queued"
+        assert outbox.status == "queued"
+        assert s.get(Message, outbox.message_id).message_id == message_id
         t = s.get(Ticket, ticket)
         assert t.handle_seconds == 240 and t.waiting_since is None
         assert svc.read_claim(s, ticket).holder_id is None

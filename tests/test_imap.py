@@ -9,8 +9,7 @@ from imapclient import IMAPClient
 
 from mailticket.config import MailboxSettings
 from mailticket.imap import MailboxConnection, MailboxError, connect_with_backoff, plan_batches
-from tests.dovecot import Dovecot, free_port
-from tests.dovecot import dovecot, mailbox_user  # noqa: F401  (fixtures, until conftest registers them)
+from tests.dovecot import Dovecot, free_port  # its fixtures come in through conftest's pytest_plugins
 
 BIG = 10 ** 9  # a byte limit no test batch reaches
 
@@ -104,6 +103,22 @@ def test_finish_moves_messages_to_the_processed_folder(dovecot, mailbox_user):
         conn.finish([uids[3]])  # the folder exists by now
     assert sorted(dovecot.flags(user)) == []
     assert dovecot.status(user, "Processed")["messages"] == 4
+
+
+@pytest.mark.parametrize("processed_folder", [None, "Processed"])
+def test_leftovers_at_or_below_the_watermark_are_finished(dovecot, mailbox_user, processed_folder):
+    user = mailbox_user[0]
+    uids = dovecot.deliver(user, [message(n) for n in range(4)])
+    with MailboxConnection(settings_for(dovecot, mailbox_user, processed_folder=processed_folder)) as conn:
+        conn.select()
+        conn.finish_leftovers(0)  # nothing committed yet: nothing to finish
+        assert all("\\Seen" not in f for f in dovecot.flags(user).values())
+        conn.finish_leftovers(uids[1])
+    flags = dovecot.flags(user)
+    if processed_folder:
+        assert sorted(flags) == uids[2:] and dovecot.status(user, processed_folder)["messages"] == 2
+    else:
+        assert [("\\Seen" in flags[uid]) for uid in uids] == [True, True, False, False]
 
 
 def test_internaldate_is_the_servers_receive_time(dovecot, mailbox_user):

@@ -96,8 +96,9 @@ def test_internaldate_is_the_received_time_of_the_ticket(store, dovecot, box):
 
 def test_poison_messages_are_quarantined_and_the_messages_after_them_are_ingested(store, dovecot, box):
     random_bytes = os.urandom(4000).replace(b"\r", b"").replace(b"\n", b"") + b"\r\n"
-    huge = make_mail(body="x" * 100, message_id="huge@c.example").replace(
-        b"x" * 100, (b"y" * 998 + b"\r\n") * 60_000)  # about 60 MB
+    huge = make_mail(body="placeholder", message_id="huge@c.example").replace(
+        b"placeholder", (b"y" * 998 + b"\r\n") * 60_000)  # about 60 MB
+    assert len(huge) > 60_000_000
     broken = (b"From: ana@customer.example\r\nSubject: broken\r\nMessage-ID: <broken@c.example>\r\n"
               b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"NOPE\"\r\n\r\njunk\r\n")
     good = conversation(1, replies=1)

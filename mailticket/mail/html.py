@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from html import escape
 from html.parser import HTMLParser
 
 import nh3
@@ -69,56 +70,78 @@ def sanitize(html: str) -> str:
     return _clean(html)
 
 
-# Elements that start a new line in the derived plain text.
-BLOCK_TAGS = frozenset(
-    "address article aside blockquote br center dd div dl dt fieldset figcaption figure footer form "
-    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tbody thead tfoot tr ul".split()
+def from_text(text: str) -> str:
+    """Plain text as HTML that shows it unchanged (for a plain part among HTML ones)."""
+    return f"<pre>{escape(text)}</pre>"
+
+
+# Elements set apart by a blank line in the derived plain text, and those that only start a new line.
+PARAGRAPH_TAGS = frozenset("address blockquote dl figure h1 h2 h3 h4 h5 h6 hr ol p pre table ul".split())
+LINE_TAGS = frozenset(
+    "article aside center dd div dt fieldset figcaption footer form header li main nav section tr".split()
 )
 # Elements whose content is never text a person wrote to us.
 SKIPPED_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript"})
-SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
-TRAILING_SPACE = re.compile(r"[ \t]+\n")
+SPACES = re.compile(r"[ \t\r\n\f\v]+")
 BLANK_LINES = re.compile(r"\n{3,}")
 TAG = re.compile(r"<[^>]*>")
 
 
 class _TextExtractor(HTMLParser):
-    """Collects the visible text, newline-separated at block elements, whitespace as a browser shows it."""
+    """Collects the visible text, with line breaks where a browser would break, whitespace collapsed."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.chunks: list[str] = []
+        self.newlines = 0  # newlines at the end of the output so far; block edges top it up
         self.skip_depth = 0
         self.pre_depth = 0
+
+    def _write(self, text: str) -> None:
+        self.chunks.append(text)
+        stripped = text.rstrip("\n")
+        self.newlines = len(text) - len(stripped) + (self.newlines if not stripped else 0)
+
+    def _break(self, count: int) -> None:
+        if self.chunks and self.newlines < count:
+            self._write("\n" * (count - self.newlines))
+
+    def _edge(self, tag: str) -> None:
+        if tag in PARAGRAPH_TAGS:
+            self._break(2)
+        elif tag in LINE_TAGS:
+            self._break(1)
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag in SKIPPED_TAGS:
             self.skip_depth += 1
         elif tag == "pre":
             self.pre_depth += 1
-        if tag in BLOCK_TAGS:
-            self.chunks.append("\n")
+        if tag == "br":
+            self._write("\n")  # every <br> counts: two of them make a blank line
+        else:
+            self._edge(tag)
         if tag == "li":
-            self.chunks.append("- ")
-
-    def handle_startendtag(self, tag: str, attrs: list) -> None:
-        if tag in BLOCK_TAGS:
-            self.chunks.append("\n")
+            self._write("- ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in SKIPPED_TAGS:
             self.skip_depth = max(0, self.skip_depth - 1)
         elif tag == "pre":
             self.pre_depth = max(0, self.pre_depth - 1)
-        if tag in BLOCK_TAGS and tag != "br":
-            self.chunks.append("\n")
         elif tag in ("td", "th"):
-            self.chunks.append(" ")
+            self._write(" ")
+        self._edge(tag)
 
     def handle_data(self, data: str) -> None:
         if self.skip_depth:
             return
-        self.chunks.append(data if self.pre_depth else SPACES.sub(" ", data))
+        if not self.pre_depth:
+            data = SPACES.sub(" ", data)
+            if self.newlines and data.startswith(" "):  # indentation of the source, not text
+                data = data.lstrip(" ")
+        if data:
+            self._write(data)
 
 
 def to_text(html: str) -> str:
@@ -130,6 +153,5 @@ def to_text(html: str) -> str:
         text = "".join(extractor.chunks)
     except Exception:  # html.parser has raised on odd markup in past releases; plain tag stripping is enough
         text = SPACES.sub(" ", TAG.sub(" ", html))
-    lines = (line.strip(" ") for line in text.replace("\u00a0", " ").split("\n"))
-    text = "\n".join(lines)
-    return BLANK_LINES.sub("\n\n", TRAILING_SPACE.sub("\n", text)).strip()
+    lines = (line.rstrip().replace("\u00a0", " ") for line in text.split("\n"))
+    return BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

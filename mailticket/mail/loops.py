@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from mailticket.mail.parse import Inbound
@@ -9,7 +10,87 @@ from mailticket.mail.parse import Inbound
 # Header carried by every message we send, so that our own mail coming back is recognised.
 LOOP_HEADER = "X-Mailticket-Loop"
 
+OWN = "own"
+BOUNCE = "bounce"
+AUTO_REPLY = "auto-reply"
+BULK = "bulk"
+
+# Bounces: the null reverse path of RFC 5321 §4.5.5, the mail system's own senders, and DSNs.
+BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster)(@|$)", re.IGNORECASE)
+REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([\w-]+)", re.IGNORECASE)
+# A report without a report-type is taken for a delivery report: that is what nearly all of them are.
+DELIVERY_REPORT_TYPES = frozenset({"", "delivery-status", "global-delivery-status"})
+DELIVERY_STATUS_PARTS = frozenset({"message/delivery-status", "message/global-delivery-status"})
+
+# Auto-replies: RFC 3834 Auto-Submitted, and the vendor headers that predate it.
+AUTO_SUBMITTED_HEADER = "auto-submitted"
+AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond")
+AUTO_RESPONSE_SUPPRESS_HEADER = "x-auto-response-suppress"
+# Exchange marks its own out-of-office replies with these; other tokens (DR, RN...) say nothing.
+SUPPRESS_MEANS_AUTOREPLY = re.compile(r"\b(oof|all)\b", re.IGNORECASE)
+# Out-of-office subjects of clients that send no header at all, as they begin the subject.
+OUT_OF_OFFICE_SUBJECT = re.compile(
+    r"^\W*(out of (the )?office|automatic reply|auto[- ]?reply|autosvar|abwesenheitsnotiz"
+    r"|automatische antwort|automatisch antwoord|r[ée]ponse automatique|resposta autom[áa]tica"
+    r"|respuesta autom[áa]tica|risposta automatica)\b",
+    re.IGNORECASE,
+)
+
+# Bulk: list and marketing mail.
+PRECEDENCE_HEADER = "precedence"
+BULK_PRECEDENCE = re.compile(r"^\s*(bulk|junk|list)\b", re.IGNORECASE)
+AUTO_REPLY_PRECEDENCE = re.compile(r"^\s*auto[_-]reply\b", re.IGNORECASE)
+LIST_HEADERS = ("list-id", "list-unsubscribe")
+
+
+def _is_own(msg: Inbound, own: set[str]) -> bool:
+    return msg.from_addr in own or msg.header(LOOP_HEADER) is not None
+
+
+def _is_bounce(msg: Inbound) -> bool:
+    if msg.return_path == "":
+        return True
+    if BOUNCE_SENDER.match(msg.from_addr or msg.from_name):
+        return True
+    if msg.content_type == "multipart/report":
+        report = REPORT_TYPE.search(msg.header("content-type") or "")
+        if (report.group(1).lower() if report else "") in DELIVERY_REPORT_TYPES:
+            return True
+    return any(part.content_type in DELIVERY_STATUS_PARTS for part in msg.attachments)
+
+
+def _is_auto_reply(msg: Inbound) -> bool:
+    auto_submitted = msg.header(AUTO_SUBMITTED_HEADER)
+    # RFC 3834 §5: any value but "no" (parameters such as "; owner-email=" may follow).
+    if auto_submitted is not None and auto_submitted.split(";")[0].strip().lower() != "no":
+        return True
+    if any(msg.header(name) is not None for name in AUTOREPLY_HEADERS):
+        return True
+    if SUPPRESS_MEANS_AUTOREPLY.search(msg.header(AUTO_RESPONSE_SUPPRESS_HEADER) or ""):
+        return True
+    if AUTO_REPLY_PRECEDENCE.match(msg.header(PRECEDENCE_HEADER) or ""):
+        return True
+    # Read receipts and abuse reports are reports too, but not about delivery.
+    if msg.content_type == "multipart/report":
+        return True
+    return bool(OUT_OF_OFFICE_SUBJECT.match(msg.subject))
+
+
+def _is_bulk(msg: Inbound) -> bool:
+    if BULK_PRECEDENCE.match(msg.header(PRECEDENCE_HEADER) or ""):
+        return True
+    return any(msg.header(name) is not None for name in LIST_HEADERS)
+
 
 def classify(msg: Inbound, own_addresses: Iterable[str] = ()) -> str | None:
     """None for ordinary customer mail, else a short reason: "auto-reply", "bulk", "bounce", "own"."""
-    raise NotImplementedError
+    own = {address.strip().lower() for address in own_addresses} - {""}
+    if _is_own(msg, own):
+        return OWN
+    if _is_bounce(msg):
+        return BOUNCE
+    if _is_auto_reply(msg):
+        return AUTO_REPLY
+    if _is_bulk(msg):
+        return BULK
+    return None

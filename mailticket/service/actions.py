@@ -70,6 +70,8 @@ def reply(
     ticket.waiting_since = None
     ticket.updated_at = now
     record(session, ticket.id, "replied", now, operator, f"message {outgoing.message_id}")
+    if not keep_claim:
+        record(session, ticket.id, "released", now, operator, "after reply")
     if status is not None and status != ticket.status:
         set_status(session, ticket.id, status, operator, now=now)
     return message

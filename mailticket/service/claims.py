@@ -67,7 +67,8 @@ def claim(session: Session, ticket_id: int, operator: Operator, ttl: float, now:
                        or_(Claim.operator_id.is_(None), Claim.expires_at <= now))
                 .values(fence=view.fence + 1, **values)
             )
-        if session.execute(stmt).rowcount == 1:
+        # RETURNING, not rowcount: PostgreSQL reports no row count for INSERT ... ON CONFLICT through SQLAlchemy.
+        if session.execute(stmt.returning(Claim.ticket_id)).first() is not None:
             if view is not None and view.expired(now):
                 record(session, ticket_id, "expired", view.expires_at, view.holder_name,
                        f"taken over by {operator.username}")
@@ -132,7 +133,8 @@ def take_for_reply(session: Session, ticket_id: int, operator: Operator, token: 
                    now: datetime | None = None) -> None:
     """The fencing check of a reply, in the reply's transaction: the live claim held with this token.
 
-    Ends the claim (or restarts its period when the operator keeps it) and books the handle time.
+    Ends the claim (or restarts its period when the operator keeps it) and books the handle time;
+    the caller records the reply and the release in the history, in that order.
     """
     now = now or db_now(session)
     view = read_claim(session, ticket_id)
@@ -148,8 +150,6 @@ def take_for_reply(session: Session, ticket_id: int, operator: Operator, token: 
     if not won:
         raise lost(read_claim(session, ticket_id), operator.id, now)
     _add_handle_time(session, ticket_id, view.claimed_at, now)
-    if not keep:
-        record(session, ticket_id, "released", now, operator.username, "after reply")
 
 
 def expire_claims(session: Session, now: datetime | None = None) -> int:

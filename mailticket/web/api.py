@@ -1,5 +1,355 @@
-"""JSON API under /api/v1 (placeholder until the real module lands)."""
+"""JSON API under /api/v1 (SPEC §8): bearer-token auth, ticket list and detail, claims, replies, notes, status."""
+
+# No `from __future__ import annotations`: FastAPI must see the dependencies bound inside build_router.
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mailticket.claims import ClaimConflict, ClaimLost, NotHolder
+from mailticket.config import Settings
+from mailticket.db.models import Customer, Operator, Ticket
+from mailticket.db.store import Store
+from mailticket.service import actions, operators
+from mailticket.service import claims as claim_service
+from mailticket.service.actions import MAX_BODY_CHARS, ActionError
+from mailticket.service.claims import TicketNotFound
+from mailticket.service.tickets import iso, ticket_detail, ticket_summary
+
+PREFIX = "/api/v1"
+# Ticket ids are 32-bit integers on PostgreSQL; a larger id names no ticket, and must not reach the driver.
+MAX_TICKET_ID = 2**31 - 1
+MAX_LIST_LIMIT = 500
+MAX_QUERY_CHARS = 200
+# Claim tokens are secrets.token_urlsafe: nothing outside this alphabet can ever match one.
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
+
+Status = Literal["open", "pending", "resolved"]
 
 
-def install(app, settings, store) -> None:
-    """Adds the API routes to `app`; this placeholder adds none."""
+def _without_nul(value: str) -> str:
+    # PostgreSQL text refuses NUL; drop it as the service layer does. (Lone surrogates such as "\ud800" never
+    # get this far: pydantic refuses them in any length-constrained string, and every request string is one.)
+    return value.replace("\x00", "")
+
+
+Body = Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS), AfterValidator(_without_nul)]
+ClaimToken = Annotated[str, Field(pattern=TOKEN_PATTERN, description="the token returned by the claim call")]
+# The read side hands out ISO 8601 strings with offset (SPEC §9); they are passed through, not re-parsed.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class Request_(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RenewRequest(Request_):
+    claim_token: ClaimToken
+
+
+class ReplyRequest(Request_):
+    body: Body
+    claim_token: ClaimToken
+    keep_claim: bool = Field(False, description="keep the claim after sending (it is released by default)")
+    status: Status | None = Field(None, description="set the ticket's status together with the reply")
+
+
+class NoteRequest(Request_):
+    body: Body
+
+
+class StatusRequest(Request_):
+    status: Status
+
+
+class Error(BaseModel):
+    detail: str
+
+
+class ClaimConflictError(Error):
+    holder: str | None
+    expires_at: Timestamp | None
+
+
+class ClaimGranted(BaseModel):
+    token: str
+    holder: str
+    expires_at: Timestamp
+
+
+class ClaimRenewed(BaseModel):
+    expires_at: Timestamp
+
+
+class ClaimState(BaseModel):
+    holder: str
+    expires_at: Timestamp
+
+
+class ReplyQueued(BaseModel):
+    message_id: str
+
+
+class NoteCreated(BaseModel):
+    id: int
+
+
+class Attachment(BaseModel):
+    id: int
+    name: str
+    content_type: str
+    size: int
+
+
+class MessageOut(BaseModel):
+    id: int
+    direction: Literal["in", "out", "note"]
+    message_id: str
+    from_: str = Field(alias="from")
+    from_name: str
+    to: str
+    subject: str
+    date: Timestamp | None
+    received_at: Timestamp
+    text: str
+    attachments: list[Attachment]
+    matched_by: str | None = Field(description="the SPEC §5 rule that put an inbound message in this ticket")
+    autoreply: bool = Field(description="true for auto-replies, bulk mail and bounces")
+    loop: str | None
+
+
+class TicketSummary(BaseModel):
+    id: int
+    subject: str
+    status: Status
+    queue: str
+    priority: str
+    customer: str = Field(description="the customer's address")
+    created_at: Timestamp
+    last_message_at: Timestamp
+    waiting_since: Timestamp | None
+    first_response_at: Timestamp | None
+    first_response_seconds: float | None
+    handle_seconds: float
+    resolved_at: Timestamp | None
+    follows_ticket: int | None
+
+
+class TicketDetail(TicketSummary):
+    claim: ClaimState | None = Field(description="the live claim, null when the ticket is free or its claim expired")
+    messages: list[MessageOut]
+
+
+class ApiError(Exception):
+    """An answer other than success, rendered as {"detail": ...} plus any extra fields."""
+
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
+
+
+def _as_error(exc: Exception) -> ApiError | None:
+    """The API answer for a refusal from the service layer, None for anything that is a real fault."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, TicketNotFound):
+        return ApiError(404, "no such ticket")
+    if isinstance(exc, ClaimConflict):
+        return ApiError(409, str(exc), holder=exc.holder, expires_at=iso(exc.expires_at))
+    if isinstance(exc, ClaimLost):
+        return ApiError(409, str(exc))
+    if isinstance(exc, NotHolder):
+        return ApiError(403, str(exc))
+    if isinstance(exc, ActionError):
+        return ApiError(422, str(exc))
+    if isinstance(exc, RequestValidationError):
+        return ApiError(422, _validation_reason(exc.errors()))
+    if isinstance(exc, StarletteHTTPException):
+        return ApiError(exc.status_code, str(exc.detail), headers=exc.headers)
+    return None
+
+
+def _validation_reason(errors: Any) -> str:
+    """FastAPI's error list as one sentence naming each wrong field, e.g. "body.claim_token: field required"."""
+    reasons = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            # The location of a JSON syntax error is a character offset, not a field.
+            reasons.append(f"body: invalid JSON ({error.get('ctx', {}).get('error', 'cannot be parsed')})")
+            continue
+        message = str(error.get("msg", "is invalid"))
+        if error.get("type") == "model_attributes_type" or error.get("type") == "dict_type":
+            message = "expected a JSON object (send Content-Type: application/json)"
+        where = ".".join(loc) or "request"
+        reasons.append(f"{where}: {message[:1].lower()}{message[1:]}")
+    return "; ".join(reasons) or "invalid request"
+
+
+def _error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse({"detail": error.detail, **error.extra}, status_code=error.status, headers=error.headers)
+
+
+class ApiRoute(APIRoute):
+    """Answers every refusal of an API route as JSON here, whatever exception handlers the HTML app installs."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                error = _as_error(exc)
+                if error is None:
+                    raise
+                return _error_response(error)
+
+        return guarded
+
+
+def _errors(*statuses: int, conflict: type[BaseModel] = Error) -> dict[int | str, dict[str, Any]]:
+    described = {401: "missing, unknown or disabled API token", 403: "the caller may not do this",
+                 404: "no such ticket", 409: "the claim is held by someone else or was lost",
+                 422: "invalid request: the detail names the field"}
+    return {s: {"model": conflict if s == 409 else Error, "description": described[s]} for s in statuses}
+
+
+def _find_tickets(session: Session, status: str | None, q: str | None, limit: int) -> list[dict[str, Any]]:
+    # A plain substring search until full-text search arrives; LIKE wildcards typed by the caller match literally.
+    query = select(Ticket).join(Customer, Customer.id == Ticket.customer_id).order_by(Ticket.id).limit(limit)
+    if status:
+        query = query.where(Ticket.status == status)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"), Customer.address.ilike(pattern, escape="\\")))
+    return [ticket_summary(t) for t in session.scalars(query)]
+
+
+def _claim_state(session: Session, ticket_id: int) -> dict[str, Any] | None:
+    view = claim_service.read_claim(session, ticket_id)
+    if view is None or not view.live(claim_service.db_now(session)):
+        return None
+    return {"holder": view.holder_name, "expires_at": iso(view.expires_at)}
+
+
+def valid_ticket_id(ticket_id: Annotated[int, Path(description="the ticket's number", examples=[1])]) -> int:
+    if not 1 <= ticket_id <= MAX_TICKET_ID:
+        raise ApiError(404, "no such ticket")
+    return ticket_id
+
+
+TicketId = Annotated[int, Depends(valid_ticket_id)]
+
+
+def build_router(settings: Settings, store: Store) -> APIRouter:
+    """The /api/v1 routes bound to one store; kept in a function so that each app (and test) has its own."""
+    bearer = HTTPBearer(auto_error=False, scheme_name="bearer",
+                        description="an API token printed by `mailticket operator token USER`")
+
+    def current_operator(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Operator:
+        if credentials is None:
+            raise ApiError(401, "missing bearer token", headers=WWW_AUTHENTICATE)
+        with store.reading() as session:
+            # by_token refuses disabled operators, so disabling one stops their token on the next request.
+            operator = operators.by_token(session, credentials.credentials)
+        if operator is None:
+            raise ApiError(401, "unknown or disabled API token", headers=WWW_AUTHENTICATE)
+        return operator
+
+    Me = Annotated[Operator, Depends(current_operator)]
+    ttl = settings.claims.ttl
+    router = APIRouter(prefix=PREFIX, tags=["tickets"], route_class=ApiRoute, responses=_errors(401))
+
+    @router.get("/tickets", response_model=list[TicketSummary], responses=_errors(422))
+    def list_tickets(
+        me: Me,
+        status: Annotated[Status | None, Query(description="only tickets with this status")] = None,
+        q: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS,
+                                       description="substring of the subject or the customer's address")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = MAX_LIST_LIMIT,
+    ) -> list[dict[str, Any]]:
+        """Ticket summaries in ticket order."""
+        q = q.replace("\x00", "").strip() if q else None
+        with store.reading() as session:
+            return _find_tickets(session, status, q, limit)
+
+    @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses=_errors(404, 422))
+    def show_ticket(me: Me, ticket_id: TicketId) -> dict[str, Any]:
+        """The ticket as `ticket show --json` prints it (SPEC §9), with its live claim."""
+        with store.reading() as session:
+            detail = ticket_detail(session, ticket_id)
+            if detail is None:
+                raise TicketNotFound(ticket_id)
+            detail["claim"] = _claim_state(session, ticket_id)
+        return detail
+
+    @router.post("/tickets/{ticket_id}/claim", response_model=ClaimGranted,
+                 responses=_errors(404, 409, 422, conflict=ClaimConflictError))
+    def claim(me: Me, ticket_id: TicketId) -> dict[str, Any]:
+        """Claims the ticket (or renews the caller's own live claim); 409 names whoever holds it."""
+        with store.transaction() as session:
+            view = claim_service.claim(session, ticket_id, me, ttl)
+        return {"token": view.token, "holder": view.holder_name, "expires_at": iso(view.expires_at)}
+
+    @router.post("/tickets/{ticket_id}/claim/renew", response_model=ClaimRenewed, responses=_errors(404, 409, 422))
+    def renew(me: Me, ticket_id: TicketId, request: RenewRequest) -> dict[str, Any]:
+        """Extends the caller's live claim held with this token; 409 when it was lost."""
+        with store.transaction() as session:
+            # Renewing on an unknown ticket would read as a lost claim; say what is really wrong.
+            actions.get_ticket(session, ticket_id)
+            view = claim_service.renew(session, ticket_id, me, request.claim_token, ttl)
+        return {"expires_at": iso(view.expires_at)}
+
+    @router.delete("/tickets/{ticket_id}/claim", status_code=204, response_class=Response,
+                   responses=_errors(403, 404, 422))
+    def release(me: Me, ticket_id: TicketId) -> Response:
+        """Releases the caller's claim; an admin breaks another operator's claim."""
+        with store.transaction() as session:
+            view = claim_service.read_claim(session, ticket_id)
+            if me.is_admin and view is not None and view.holder_id not in (None, me.id):
+                claim_service.break_claim(session, ticket_id, me)
+            else:
+                claim_service.release(session, ticket_id, me)
+        return Response(status_code=204)
+
+    @router.post("/tickets/{ticket_id}/reply", status_code=202, response_model=ReplyQueued,
+                 responses=_errors(404, 409, 422))
+    def reply(me: Me, ticket_id: TicketId, request: ReplyRequest) -> dict[str, Any]:
+        """Queues a reply; accepted only with the token of the caller's live claim (fencing)."""
+        with store.transaction() as session:
+            message = actions.reply(session, settings, ticket_id, me, request.body, request.claim_token,
+                                    keep_claim=request.keep_claim, status=request.status)
+        return {"message_id": message.message_id}
+
+    @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=NoteCreated,
+                 responses=_errors(404, 422))
+    def add_note(me: Me, ticket_id: TicketId, request: NoteRequest) -> dict[str, Any]:
+        """Adds an internal note; it is never sent to the customer."""
+        with store.transaction() as session:
+            note = actions.add_note(session, ticket_id, me, request.body)
+            session.flush()
+            return {"id": note.id}
+
+    @router.post("/tickets/{ticket_id}/status", response_model=TicketSummary, responses=_errors(404, 422))
+    def set_status(me: Me, ticket_id: TicketId, request: StatusRequest) -> dict[str, Any]:
+        """Sets the ticket's status and answers with its summary."""
+        with store.transaction() as session:
+            ticket = actions.set_status(session, ticket_id, request.status, me)
+            return ticket_summary(ticket)
+
+    return router
+
+
+def install(app: FastAPI, settings: Settings, store: Store) -> None:
+    """Mounts the JSON API on the app; the app itself serves the OpenAPI document at /api/openapi.json."""
+    app.include_router(build_router(settings, store))

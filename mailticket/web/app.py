@@ -1,0 +1,140 @@
+"""Builds the web app: sessions, security headers, error pages, /healthz, static files, the pages and the JSON API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mailticket.clock import utcnow
+from mailticket.config import Settings
+from mailticket.db.store import Store
+from mailticket.resources import resource_dir
+from mailticket.service.claims import TicketNotFound
+from mailticket.web import admin, api, auth, customers, pages, queue
+from mailticket.web.core import LoginRequired, Web, make_templates, redirect, wants_json, web
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SESSION_COOKIE = "mailticket_session"
+# A session lasts a working week at most; a disabled operator loses it at once anyway.
+SESSION_MAX_AGE = 7 * 24 * 3600
+# No inline script or style anywhere: the templates load /static/app.css and /static/app.js.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response that does not set its own (attachments do)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    if not settings.web.secret_key:
+        raise ValueError("web.secret_key is empty: the session cookies cannot be signed; set [web] secret_key "
+                         "(or secret_key_env / secret_key_file) to a long random string, e.g. `openssl rand -hex 32`")
+    app = FastAPI(title="mailticket", openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
+    app.state.web = Web(settings=settings, store=store, clock=clock,
+                        templates=make_templates(str(resource_dir("templates"))))
+    app.add_middleware(
+        SessionMiddleware, secret_key=settings.web.secret_key, session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE, same_site="lax",
+        https_only=settings.web.base_url.startswith("https://") or settings.web.session_cookie_secure,
+    )
+    app.add_middleware(SecurityHeaders)
+    _add_error_pages(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        if store.ping():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "detail": "the database is not reachable"}, status_code=503)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (auth, queue, pages, customers, admin):
+        app.include_router(module.router)
+    if hasattr(api, "install"):
+        api.install(app, settings, store)
+    return app
+
+
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if wants_json(request):
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    return web(request).render(request, "error.html", status, status=status, message=message)
+
+
+def _add_error_pages(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _exc: LoginRequired) -> Response:
+        if request.method in ("GET", "HEAD") and not wants_json(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return redirect("/login?" + urlencode({"next": target}))
+        return _error(request, 401, "you are not logged in (or your session has ended); log in again")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "the request was refused"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "there is no page at this address"
+        return _error(request, exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
+        return _error(request, 422, "invalid input: " + describe(exc))
+
+    @app.exception_handler(TicketNotFound)
+    async def no_ticket(request: Request, exc: TicketNotFound) -> Response:
+        return _error(request, 404, f"there is no ticket {exc.args[0] if exc.args else ''}".strip())
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # The operator sees a plain page; the traceback goes to the log only.
+        log.exception("error serving %s %s", request.method, request.url.path)
+        return _error(request, 500, "something went wrong on our side; the error was logged")
+
+
+def describe(exc: RequestValidationError) -> str:
+    """'ticket_id: Input should be a valid integer; view: ...', in words, without echoing big inputs."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        parts.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is not valid"

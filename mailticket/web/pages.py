@@ -1,0 +1,230 @@
+"""The ticket page and its forms: claim, release, break, reply (fenced by the claim), note, status, priority, queue.
+
+Every POST answers with a redirect (303) on success, or with the ticket page again and the reason when
+refused; a refused reply shows the typed text again, so nothing typed is lost (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
+from mailticket.db.models import Operator
+from mailticket.service import actions
+from mailticket.service import claims as claim_service
+from mailticket.web import reads
+from mailticket.web.auth import Posting, SignedIn
+from mailticket.web.core import flash, format_clock, local_path, redirect, web
+
+# Ids beyond a 32-bit integer exist in no table; refusing them early keeps the drivers from overflowing.
+MAX_ID = 2**31 - 1
+TicketId = Annotated[int, Path(ge=1, le=MAX_ID)]
+AttachmentId = Annotated[int, Path(ge=1, le=MAX_ID)]
+MAX_TEXT_CHARS = actions.MAX_BODY_CHARS * 2  # the service gives the precise refusal below this
+TextField = Annotated[str, Form(max_length=MAX_TEXT_CHARS)]
+# Reply form: "" leaves the status as it is.
+REPLY_STATUSES = ("", "pending", "resolved")
+# A content type we repeat to the browser as stored; anything else is served as plain bytes.
+SAFE_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What the operator typed into the reply form, shown again after a refusal."""
+
+    body: str = ""
+    keep_claim: bool = False
+    status: str = ""
+
+
+def ticket_url(ticket_id: int) -> str:
+    return f"/tickets/{ticket_id}"
+
+
+def held_by_message(error: ClaimError) -> str:
+    if error.holder and error.expires_at:
+        return f"Claimed by {error.holder} until {format_clock(error.expires_at)}"
+    return str(error)[:1].upper() + str(error)[1:]
+
+
+def render_ticket(request: Request, me: Operator, ticket_id: int, status: int = 200, *, error: str | None = None,
+                  draft: Draft | None = None, note_draft: str = "") -> Response:
+    """The ticket page; `draft` shows the reply form with the typed text even without the claim."""
+    app = web(request)
+    with app.store.reading() as session:
+        page = reads.ticket_page(session, ticket_id)
+    holding = page.held_by(me.id)
+    live = page.live_claim()
+    return app.render(
+        request, "ticket.html", status, page=page, ticket=page.ticket, customer=page.ticket.customer, live=live,
+        holding=holding, show_reply=holding or draft is not None, draft=draft or Draft(),
+        can_reclaim=draft is not None and not holding and live is None, error=error, note_draft=note_draft,
+        heartbeat=app.settings.claims.heartbeat, reply_statuses=REPLY_STATUSES, statuses=actions.STATUSES,
+        priorities=actions.PRIORITIES,
+    )
+
+
+@router.get("/tickets/{ticket_id}")
+def ticket_page(request: Request, ticket_id: TicketId, me: SignedIn):
+    return render_ticket(request, me, ticket_id)
+
+
+@router.post("/tickets/{ticket_id}/claim")
+async def claim(request: Request, ticket_id: TicketId, me: Posting):
+    # The reply form's "Claim again" button posts the whole form here: its text comes back pre-filled.
+    form = await request.form()
+    draft = None
+    if "body" in form:
+        draft = Draft(str(form.get("body", ""))[:MAX_TEXT_CHARS], keep_claim="keep_claim" in form,
+                      status=str(form.get("status", "")) if form.get("status") in REPLY_STATUSES else "")
+    # The database work runs in a worker thread, as for the other (sync) handlers.
+    return await run_in_threadpool(_claim, request, ticket_id, me, draft)
+
+
+def _claim(request: Request, ticket_id: int, me: Operator, draft: Draft | None) -> Response:
+    app = web(request)
+    try:
+        with app.store.transaction() as session:
+            view = claim_service.claim(session, ticket_id, me, app.settings.claims.ttl)
+    except ClaimConflict as refused:
+        return render_ticket(request, me, ticket_id, 409, error=held_by_message(refused), draft=draft)
+    if draft is not None:
+        # Rendered, not redirected: the text may be longer than a cookie can carry.
+        return render_ticket(request, me, ticket_id, draft=draft)
+    flash(request, f"Claimed until {format_clock(view.expires_at)}")
+    return redirect(ticket_url(ticket_id))
+
+
+class RenewBody(BaseModel):
+    claim_token: str = Field(max_length=200)
+
+
+@router.post("/tickets/{ticket_id}/claim/renew")
+def renew(request: Request, ticket_id: TicketId, body: RenewBody, me: Posting):
+    """The reply form's heartbeat (JSON, CSRF token in X-CSRF-Token)."""
+    app = web(request)
+    try:
+        with app.store.transaction() as session:
+            view = claim_service.renew(session, ticket_id, me, body.claim_token, app.settings.claims.ttl)
+    except ClaimLost as lost:
+        return JSONResponse({"detail": str(lost)}, status_code=409)
+    return {"expires_at": view.expires_at.isoformat()}
+
+
+@router.post("/tickets/{ticket_id}/release")
+def release(request: Request, ticket_id: TicketId, me: Posting):
+    try:
+        with web(request).store.transaction() as session:
+            claim_service.release(session, ticket_id, me)
+    except ClaimError as refused:
+        return render_ticket(request, me, ticket_id, 409, error=str(refused))
+    flash(request, "Claim released")
+    return redirect(ticket_url(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/break")
+def break_claim(request: Request, ticket_id: TicketId, me: Posting, next: Annotated[str, Form()] = ""):
+    if not me.is_admin:
+        raise HTTPException(403, "only an admin may break another operator's claim")
+    try:
+        with web(request).store.transaction() as session:
+            claim_service.break_claim(session, ticket_id, me)
+    except NotHolder as refused:
+        raise HTTPException(403, str(refused)) from None
+    flash(request, "Claim broken")
+    return redirect(local_path(next, ticket_url(ticket_id)))
+
+
+@router.post("/tickets/{ticket_id}/reply")
+def reply(
+    request: Request, ticket_id: TicketId, me: Posting, body: TextField = "",
+    claim_token: Annotated[str, Form(max_length=200)] = "", keep_claim: Annotated[bool, Form()] = False,
+    status: Annotated[str, Form(max_length=16)] = "",
+):
+    app = web(request)
+    draft = Draft(body, keep_claim, status if status in REPLY_STATUSES else "")
+    try:
+        with app.store.transaction() as session:
+            actions.reply(session, app.settings, ticket_id, me, body, claim_token or None, keep_claim=keep_claim,
+                          status=status or None)
+    except ClaimLost as lost:
+        return render_ticket(request, me, ticket_id, 409, error=f"Not sent: {lost}", draft=draft)
+    except actions.ActionError as refused:
+        return render_ticket(request, me, ticket_id, 422, error=f"Not sent: {refused}", draft=draft)
+    flash(request, "Reply queued")
+    return redirect(ticket_url(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/note")
+def note(request: Request, ticket_id: TicketId, me: Posting, body: TextField = ""):
+    try:
+        with web(request).store.transaction() as session:
+            actions.add_note(session, ticket_id, me, body)
+    except actions.ActionError as refused:
+        return render_ticket(request, me, ticket_id, 422, error=f"Note not added: {refused}", note_draft=body)
+    flash(request, "Note added")
+    return redirect(ticket_url(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/status")
+def set_status(request: Request, ticket_id: TicketId, me: Posting, status: Annotated[str, Form(max_length=16)] = ""):
+    try:
+        with web(request).store.transaction() as session:
+            actions.set_status(session, ticket_id, status, me)
+    except actions.ActionError as refused:
+        return render_ticket(request, me, ticket_id, 422, error=str(refused))
+    flash(request, f"Status set to {status}")
+    return redirect(ticket_url(ticket_id))
+
+
+def _set_field(request: Request, ticket_id: int, me: Operator, field: str, value: str) -> Response:
+    try:
+        with web(request).store.transaction() as session:
+            actions.set_field(session, ticket_id, field, value, me)
+    except actions.ActionError as refused:
+        return render_ticket(request, me, ticket_id, 422, error=str(refused))
+    flash(request, f"{field.capitalize()} set to {value.strip()}")
+    return redirect(ticket_url(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/priority")
+def set_priority(request: Request, ticket_id: TicketId, me: Posting,
+                 priority: Annotated[str, Form(max_length=16)] = ""):
+    return _set_field(request, ticket_id, me, "priority", priority)
+
+
+@router.post("/tickets/{ticket_id}/queue")
+def set_queue(request: Request, ticket_id: TicketId, me: Posting, queue: Annotated[str, Form(max_length=200)] = ""):
+    return _set_field(request, ticket_id, me, "queue", queue)
+
+
+@router.get("/attachments/{attachment_id}")
+def download(request: Request, attachment_id: AttachmentId, me: SignedIn):
+    with web(request).store.reading() as session:
+        part = reads.attachment(session, attachment_id)
+    if part is None:
+        raise HTTPException(404, f"no attachment {attachment_id}")
+    content_type = part.content_type if SAFE_CONTENT_TYPE.fullmatch(part.content_type or "") else ""
+    return Response(part.data or b"", media_type=content_type or "application/octet-stream", headers={
+        "Content-Disposition": content_disposition(part.filename),
+        "X-Content-Type-Options": "nosniff",
+        # Were it ever shown inline, it could run nothing and reach nothing.
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "Cache-Control": "private, no-store",
+    })
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the real one in RFC 5987 form."""
+    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", filename).strip() or "attachment"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

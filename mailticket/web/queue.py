@@ -1,0 +1,96 @@
+"""The queue page: by default the tickets that still need an answer, oldest waiting first, with who holds each claim."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from mailticket.db.models import OPEN, PENDING, RESOLVED, Claim, Customer, Operator, Ticket
+from mailticket.service.claims import db_now
+from mailticket.web.auth import SignedIn
+from mailticket.web.core import web
+
+PAGE_SIZE = 200
+# The default view: open tickets with a customer message nobody has answered yet.
+WAITING = "waiting"
+VIEWS = (WAITING, OPEN, PENDING, RESOLVED, "mine", "all")
+View = Literal["waiting", "open", "pending", "resolved", "mine", "all"]
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    id: int
+    subject: str
+    status: str
+    queue: str
+    priority: str
+    waiting_since: datetime | None
+    last_message_at: datetime
+    customer_id: int
+    customer: str
+    holder: str | None
+    holder_id: int | None
+    claim_expires_at: datetime | None
+
+
+def queue_rows(session: Session, *, view: str, queue: str | None, operator_id: int, now: datetime,
+               page: int = 1, page_size: int = PAGE_SIZE) -> tuple[list[QueueRow], bool]:
+    """One page of the queue in one query, and whether another page follows."""
+    query = (
+        select(Ticket.id, Ticket.subject, Ticket.status, Ticket.queue, Ticket.priority, Ticket.waiting_since,
+               Ticket.last_message_at, Customer.id.label("customer_id"), Customer.address,
+               Claim.operator_id.label("holder_id"), Claim.expires_at, Operator.name, Operator.username)
+        .join(Customer, Customer.id == Ticket.customer_id)
+        # Only a live claim joins: an expired one is nobody's.
+        .outerjoin(Claim, and_(Claim.ticket_id == Ticket.id, Claim.operator_id.is_not(None), Claim.expires_at > now))
+        .outerjoin(Operator, Operator.id == Claim.operator_id)
+    )
+    if view == WAITING:
+        query = query.where(Ticket.status == OPEN, Ticket.waiting_since.is_not(None))
+    elif view in (OPEN, PENDING, RESOLVED):
+        query = query.where(Ticket.status == view)
+    elif view == "mine":
+        query = query.where(Claim.operator_id == operator_id)
+    if queue:
+        query = query.where(Ticket.queue == queue)
+    if view in (WAITING, OPEN, "mine"):
+        # Oldest waiting first; tickets with nothing waiting after them.
+        query = query.order_by(Ticket.waiting_since.is_(None), Ticket.waiting_since, Ticket.id)
+    else:
+        query = query.order_by(Ticket.last_message_at.desc(), Ticket.id.desc())
+    rows = session.execute(query.offset((page - 1) * page_size).limit(page_size + 1)).all()
+    result = [
+        QueueRow(r.id, r.subject, r.status, r.queue, r.priority, r.waiting_since, r.last_message_at,
+                 r.customer_id, r.address, (r.name or r.username) if r.holder_id is not None else None,
+                 r.holder_id, r.expires_at)
+        for r in rows[:page_size]
+    ]
+    return result, len(rows) > page_size
+
+
+def queue_names(session: Session) -> list[str]:
+    return list(session.scalars(select(Ticket.queue).distinct().order_by(Ticket.queue)))
+
+
+@router.get("/")
+def queue_page(
+    request: Request,
+    me: SignedIn,
+    view: View = WAITING,
+    queue: Annotated[str | None, Query(max_length=64)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+):
+    app = web(request)
+    with app.store.reading() as session:
+        rows, more = queue_rows(session, view=view, queue=queue or None, operator_id=me.id, now=db_now(session),
+                                page=page)
+        names = queue_names(session)
+    return app.render(request, "queue.html", rows=rows, more=more, view=view, views=VIEWS, queue=queue or "",
+                      queues=names, page=page)

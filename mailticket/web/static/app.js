@@ -1,0 +1,87 @@
+/* mailticket: renews the reply form's claim, counts down to its expiry, refreshes the queue.
+   Every page works without this script; it never clears or rewrites what the operator typed. */
+(function () {
+  "use strict";
+
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  function replyForm(form) {
+    var holding = form.getAttribute("data-holding") === "1";
+    var heartbeat = parseFloat(form.getAttribute("data-heartbeat") || "0");
+    var renewUrl = form.getAttribute("data-renew-url");
+    var expires = Date.parse(form.getAttribute("data-expires") || "");
+    var countdown = document.getElementById("claim-countdown");
+    var warning = document.getElementById("claim-warning");
+    var csrf = form.querySelector("input[name=csrf_token]").value;
+    var token = form.querySelector("input[name=claim_token]").value;
+    var lost = false;
+
+    function warn(text) {
+      warning.textContent = text;
+      warning.hidden = false;
+    }
+
+    function tick() {
+      if (!countdown || isNaN(expires) || lost) { return; }
+      var left = Math.round((expires - Date.now()) / 1000);
+      if (left <= 0) {
+        countdown.textContent = "Your claim has expired. Your text is kept; claim the ticket again to send it.";
+        countdown.className = "countdown expiring";
+        return;
+      }
+      countdown.textContent = "Your claim expires in " + Math.floor(left / 60) + ":" + two(left % 60) + ".";
+      countdown.className = left < 120 ? "countdown expiring" : "countdown";
+    }
+
+    function renew() {
+      if (lost) { return; }
+      fetch(renewUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ claim_token: token })
+      }).then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (response.ok && data.expires_at) {
+            expires = Date.parse(data.expires_at);
+            warning.hidden = true;
+          } else if (response.status === 409) {
+            lost = true;
+            if (countdown) { countdown.textContent = ""; }
+            warn("Your claim was lost: " + (data.detail || "it expired or was taken") +
+                 ". Your text is kept here; reload the page or copy it before you leave.");
+          } else {
+            warn("The claim could not be renewed (" + (data.detail || response.status) + "); trying again.");
+          }
+        });
+      }).catch(function () {
+        warn("The claim could not be renewed: no connection to the server; trying again.");
+      });
+    }
+
+    if (holding) {
+      tick();
+      window.setInterval(tick, 1000);
+      if (heartbeat > 0 && renewUrl) {
+        window.setInterval(renew, heartbeat * 1000);
+      }
+    }
+  }
+
+  function refreshingQueue(head) {
+    var seconds = parseInt(head.getAttribute("data-refresh") || "0", 10);
+    if (seconds <= 0) { return; }
+    window.setInterval(function () {
+      var active = document.activeElement;
+      var busy = active && (active.tagName === "SELECT" || active.tagName === "INPUT");
+      if (!document.hidden && !busy) { window.location.reload(); }
+    }, seconds * 1000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("reply-form");
+    if (form) { replyForm(form); }
+    var head = document.querySelector("[data-refresh]");
+    if (head) { refreshingQueue(head); }
+  });
+}());
