@@ -81,7 +81,10 @@ def test_a_missing_token_is_401(api):
     _, ticket, client, _ = api
     for response in (client.get(f"{API}/tickets"),
                      client.get(f"{API}/tickets/{ticket}", headers={"Authorization": "Bearer mt_not-a-token"}),
-                     client.post(f"{API}/tickets/{ticket}/claim", headers={"Authorization": "Basic YTpi"})):
+                     client.post(f"{API}/tickets/{ticket}/claim", headers={"Authorization": "Basic YTpi"}),
+                     # Authentication comes first: a stranger learns nothing about ids or bodies.
+                     client.post(f"{API}/tickets/{2**63}/reply", json={"cc": 1}),
+                     client.post(f"{API}/tickets/{ticket}/notes", content=b"{")):
         assert_error(response, 401)
         assert response.headers["www-authenticate"] == "Bearer"
 
@@ -237,6 +240,7 @@ def test_an_invalid_body_is_422_with_a_reason(api):
         "body.body: input should be a valid string":
             ana.post_raw(reply, b'{"body": "\\ud800", "claim_token": "abc"}', "application/json"),
         "body: invalid JSON": ana.post_raw(reply, b'{"body": ', "application/json"),
+        "body: invalid JSON (cannot be decoded)": ana.post_raw(reply, b'{"body": "Hi"}\xff', "application/json"),
         "body: expected a JSON object": ana.post_raw(reply, b"body=Hi", "text/plain"),
         "body: field required": ana.post(f"/tickets/{ticket}/notes"),
         "query.limit: input should be less than or equal to 500": ana.get("/tickets", params={"limit": 501}),
@@ -298,4 +302,11 @@ def test_the_openapi_document_describes_the_api(api):
     assert {"claim", "messages"} <= set(schemas["TicketDetail"]["properties"])
     assert "from" in schemas["MessageOut"]["properties"]
     assert schemas["Error"]["properties"] == {"detail": {"type": "string", "title": "Detail"}}
-    assert "HTTPValidationError" not in schemas
+    for path, operations in paths.items():
+        if path.startswith(API):
+            for operation in operations.values():
+                assert operation["security"] == [{"bearer": []}], path
+                for status, response in operation["responses"].items():
+                    if status.startswith("4"):
+                        assert response["content"]["application/json"]["schema"]["$ref"] in (
+                            "#/components/schemas/Error", "#/components/schemas/ClaimConflictError"), (path, status)

@@ -117,8 +117,14 @@ def test_without_own_addresses_nothing_is_own():
 
 
 def test_own_wins_over_bounce_which_wins_over_auto_reply_which_wins_over_bulk():
-    everything = ("Return-Path: <>", "Auto-Submitted: auto-replied", "Precedence: bulk")
+    report = "Content-Type: multipart/report; report-type=delivery-status; boundary=b"
+    everything = (report, "Auto-Submitted: auto-replied", "Precedence: bulk")
     assert classify(mail(f"{LOOP_HEADER}: 1", *everything), OWN) == "own"
     assert classify(mail(*everything), OWN) == "bounce"
     assert classify(mail(*everything[1:]), OWN) == "auto-reply"
     assert classify(mail(*everything[2:]), OWN) == "bulk"
+
+
+def test_an_out_of_office_reply_from_the_null_path_is_an_auto_reply_not_a_bounce():
+    assert classify(mail("Return-Path: <>", "Auto-Submitted: auto-replied"), OWN) == "auto-reply"
+    assert classify(mail("Return-Path: <>"), OWN) == "bounce"

@@ -47,9 +47,7 @@ def _is_own(msg: Inbound, own: set[str]) -> bool:
     return msg.from_addr in own or msg.header(LOOP_HEADER) is not None
 
 
-def _is_bounce(msg: Inbound) -> bool:
-    if msg.return_path == "":
-        return True
+def _is_delivery_report(msg: Inbound) -> bool:
     if BOUNCE_SENDER.match(msg.from_addr or msg.from_name):
         return True
     if msg.content_type == "multipart/report":
@@ -87,10 +85,13 @@ def classify(msg: Inbound, own_addresses: Iterable[str] = ()) -> str | None:
     own = {address.strip().lower() for address in own_addresses} - {""}
     if _is_own(msg, own):
         return OWN
-    if _is_bounce(msg):
+    if _is_delivery_report(msg):
         return BOUNCE
+    # RFC 3834 asks auto-responders to send from the null path too, so their own headers decide first.
     if _is_auto_reply(msg):
         return AUTO_REPLY
+    if msg.return_path == "":
+        return BOUNCE
     if _is_bulk(msg):
         return BULK
     return None

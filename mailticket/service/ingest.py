@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -15,23 +17,49 @@ from mailticket.config import Settings
 from mailticket.db.models import (
     IN,
     OPEN,
-    RESOLVED,
+    PENDING,
     Attachment,
     Customer,
     Message,
     Participant,
+    Event,
     Quarantine,
     Ticket,
 )
 from mailticket.mail.loops import classify
 from mailticket.mail.parse import Inbound, parse
-from mailticket.service.history import record
 
 # Defects after which the message body cannot be trusted to be what the sender wrote.
 FATAL_DEFECTS = ("StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect")
 # How many referenced ids are looked up; the newest ones decide the thread.
 MAX_REFERENCES = 20
+# Ids per IN (...) query: well under every backend's limit on bound parameters.
+IN_CLAUSE_CHUNK = 500
+# Tickets of one sender with one subject looked at by the subject rule.
+SUBJECT_CANDIDATES = 5
+UNKNOWN_SENDER = "unknown@invalid"
 CREATED, APPENDED, DUPLICATE, QUARANTINED = "created", "appended", "duplicate", "quarantined"
+
+log = logging.getLogger(__name__)
+
+# Statements built once, so that SQLAlchemy compiles each of them once.
+TAKES_PART = select(Participant.ticket_id).where(
+    Participant.ticket_id == bindparam("t"), Participant.address == bindparam("a"))
+BY_SUBJECT = (
+    select(Ticket.id, Ticket.last_message_at)
+    .join(Customer, Customer.id == Ticket.customer_id)
+    .where(Customer.address == bindparam("a"), Ticket.subject_key == bindparam("k"))
+    .order_by(Ticket.last_message_at.desc())
+    .limit(SUBJECT_CANDIDATES)
+)
+CUSTOMER_BY_ADDRESS = select(Customer.id).where(Customer.address == bindparam("a"))
+INSERT_CUSTOMER = insert(Customer).returning(Customer.id)
+INSERT_TICKET = insert(Ticket).returning(Ticket.id)
+INSERT_MESSAGE_RETURNING_ID = insert(Message).returning(Message.id)
+UPDATE_TICKET = update(Ticket).where(Ticket.id == bindparam("t_id")).values(
+    status=bindparam("t_status"), resolved_at=bindparam("t_resolved_at"), last_message_at=bindparam("t_last"),
+    waiting_since=bindparam("t_waiting"), updated_at=bindparam("t_now"),
+)
 
 
 @dataclass
@@ -58,39 +86,6 @@ class Outcome:
     autoreply: bool = False
 
 
-@dataclass
-class SessionLookup:
-    """threads.Lookup over a session; the ids a message names are fetched in one query."""
-
-    session: Session
-    _known: dict[str, int] = field(default_factory=dict)
-
-    def prefetch(self, ids: list[str]) -> None:
-        if ids:
-            rows = self.session.execute(
-                select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids))
-            )
-            self._known = {message_id: ticket_id for message_id, ticket_id in rows}
-
-    def message_exists(self, message_id: str) -> bool:
-        return message_id in self._known
-
-    def ticket_of_message(self, message_id: str) -> int | None:
-        return self._known.get(message_id)
-
-    def takes_part(self, ticket_id: int, address: str) -> bool:
-        return self.session.get(Participant, (ticket_id, address)) is not None
-
-    def ticket_by_subject(self, address: str, subject_key: str, since: datetime) -> int | None:
-        return self.session.scalar(
-            select(Ticket.id)
-            .join(Customer, Customer.id == Ticket.customer_id)
-            .where(Customer.address == address, Ticket.subject_key == subject_key, Ticket.last_message_at >= since)
-            .order_by(Ticket.last_message_at.desc())
-            .limit(1)
-        )
-
-
 def unusable(raw: bytes, msg: Inbound | None, settings: Settings) -> str | None:
     """Why a message must be quarantined instead of stored, or None."""
     limit = settings.limits.max_message_bytes
@@ -115,126 +110,271 @@ def quarantine(
         sha256=hashlib.sha256(raw).hexdigest(), mailbox=mailbox, folder=folder, uid=uid, reason=reason,
         size=len(raw), received_at=received_at, created_at=now, raw=raw,
     )
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(Quarantine).values(**values).on_conflict_do_nothing(index_elements=["sha256"]))
+    session.execute(_insert_ignore(session.connection(), Quarantine, ["sha256"]).values(**values))
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One message to ingest: its bytes, when the server received it, and where it came from."""
+
+    raw: bytes
+    received_at: datetime
+    uid: int | None = None
+
+
+@dataclass
+class _TicketState:
+    """The columns of a ticket that ingest reads and changes; written back once per batch."""
+
+    id: int
+    status: str
+    resolved_at: datetime | None
+    last_message_at: datetime
+    waiting_since: datetime | None
+    queue: str
+    dirty: bool = False
 
 
 def ingest(
     session: Session, raw: bytes, *, settings: Settings, received_at: datetime, now: datetime,
     mailbox: str | None = None, folder: str | None = None, uid: int | None = None, queue: str = "default",
 ) -> Outcome:
-    """Stores one fetched message. Any failure quarantines it; the caller's transaction stays usable."""
-    where = dict(mailbox=mailbox, folder=folder, uid=uid, received_at=received_at, now=now)
-    reason = unusable(raw, None, settings)
-    if reason is None:
-        msg = parse(raw)
-        reason = unusable(raw, msg, settings)
-    if reason is not None:
-        quarantine(session, raw, reason, **where)
-        return Outcome(QUARANTINED, reason=reason)
+    """Stores one message (see ingest_batch)."""
+    return ingest_batch(session, [Fetched(raw, received_at, uid)], settings=settings, now=now, mailbox=mailbox,
+                        folder=folder, queue=queue)[0]
+
+
+def ingest_batch(
+    session: Session, items: Sequence[Fetched], *, settings: Settings, now: datetime, mailbox: str | None = None,
+    folder: str | None = None, queue: str = "default",
+) -> list[Outcome]:
+    """Stores a batch of fetched messages in the caller's transaction; none is lost, whatever goes wrong.
+
+    The whole batch goes in at once, with its rows written together. Should the database refuse any of
+    it, the batch is rolled back and done again message by message, each in a savepoint of its own, so
+    that one bad message is quarantined and the others are stored.
+    """
+    batch = _Batch(session, settings, now=now, mailbox=mailbox, folder=folder, queue=queue)
     try:
-        # A savepoint per message: one that the database refuses must not undo the rest of the batch.
         with session.begin_nested():
-            return _store(session, raw, msg, settings=settings, received_at=received_at, now=now,
-                          mailbox=mailbox, queue=queue)
-    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the message is kept, not lost
-        reason = f"could not be stored: {type(exc).__name__}: {exc}"[:2000]
-        quarantine(session, raw, reason, **where)
-        return Outcome(QUARANTINED, reason=reason)
+            return batch.run(items)
+    except Exception:  # noqa: BLE001 - retried one by one below, where the culprit is quarantined
+        log.warning("batch of %d refused by the database; ingesting one by one", len(items), exc_info=True)
+    outcomes = []
+    for item in items:
+        try:
+            with session.begin_nested():
+                outcomes.extend(_Batch(session, settings, now=now, mailbox=mailbox, folder=folder,
+                                       queue=queue).run([item]))
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the message is kept, not lost
+            reason = f"could not be stored: {type(exc).__name__}: {exc}"[:2000]
+            quarantine(session, item.raw, reason, mailbox=mailbox, folder=folder, uid=item.uid,
+                       received_at=item.received_at, now=now)
+            outcomes.append(Outcome(QUARANTINED, reason=reason))
+    return outcomes
 
 
-def _store(
-    session: Session, raw: bytes, msg: Inbound, *, settings: Settings, received_at: datetime, now: datetime,
-    mailbox: str | None, queue: str,
-) -> Outcome:
-    lookup = SessionLookup(session)
-    lookup.prefetch([msg.message_id, *msg.in_reply_to, *msg.references[-MAX_REFERENCES:]])
-    tickets = settings.tickets
-    tag = threads.TicketTag(tickets.subject_tag)
-    found = threads.match(
-        message_id=msg.message_id, in_reply_to=msg.in_reply_to, references=msg.references,
-        from_addr=msg.from_addr, subject=msg.subject, lookup=lookup, tag=tag,
-        now=received_at, subject_threading_days=tickets.subject_threading_days,
-    )
-    if found.rule == threads.DUPLICATE:
-        return Outcome(DUPLICATE)
-    loop = classify(msg, settings.own_addresses)
-    ticket = session.get(Ticket, found.ticket_id) if found.ticket_id is not None else None
-    matched_by = found.rule
-    result = APPENDED
-    if ticket is not None:
-        action = threads.follow_up(ticket.status, ticket.resolved_at, now, tickets.reopen_days)
-        if action == "reopen":
-            ticket.status, ticket.resolved_at = OPEN, None
-            record(session, ticket.id, "reopened", now, detail=f"new mail from {msg.from_addr}")
-        elif action == "new-linked":
-            old = ticket
-            ticket = _new_ticket(session, msg, received_at=received_at, now=now, mailbox=mailbox, queue=old.queue,
-                                 tag=tag)
-            ticket.follows_ticket_id = old.id
-            record(session, ticket.id, "follow-up", now, detail=f"follows resolved ticket {old.id}")
-            matched_by, result = threads.NEW, CREATED
-    if ticket is None:
-        ticket = _new_ticket(session, msg, received_at=received_at, now=now, mailbox=mailbox, queue=queue, tag=tag)
-        result = CREATED
-    _add_message(session, ticket, raw, msg, matched_by=matched_by, loop=loop, received_at=received_at,
-                 mailbox=mailbox, max_attachment=settings.limits.max_attachment_bytes)
-    ticket.updated_at = now
-    ticket.last_message_at = max(ticket.last_message_at, received_at)
-    # Auto-replies and bulk mail on a ticket ask nothing of the operators, so they start no waiting clock.
-    if (loop is None or result == CREATED) and ticket.waiting_since is None:
-        ticket.waiting_since = received_at
-    if loop is None and ticket.status != RESOLVED and ticket.status != OPEN and result == APPENDED:
-        # The customer answered a ticket pending on them: it needs the operators again.
-        ticket.status = OPEN
-        record(session, ticket.id, "status", now, detail="pending -> open (customer answered)")
-    return Outcome(result, ticket.id, autoreply=loop is not None)
+class _Batch:
+    """What the store knows, read once for the batch and kept up to date as the batch is threaded.
+
+    It is the threads.Lookup of every message in the batch, so that a reply fetched in the same batch as
+    the message it answers still finds it.
+    """
+
+    def __init__(self, session: Session, settings: Settings, *, now: datetime, mailbox: str | None,
+                 folder: str | None, queue: str) -> None:
+        self.session, self.conn, self.settings = session, session.connection(), settings
+        self.now, self.mailbox, self.folder, self.queue = now, mailbox, folder, queue
+        self.tag = threads.TicketTag(settings.tickets.subject_tag)
+        self.known: dict[str, int] = {}  # Message-ID -> ticket id
+        self.tickets: dict[int, _TicketState] = {}
+        self.customers: dict[str, int] = {}
+        self.participants: set[tuple[int, str]] = set()
+        self.messages: list[dict] = []
+        self.events: list[dict] = []
+
+    # -- threads.Lookup ---------------------------------------------------------
+
+    def message_exists(self, message_id: str) -> bool:
+        return message_id in self.known
+
+    def ticket_of_message(self, message_id: str) -> int | None:
+        return self.known.get(message_id)
+
+    def takes_part(self, ticket_id: int, address: str) -> bool:
+        if (ticket_id, address) in self.participants:
+            return True
+        found = self.conn.execute(TAKES_PART, dict(t=ticket_id, a=address)).first() is not None
+        if found:
+            self.participants.add((ticket_id, address))
+        return found
+
+    def ticket_by_subject(self, address: str, subject_key: str, since: datetime) -> int | None:
+        rows = self.conn.execute(BY_SUBJECT, dict(a=address, k=subject_key)).all()
+        # Tickets touched earlier in this batch have a newer last message than the table says yet.
+        best = None
+        for ticket_id, last in rows:
+            state = self.tickets.get(ticket_id)
+            last = max(last, state.last_message_at) if state else last
+            if last >= since and (best is None or last > best[1]):
+                best = (ticket_id, last)
+        return best[0] if best else None
+
+    # -- the batch ----------------------------------------------------------------
+
+    def run(self, items: Sequence[Fetched]) -> list[Outcome]:
+        parsed = []
+        for item in items:
+            reason = unusable(item.raw, None, self.settings)
+            msg = parse(item.raw) if reason is None else None
+            reason = reason or unusable(item.raw, msg, self.settings)
+            parsed.append((item, msg, reason))
+        self._prefetch([m for _, m, r in parsed if r is None])
+        outcomes = []
+        for item, msg, reason in parsed:
+            if reason is not None:
+                quarantine(self.session, item.raw, reason, mailbox=self.mailbox, folder=self.folder, uid=item.uid,
+                           received_at=item.received_at, now=self.now)
+                outcomes.append(Outcome(QUARANTINED, reason=reason))
+            else:
+                outcomes.append(self._thread(item, msg))
+        self._write()
+        return outcomes
+
+    def _prefetch(self, messages: list[Inbound]) -> None:
+        ids = list(dict.fromkeys(i for m in messages for i in _ids_named(m)))
+        for start in range(0, len(ids), IN_CLAUSE_CHUNK):
+            chunk = ids[start:start + IN_CLAUSE_CHUNK]
+            rows = self.conn.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(chunk)))
+            self.known.update({message_id: ticket_id for message_id, ticket_id in rows})
+        self._load_tickets(set(self.known.values()))
+
+    def _load_tickets(self, ticket_ids: set[int]) -> None:
+        wanted = [t for t in ticket_ids if t not in self.tickets]
+        for start in range(0, len(wanted), IN_CLAUSE_CHUNK):
+            rows = self.conn.execute(
+                select(Ticket.id, Ticket.status, Ticket.resolved_at, Ticket.last_message_at, Ticket.waiting_since,
+                       Ticket.queue).where(Ticket.id.in_(wanted[start:start + IN_CLAUSE_CHUNK]))
+            )
+            for row in rows:
+                self.tickets[row.id] = _TicketState(*row)
+
+    def _thread(self, item: Fetched, msg: Inbound) -> Outcome:
+        rules = self.settings.tickets
+        found = threads.match(
+            message_id=msg.message_id, in_reply_to=msg.in_reply_to, references=msg.references,
+            from_addr=msg.from_addr, subject=msg.subject, lookup=self, tag=self.tag, now=item.received_at,
+            subject_threading_days=rules.subject_threading_days,
+        )
+        if found.rule == threads.DUPLICATE:
+            return Outcome(DUPLICATE)
+        loop = classify(msg, self.settings.own_addresses)
+        matched_by, result, ticket = found.rule, APPENDED, None
+        if found.ticket_id is not None:
+            self._load_tickets({found.ticket_id})
+            ticket = self.tickets[found.ticket_id]
+            action = threads.follow_up(ticket.status, ticket.resolved_at, self.now, rules.reopen_days)
+            if action == "reopen":
+                ticket.status, ticket.resolved_at, ticket.dirty = OPEN, None, True
+                self._event(ticket.id, "reopened", f"new mail from {msg.from_addr}")
+            elif action == "new-linked":
+                old = ticket
+                ticket = self._new_ticket(item, msg, queue=old.queue, follows=old.id)
+                self._event(ticket.id, "follow-up", f"follows resolved ticket {old.id}")
+                matched_by, result = threads.NEW, CREATED
+        if ticket is None:
+            ticket = self._new_ticket(item, msg, queue=self.queue, follows=None)
+            result = CREATED
+        self._add_message(ticket.id, item, msg, matched_by=matched_by, loop=loop)
+        if item.received_at > ticket.last_message_at:
+            ticket.last_message_at = item.received_at
+        # Auto-replies and bulk mail on a ticket ask nothing of the operators, so they start no waiting clock.
+        if (loop is None or result == CREATED) and ticket.waiting_since is None:
+            ticket.waiting_since = item.received_at
+        if loop is None and result == APPENDED and ticket.status == PENDING:
+            # The customer answered a ticket pending on them: it needs the operators again.
+            ticket.status = OPEN
+            self._event(ticket.id, "status", "pending -> open (customer answered)")
+        ticket.dirty = True
+        return Outcome(result, ticket.id, autoreply=loop is not None)
+
+    def _customer(self, msg: Inbound) -> int:
+        address = msg.from_addr or UNKNOWN_SENDER
+        if address not in self.customers:
+            found = self.conn.execute(CUSTOMER_BY_ADDRESS, dict(a=address)).scalar()
+            if found is None:
+                found = self.conn.execute(INSERT_CUSTOMER, dict(
+                    address=address, name=_clean(msg.from_name)[:200], notes="", created_at=self.now)).scalar_one()
+            self.customers[address] = found
+        return self.customers[address]
+
+    def _new_ticket(self, item: Fetched, msg: Inbound, *, queue: str, follows: int | None) -> _TicketState:
+        # Inserted at once: later messages of the batch may name it by subject or tag.
+        ticket_id = self.conn.execute(INSERT_TICKET, dict(
+            subject=_clean(msg.subject), subject_key=threads.subject_key(msg.subject, tag=self.tag),
+            status=OPEN, queue=queue, priority="normal", mailbox=self.mailbox, customer_id=self._customer(msg),
+            follows_ticket_id=follows, created_at=item.received_at, updated_at=self.now,
+            last_message_at=item.received_at, waiting_since=None, handle_seconds=0.0,
+        )).scalar_one()
+        self.tickets[ticket_id] = state = _TicketState(ticket_id, OPEN, None, item.received_at, None, queue)
+        self._event(ticket_id, "created", f"from {msg.from_addr or UNKNOWN_SENDER}")
+        return state
+
+    def _add_message(self, ticket_id: int, item: Fetched, msg: Inbound, *, matched_by: str,
+                     loop: str | None) -> None:
+        row = dict(
+            ticket_id=ticket_id, direction=IN, message_id=msg.message_id, in_reply_to=" ".join(msg.in_reply_to),
+            references=" ".join(msg.references), from_addr=msg.from_addr, from_name=_clean(msg.from_name)[:200],
+            to_addrs=", ".join(msg.to_addrs), subject=_clean(msg.subject), date=msg.date,
+            received_at=item.received_at, text=_clean(msg.text), html=_clean(msg.html) if msg.html else None,
+            matched_by=matched_by, loop=loop, mailbox=self.mailbox, defects="\n".join(msg.defects), raw=item.raw,
+            operator_id=None,
+        )
+        self.known[msg.message_id] = ticket_id
+        if msg.from_addr:
+            self.participants.add((ticket_id, msg.from_addr))
+        if not msg.attachments:
+            self.messages.append(row)
+            return
+        # Attachments need the message's id now; messages without them are written together at the end.
+        message_id = self.conn.execute(INSERT_MESSAGE_RETURNING_ID, row).scalar_one()
+        limit = self.settings.limits.max_attachment_bytes
+        self.conn.execute(insert(Attachment), [
+            dict(message_id=message_id, filename=_clean(part.filename)[:255] or "attachment",
+                 content_type=part.content_type[:255], size=len(part.data), content_id=part.content_id,
+                 inline=part.inline,
+                 # An oversized attachment stays readable in the raw message; the table keeps its name and size.
+                 data=part.data if len(part.data) <= limit else b"")
+            for part in msg.attachments
+        ])
+
+    def _event(self, ticket_id: int, kind: str, detail: str) -> None:
+        self.events.append(dict(ticket_id=ticket_id, at=self.now, kind=kind, actor=None, detail=detail))
+
+    def _write(self) -> None:
+        """The batch's rows, one statement per table."""
+        if self.messages:
+            self.conn.execute(insert(Message), self.messages)
+        if self.participants:
+            rows = [dict(ticket_id=t, address=a) for t, a in self.participants]
+            self.conn.execute(_insert_ignore(self.conn, Participant, ["ticket_id", "address"]), rows)
+        if self.events:
+            self.conn.execute(insert(Event), self.events)
+        dirty = [t for t in self.tickets.values() if t.dirty]
+        if dirty:
+            self.conn.execute(UPDATE_TICKET, [
+                dict(t_id=t.id, t_status=t.status, t_resolved_at=t.resolved_at, t_last=t.last_message_at,
+                     t_waiting=t.waiting_since, t_now=self.now) for t in dirty
+            ])
 
 
-def _new_ticket(
-    session: Session, msg: Inbound, *, received_at: datetime, now: datetime, mailbox: str | None, queue: str,
-    tag: threads.TicketTag,
-) -> Ticket:
-    address = msg.from_addr or "unknown@invalid"
-    customer = session.scalar(select(Customer).where(Customer.address == address))
-    if customer is None:
-        customer = Customer(address=address, name=msg.from_name, notes="", created_at=now)
-        session.add(customer)
-    elif not customer.name and msg.from_name:
-        customer.name = msg.from_name
-    ticket = Ticket(
-        subject=msg.subject, subject_key=threads.subject_key(msg.subject, tag=tag), status=OPEN, queue=queue,
-        priority="normal", mailbox=mailbox, customer=customer, created_at=received_at, updated_at=now,
-        last_message_at=received_at, waiting_since=None, handle_seconds=0.0,
-    )
-    session.add(ticket)
-    session.flush()
-    record(session, ticket.id, "created", now, detail=f"from {address}")
-    return ticket
+def _ids_named(msg: Inbound) -> list[str]:
+    return [msg.message_id, *msg.in_reply_to, *msg.references[-MAX_REFERENCES:]]
 
 
-def _add_message(
-    session: Session, ticket: Ticket, raw: bytes, msg: Inbound, *, matched_by: str, loop: str | None,
-    received_at: datetime, mailbox: str | None, max_attachment: int,
-) -> Message:
-    message = Message(
-        ticket_id=ticket.id, direction=IN, message_id=msg.message_id, in_reply_to=" ".join(msg.in_reply_to),
-        references=" ".join(msg.references), from_addr=msg.from_addr, from_name=_clean(msg.from_name)[:200],
-        to_addrs=", ".join(msg.to_addrs), subject=_clean(msg.subject), date=msg.date, received_at=received_at,
-        text=_clean(msg.text), html=_clean(msg.html) if msg.html is not None else None, matched_by=matched_by,
-        loop=loop, mailbox=mailbox, defects="\n".join(msg.defects), raw=raw,
-    )
-    for part in msg.attachments:
-        # An oversized attachment stays readable in the raw message; the table keeps its name and size.
-        data = part.data if len(part.data) <= max_attachment else b""
-        message.attachments.append(Attachment(
-            filename=_clean(part.filename)[:255] or "attachment", content_type=part.content_type[:255],
-            size=len(part.data), content_id=part.content_id, inline=part.inline, data=data,
-        ))
-    session.add(message)
-    if msg.from_addr and session.get(Participant, (ticket.id, msg.from_addr)) is None:
-        session.add(Participant(ticket_id=ticket.id, address=msg.from_addr))
-    return message
+def _insert_ignore(conn, model, keys: list[str]):
+    insert_for = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    return insert_for(model).on_conflict_do_nothing(index_elements=keys)
 
 
 def _clean(text: str) -> str:

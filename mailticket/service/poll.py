@@ -13,7 +13,7 @@ from mailticket.clock import utcnow
 from mailticket.config import MailboxSettings, Settings
 from mailticket.db.models import MailboxState
 from mailticket.db.store import Store
-from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, Counts, ingest
+from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, Counts, Fetched, ingest_batch
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,9 @@ def poll_mailbox(
             batch_counts = Counts(fetched=len(batch))
             with store.transaction() as session:
                 now = clock()
-                for fetched in batch:
-                    outcome = ingest(
-                        session, fetched.raw, settings=settings, received_at=fetched.internaldate, now=now,
-                        mailbox=box.name, folder=box.folder, uid=fetched.uid, queue=box.queue,
-                    )
+                items = [Fetched(f.raw, f.internaldate, f.uid) for f in batch]
+                for outcome in ingest_batch(session, items, settings=settings, now=now, mailbox=box.name,
+                                            folder=box.folder, queue=box.queue):
                     _count(batch_counts, outcome.result, outcome.autoreply)
                 state = session.scalar(
                     select(MailboxState).where(MailboxState.mailbox == box.name, MailboxState.folder == box.folder)

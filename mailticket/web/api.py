@@ -173,6 +173,9 @@ def _as_error(exc: Exception) -> ApiError | None:
         return ApiError(422, str(exc))
     if isinstance(exc, RequestValidationError):
         return ApiError(422, _validation_reason(exc.errors()))
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8, say): an invalid body like any other, so 422.
+        return ApiError(422, "body: invalid JSON (cannot be decoded)")
     if isinstance(exc, StarletteHTTPException):
         return ApiError(exc.status_code, str(exc.detail), headers=exc.headers)
     return None
@@ -189,7 +192,7 @@ def _validation_reason(errors: Any) -> str:
             continue
         message = str(error.get("msg", "is invalid"))
         if error.get("type") == "model_attributes_type" or error.get("type") == "dict_type":
-            message = "expected a JSON object (send Content-Type: application/json)"
+            message = "expected a JSON object sent as Content-Type: application/json"
         where = ".".join(loc) or "request"
         reasons.append(f"{where}: {message[:1].lower()}{message[1:]}")
     return "; ".join(reasons) or "invalid request"
@@ -328,7 +331,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         """Queues a reply; accepted only with the token of the caller's live claim (fencing)."""
         with store.transaction() as session:
             message = actions.reply(session, settings, ticket_id, me, request.body, request.claim_token,
-                                    keep_claim=request.keep_claim, status=request.status)
+                                    keep_claim=False, status=request.status)
         return {"message_id": message.message_id}
 
     @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=NoteCreated,

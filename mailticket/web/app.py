@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,6 +36,8 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'"
 )
+# No form or API call needs more (a reply is at most 100,000 characters); a bigger body is refused unread.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
@@ -66,6 +68,21 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class BodyLimit:
+    """Answers 413 to a request announcing a body over MAX_REQUEST_BYTES, before any parser reads it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
+                await PlainTextResponse("request body too large", status_code=413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     if not settings.web.secret_key:
         raise ValueError("web.secret_key is empty: the session cookies cannot be signed; set [web] secret_key "
@@ -78,6 +95,7 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
         max_age=SESSION_MAX_AGE, same_site="lax",
         https_only=settings.web.base_url.startswith("https://") or settings.web.session_cookie_secure,
     )
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     _add_error_pages(app)
 

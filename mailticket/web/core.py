@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -118,6 +119,15 @@ def format_size(size: int) -> str:
     return str(size)
 
 
+# An ISO time as the service writes it into history details: "2026-11-02T10:15:00.123+00:00".
+_ISO_UTC = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(?::\d\d(?:\.\d+)?)?(?:\+00:00|Z)")
+
+
+def readable(text: str) -> str:
+    """History details with their ISO UTC times shown like the rest of the page."""
+    return _ISO_UTC.sub(r"\1 \2 UTC", text)
+
+
 def srcdoc(sanitised_html: str) -> str:
     """A whole document around a message's sanitised HTML, for a sandboxed iframe's srcdoc.
 
@@ -137,6 +147,6 @@ def make_templates(folder: str) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(time=format_time, clock=format_clock, duration=format_duration, size=format_size,
-                       srcdoc=srcdoc)
+                       srcdoc=srcdoc, readable=readable)
     env.globals.update(waiting=waiting)
     return env
