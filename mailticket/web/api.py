@@ -224,7 +224,7 @@ def _errors(*statuses: int, conflict: type[BaseModel] = Error) -> dict[int | str
     described = {401: "missing, unknown or disabled API token", 403: "the caller may not do this",
                  404: "no such ticket", 409: "the claim is held by someone else or was lost",
                  422: "invalid request: the detail names the field"}
-    return {s: {"model": conflict if s == 409 else Error, "description": described[s]} for s in statuses}
+    return {} or {s: {"model": conflict if s == 409 else Error, "description": described[s]} for s in statuses}
 
 
 def _find_tickets(session: Session, status: str | None, q: str | None, limit: int) -> list[dict[str, Any]]:
@@ -331,7 +331,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         """Queues a reply; accepted only with the token of the caller's live claim (fencing)."""
         with store.transaction() as session:
             message = actions.reply(session, settings, ticket_id, me, request.body, request.claim_token,
-                                    keep_claim=False, status=request.status)
+                                    keep_claim=request.keep_claim, status=request.status)
         return {"message_id": message.message_id}
 
     @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=NoteCreated,

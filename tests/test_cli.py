@@ -1,0 +1,88 @@
+"""The command line as an admin uses it: exit codes, config errors, migrate, ticket list and show."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mailticket.db.store import Store
+from tests.factories import make_ticket
+
+SPEC_TICKET_KEYS = {"id", "subject", "status", "queue", "priority", "customer", "created_at", "first_response_at",
+                    "first_response_seconds", "handle_seconds", "resolved_at", "claim", "messages"}
+SPEC_MESSAGE_KEYS = {"direction", "message_id", "from", "subject", "date", "text", "attachments", "matched_by",
+                     "autoreply"}
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailticket", *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def config_file(tmp_path, db_url: str, extra: str = "") -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[database]\nurl = "{db_url}"\n{extra}')
+    return str(path)
+
+
+def test_check_config_accepts_a_good_file(tmp_path):
+    result = run("-c", config_file(tmp_path, f"sqlite:///{tmp_path}/x.db"), "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_a_bad_config_names_the_file_and_key_and_exits_2_without_a_traceback(tmp_path):
+    path = config_file(tmp_path, f"sqlite:///{tmp_path}/x.db", '[claims]\nttl = "fifteen minutes"\n')
+    result = run("-c", path, "check-config")
+    assert result.returncode == 2
+    assert "config.toml" in result.stderr and "claims.ttl" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_config_file_exits_2(tmp_path):
+    result = run("-c", str(tmp_path / "nope.toml"), "check-config")
+    assert result.returncode == 2 and "nope.toml" in result.stderr
+
+
+def test_migrate_is_safe_to_repeat(tmp_path):
+    path = config_file(tmp_path, f"sqlite:///{tmp_path}/m.db")
+    first, second = run("-c", path, "migrate"), run("-c", path, "migrate")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout and "revision" in first.stdout
+
+
+def test_ticket_show_json_has_the_spec_shape(tmp_path, db_url):
+    ticket = make_ticket(Store(db_url), subject="Tamanho errado", body="Chegou o 40, pedi 42.")
+    result = run("-c", config_file(tmp_path, db_url), "ticket", "show", str(ticket), "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert SPEC_TICKET_KEYS <= shown.keys()
+    assert shown["subject"] == "Tamanho errado" and shown["status"] == "open"
+    assert shown["created_at"].endswith("+00:00")
+    [message] = shown["messages"]
+    assert SPEC_MESSAGE_KEYS <= message.keys()
+    assert message["matched_by"] == "new" and message["autoreply"] is False
+    assert "Chegou o 40" in message["text"]
+
+
+def test_ticket_list_filters_by_status(tmp_path, db_url):
+    make_ticket(Store(db_url), message_id="a@x.example")
+    path = config_file(tmp_path, db_url)
+    open_list = json.loads(run("-c", path, "ticket", "list", "--status", "open", "--json").stdout)
+    resolved = json.loads(run("-c", path, "ticket", "list", "--status", "resolved", "--json").stdout)
+    assert [t["status"] for t in open_list] == ["open"] and resolved == []
+    table = run("-c", path, "ticket", "list")
+    assert "ana@customer.example" in table.stdout
+
+
+def test_an_unknown_ticket_exits_2(tmp_path, sqlite_url):
+    result = run("-c", config_file(tmp_path, sqlite_url), "ticket", "show", "999")
+    assert result.returncode == 2 and "no ticket 999" in result.stderr
+
+
+def test_an_unknown_mailbox_name_exits_2(tmp_path, sqlite_url):
+    result = run("-c", config_file(tmp_path, sqlite_url), "poll-once", "--mailbox", "nope")
+    assert result.returncode == 2 and "nope" in result.stderr
