@@ -42,6 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     ticket_show.add_argument("id", type=int)
     ticket_show.add_argument("--json", action="store_true")
     ticket_show.set_defaults(run=cmd_ticket_show)
+
+    operator = commands.add_parser("operator", help="manage operators").add_subparsers(dest="operator_command", required=True)
+    add = operator.add_parser("add", help="create an operator (password read from standard input)")
+    add.add_argument("username")
+    add.add_argument("--name", default="")
+    add.add_argument("--email", default="")
+    add.add_argument("--admin", action="store_true")
+    add.add_argument("--password-stdin", action="store_true", required=True,
+                     help="read the password from standard input (never from the command line)")
+    add.set_defaults(run=cmd_operator_add)
+    operator.add_parser("list").set_defaults(run=cmd_operator_list)
+    disable = operator.add_parser("disable", help="disable an operator: sessions and token stop working at once")
+    disable.add_argument("username")
+    disable.set_defaults(run=cmd_operator_disable)
+    token = operator.add_parser("token", help="print a new API token (replaces the old one)")
+    token.add_argument("username")
+    token.set_defaults(run=cmd_operator_token)
     return parser
 
 
@@ -125,6 +142,61 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
         print(message["text"].strip())
         for attachment in message["attachments"]:
             print(f"  [attachment] {attachment['name']} ({attachment['content_type']}, {attachment['size']} bytes)")
+    return EXIT_OK
+
+
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    from mailticket.clock import utcnow
+    from mailticket.service.operators import OperatorError, add_operator
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    store = open_store(load_settings(args))
+    try:
+        with store.transaction() as session:
+            add_operator(session, args.username, password, name=args.name, email=args.email, admin=args.admin,
+                         now=utcnow())
+    except OperatorError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"operator {args.username} added{' (admin)' if args.admin else ''}")
+    return EXIT_OK
+
+
+def cmd_operator_list(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import list_operators
+
+    store = open_store(load_settings(args))
+    with store.reading() as session:
+        operators = list_operators(session)
+        print(f"{'USER':<20} {'NAME':<24} {'ROLE':<9} {'STATE':<9} TOKEN")
+        for op in operators:
+            print(f"{op.username:<20} {op.name[:24]:<24} {'admin' if op.is_admin else 'operator':<9} "
+                  f"{'disabled' if op.disabled else 'active':<9} {'yes' if op.token_hash else 'no'}")
+    return EXIT_OK
+
+
+def cmd_operator_disable(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import OperatorError, disable
+
+    store = open_store(load_settings(args))
+    try:
+        with store.transaction() as session:
+            disable(session, args.username)
+    except OperatorError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"operator {args.username} disabled")
+    return EXIT_OK
+
+
+def cmd_operator_token(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import OperatorError, new_token
+
+    store = open_store(load_settings(args))
+    try:
+        with store.transaction() as session:
+            token = new_token(session, args.username)
+    except OperatorError as exc:
+        raise UsageError(str(exc)) from None
+    print(token)
     return EXIT_OK
 
 

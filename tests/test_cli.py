@@ -86,3 +86,26 @@ def test_an_unknown_ticket_exits_2(tmp_path, sqlite_url):
 def test_an_unknown_mailbox_name_exits_2(tmp_path, sqlite_url):
     result = run("-c", config_file(tmp_path, sqlite_url), "poll-once", "--mailbox", "nope")
     assert result.returncode == 2 and "nope" in result.stderr
+
+
+def operator(path: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailticket", "-c", path, "operator", *args], input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_operators_are_added_listed_given_a_token_and_disabled(tmp_path, sqlite_url):
+    path = config_file(tmp_path, sqlite_url)
+    added = operator(path, "add", "ana", "--name", "Ana Souza", "--admin", "--password-stdin",
+                     stdin="a long password\n")
+    assert added.returncode == 0, added.stderr
+    token = operator(path, "token", "ana").stdout.strip()
+    assert token.startswith("mt_") and len(token) > 30
+    listed = operator(path, "list").stdout
+    assert "ana" in listed and "admin" in listed and "active" in listed
+    assert operator(path, "disable", "ana").returncode == 0
+    assert "disabled" in operator(path, "list").stdout
+
+
+def test_a_short_password_is_refused_with_exit_2(tmp_path, sqlite_url):
+    result = operator(config_file(tmp_path, sqlite_url), "add", "bob", "--password-stdin", stdin="short\n")
+    assert result.returncode == 2 and "8 characters" in result.stderr

@@ -224,7 +224,7 @@ def _errors(*statuses: int, conflict: type[BaseModel] = Error) -> dict[int | str
     described = {401: "missing, unknown or disabled API token", 403: "the caller may not do this",
                  404: "no such ticket", 409: "the claim is held by someone else or was lost",
                  422: "invalid request: the detail names the field"}
-    return {} or {s: {"model": conflict if s == 409 else Error, "description": described[s]} for s in statuses}
+    return {s: {"model": conflict if s == 409 else Error, "description": described[s]} for s in statuses}
 
 
 def _find_tickets(session: Session, status: str | None, q: str | None, limit: int) -> list[dict[str, Any]]:
@@ -233,7 +233,7 @@ def _find_tickets(session: Session, status: str | None, q: str | None, limit: in
     if status:
         query = query.where(Ticket.status == status)
     if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = "%" + q + "%"
         query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"), Customer.address.ilike(pattern, escape="\\")))
     return [ticket_summary(t) for t in session.scalars(query)]
 

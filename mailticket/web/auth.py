@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import secrets
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -12,11 +11,10 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from mailticket.db.models import Operator
 from mailticket.service import operators
 from mailticket.service.claims import db_now
-from mailticket.web.core import LoginRequired, local_path, redirect, web
+from mailticket.web.core import CSRF_KEY, LoginRequired, csrf_token, local_path, redirect, web
 
-# Session keys: the operator's id and the session's CSRF token.
+# Session key of the signed-in operator's id.
 OPERATOR_KEY = "operator"
-CSRF_KEY = "csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_REFUSED = "invalid or missing CSRF token"
@@ -24,14 +22,6 @@ MAX_NAME_CHARS = 64
 MAX_PASSWORD_CHARS = 1024
 
 router = APIRouter(include_in_schema=False)
-
-
-def csrf_token(request: Request) -> str:
-    """This session's token, made on first use; every form carries it back."""
-    token = request.session.get(CSRF_KEY)
-    if not token:
-        token = request.session[CSRF_KEY] = secrets.token_urlsafe(32)
-    return token
 
 
 def _origin(url: str) -> str:
@@ -50,7 +40,8 @@ def check_origin(request: Request) -> None:
     # so "null" tells nothing either way: the CSRF token alone decides then.
     if origin is None or origin == "null":
         return
-    own = {_origin(web(request).settings.web.base_url), f"{request.url.scheme}://{request.headers.get('host', '')}".lower()}
+    host = request.headers.get("host", "")
+    own = {_origin(web(request).settings.web.base_url), f"{request.url.scheme}://{host}".lower()}
     if origin.lower() not in own:
         raise HTTPException(403, CSRF_REFUSED)
 
@@ -125,8 +116,9 @@ def login(
     app = web(request)
     with app.store.transaction() as session:
         now = db_now(session)
-        operator = operators.authenticate(session, username.strip(), password, now)
-        refused_for_a_while = operator is None and operators.locked(operators.by_username(session, username.strip()), now)
+        username = username.strip()
+        operator = operators.authenticate(session, username, password, now)
+        refused_for_a_while = operator is None and operators.locked(operators.by_username(session, username), now)
         operator_id = operator.id if operator is not None else None
     if operator_id is None:
         if refused_for_a_while:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,8 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from mailticket.config import Settings
 from mailticket.db.store import Store
 
-# Session keys.
+# Session keys: messages for the next page, and the session's CSRF token.
 FLASH_KEY = "flash"
+CSRF_KEY = "csrf"
 # A redirect target must be a path on this site: "//host" and "/\host" are other sites to a browser.
 _LOCAL_PATH_PREFIXES_REFUSED = ("//", "/\\")
 
@@ -36,8 +38,6 @@ class Web:
     templates: jinja2.Environment
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        from mailticket.web.auth import csrf_token  # auth imports core; the token is made on first use
-
         flashes = request.session.pop(FLASH_KEY, []) if "session" in request.scope else []
         page = self.templates.get_template(template).render(
             request=request,
@@ -48,6 +48,14 @@ class Web:
             **context,
         )
         return HTMLResponse(page, status_code=status_code)
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token, made on first use; every form carries it back (checked in auth)."""
+    token = request.session.get(CSRF_KEY)
+    if not token:
+        token = request.session[CSRF_KEY] = secrets.token_urlsafe(32)
+    return token
 
 
 def web(request: Request) -> Web:

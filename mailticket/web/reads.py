@@ -43,12 +43,14 @@ def ticket_page(session: Session, ticket_id: int) -> TicketPage:
         select(Message).where(Message.ticket_id == ticket_id)
         .order_by(Message.received_at, Message.id).options(undefer(Message.html))
     ))
-    delivery = dict(session.execute(select(Outbox.message_id, Outbox.status).where(Outbox.ticket_id == ticket_id)).all())
+    delivery = dict(session.execute(
+        select(Outbox.message_id, Outbox.status).where(Outbox.ticket_id == ticket_id)
+    ).all())
     events = list(session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.at, Event.id)))
-    return TicketPage(ticket=ticket, messages=messages, delivery=delivery, events=events,
-                      claim=read_claim(session, ticket_id), other_tickets=customer_tickets(session, ticket.customer_id,
-                                                                                          but=ticket_id),
-                      claim_now=db_now(session))
+    return TicketPage(
+        ticket=ticket, messages=messages, delivery=delivery, events=events, claim=read_claim(session, ticket_id),
+        other_tickets=customer_tickets(session, ticket.customer_id, but=ticket_id), claim_now=db_now(session),
+    )
 
 
 def customer_tickets(session: Session, customer_id: int, *, but: int | None = None) -> list[Ticket]:
