@@ -233,7 +233,7 @@ def _find_tickets(session: Session, status: str | None, q: str | None, limit: in
     if status:
         query = query.where(Ticket.status == status)
     if q:
-        pattern = "%" + q + "%"
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"), Customer.address.ilike(pattern, escape="\\")))
     return [ticket_summary(t) for t in session.scalars(query)]
 
