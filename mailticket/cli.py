@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     ticket_show.add_argument("--json", action="store_true")
     ticket_show.set_defaults(run=cmd_ticket_show)
 
+    commands.add_parser("serve", help="run the daemon: web, poller, outbox, scheduler").set_defaults(run=cmd_serve)
+
     operator = commands.add_parser("operator", help="manage operators").add_subparsers(dest="operator_command", required=True)
     add = operator.add_parser("add", help="create an operator (password read from standard input)")
     add.add_argument("username")
@@ -143,6 +145,12 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
         for attachment in message["attachments"]:
             print(f"  [attachment] {attachment['name']} ({attachment['content_type']}, {attachment['size']} bytes)")
     return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mailticket.daemon import serve
+
+    return serve(load_settings(args))
 
 
 def cmd_operator_add(args: argparse.Namespace) -> int:

@@ -199,7 +199,10 @@ def test_the_list_filters_by_status_and_searches_subject_and_customer(api):
     assert ids(status="open") == [ticket] and ids(status="resolved") == [other]
     assert ids(q="ORDER") == [ticket] and ids(q="elsewhere") == [other]
     assert ids(q="100%") == [other] and ids(q="0%p") == [] and ids(q="o_der") == []
-    assert ids(limit=1) == [ticket]
+    assert ids(limit=1) == [ticket] and ids(after=ticket) == [other] and ids(after=2**40) == []
+    callers["bob"].post(f"/tickets/{ticket}/claim")
+    listed = callers["ana"].get("/tickets").json()
+    assert listed[0]["claim"]["holder"] == "Bob" and listed[1]["claim"] is None
     assert callers["ana"].get("/tickets", params={"q": "a\x00b"}).status_code == 200
 
 

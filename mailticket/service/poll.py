@@ -25,8 +25,13 @@ def poll_mailbox(
     store: Store, settings: Settings, box: MailboxSettings, *,
     connect: Callable[[MailboxSettings], imap.MailboxConnection] = imap.connect_with_backoff,
     clock: Callable[[], datetime] = utcnow,
+    between_batches: Callable[[], None] | None = None,
 ) -> Counts:
-    """One pass over one mailbox; safe to interrupt anywhere, since the watermark commits with the messages."""
+    """One pass over one mailbox; safe to interrupt anywhere, since the watermark commits with the messages.
+
+    `between_batches` runs after each committed batch: the daemon renews its mailbox lease there, and
+    raises to stop early when it is shutting down.
+    """
     counts = Counts()
     with connect(box) as conn:
         uidvalidity = conn.select()
@@ -49,6 +54,8 @@ def poll_mailbox(
             # Only now that the batch is committed may the messages leave the inbox.
             conn.finish([f.uid for f in batch])
             counts.add(batch_counts)
+            if between_batches is not None:
+                between_batches()
     log.info("polled mailbox %s: %s", box.name, counts)
     return counts
 

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailticket.claims import ClaimConflict, ClaimLost, NotHolder
 from mailticket.config import Settings
-from mailticket.db.models import Customer, Operator, Ticket
+from mailticket.db.models import Claim, Customer, Operator, Ticket
 from mailticket.db.store import Store
 from mailticket.service import actions, operators
 from mailticket.service import claims as claim_service
@@ -48,26 +48,28 @@ ClaimToken = Annotated[str, Field(pattern=TOKEN_PATTERN, description="the token 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
-class Request_(BaseModel):
+class StrictModel(BaseModel):
+    """Request bodies refuse fields they do not know, so that a typo is an error and not silence."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class RenewRequest(Request_):
+class RenewRequest(StrictModel):
     claim_token: ClaimToken
 
 
-class ReplyRequest(Request_):
+class ReplyRequest(StrictModel):
     body: Body
     claim_token: ClaimToken
     keep_claim: bool = Field(False, description="keep the claim after sending (it is released by default)")
     status: Status | None = Field(None, description="set the ticket's status together with the reply")
 
 
-class NoteRequest(Request_):
+class NoteRequest(StrictModel):
     body: Body
 
 
-class StatusRequest(Request_):
+class StatusRequest(StrictModel):
     status: Status
 
 
@@ -144,8 +146,11 @@ class TicketSummary(BaseModel):
     follows_ticket: int | None
 
 
-class TicketDetail(TicketSummary):
+class TicketListItem(TicketSummary):
     claim: ClaimState | None = Field(description="the live claim, null when the ticket is free or its claim expired")
+
+
+class TicketDetail(TicketListItem):
     messages: list[MessageOut]
 
 
@@ -227,22 +232,30 @@ def _errors(*statuses: int, conflict: type[BaseModel] = Error) -> dict[int | str
     return {s: {"model": conflict if s == 409 else Error, "description": described[s]} for s in statuses}
 
 
-def _find_tickets(session: Session, status: str | None, q: str | None, limit: int) -> list[dict[str, Any]]:
+def _find_tickets(session: Session, status: str | None, q: str | None, after: int, limit: int) -> list[dict[str, Any]]:
     # A plain substring search until full-text search arrives; LIKE wildcards typed by the caller match literally.
-    query = select(Ticket).join(Customer, Customer.id == Ticket.customer_id).order_by(Ticket.id).limit(limit)
+    query = (select(Ticket).join(Customer, Customer.id == Ticket.customer_id).where(Ticket.id > after)
+             .order_by(Ticket.id).limit(limit))
     if status:
         query = query.where(Ticket.status == status)
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"), Customer.address.ilike(pattern, escape="\\")))
-    return [ticket_summary(t) for t in session.scalars(query)]
+    tickets = [ticket_summary(t) for t in session.scalars(query)]
+    claims = _live_claims(session, [t["id"] for t in tickets])
+    return [{**t, "claim": claims.get(t["id"])} for t in tickets]
 
 
-def _claim_state(session: Session, ticket_id: int) -> dict[str, Any] | None:
-    view = claim_service.read_claim(session, ticket_id)
-    if view is None or not view.live(claim_service.db_now(session)):
-        return None
-    return {"holder": view.holder_name, "expires_at": iso(view.expires_at)}
+def _live_claims(session: Session, ticket_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Holder and expiry of the live claims among these tickets, in one query (the queue shows who holds what)."""
+    if not ticket_ids:
+        return {}
+    rows = session.execute(
+        select(Claim.ticket_id, Operator.name, Operator.username, Claim.expires_at)
+        .join(Operator, Operator.id == Claim.operator_id)
+        .where(Claim.ticket_id.in_(ticket_ids), Claim.expires_at > claim_service.db_now(session))
+    )
+    return {row.ticket_id: {"holder": row.name or row.username, "expires_at": iso(row.expires_at)} for row in rows}
 
 
 def valid_ticket_id(ticket_id: Annotated[int, Path(description="the ticket's number", examples=[1])]) -> int:
@@ -273,18 +286,20 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
     ttl = settings.claims.ttl
     router = APIRouter(prefix=PREFIX, tags=["tickets"], route_class=ApiRoute, responses=_errors(401))
 
-    @router.get("/tickets", response_model=list[TicketSummary], responses=_errors(422))
+    @router.get("/tickets", response_model=list[TicketListItem], responses=_errors(422))
     def list_tickets(
         me: Me,
         status: Annotated[Status | None, Query(description="only tickets with this status")] = None,
         q: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS,
                                        description="substring of the subject or the customer's address")] = None,
+        after: Annotated[int, Query(ge=0, description="only tickets with a greater id: pass the last id seen "
+                                                      "to fetch the next page")] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = MAX_LIST_LIMIT,
     ) -> list[dict[str, Any]]:
-        """Ticket summaries in ticket order."""
+        """Ticket summaries with their live claims, in ticket order."""
         q = q.replace("\x00", "").strip() if q else None
         with store.reading() as session:
-            return _find_tickets(session, status, q, limit)
+            return _find_tickets(session, status, q, min(after, MAX_TICKET_ID), limit)
 
     @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses=_errors(404, 422))
     def show_ticket(me: Me, ticket_id: TicketId) -> dict[str, Any]:
@@ -293,7 +308,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
             detail = ticket_detail(session, ticket_id)
             if detail is None:
                 raise TicketNotFound(ticket_id)
-            detail["claim"] = _claim_state(session, ticket_id)
+            detail["claim"] = _live_claims(session, [ticket_id]).get(ticket_id)
         return detail
 
     @router.post("/tickets/{ticket_id}/claim", response_model=ClaimGranted,
