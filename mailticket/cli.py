@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     ticket_show.set_defaults(run=cmd_ticket_show)
 
     commands.add_parser("serve", help="run the daemon: web, poller, outbox, scheduler").set_defaults(run=cmd_serve)
+    demo = commands.add_parser("demo", help="the whole product with sample mail, no config and no outside servers")
+    demo.add_argument("--port", type=int, default=8025, help="web port on 127.0.0.1 (default 8025; 0 picks a free one)")
+    demo.set_defaults(run=cmd_demo)
 
     operator = commands.add_parser("operator", help="manage operators").add_subparsers(dest="operator_command", required=True)
     add = operator.add_parser("add", help="create an operator (password read from standard input)")
@@ -151,6 +154,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mailticket.daemon import serve
 
     return serve(load_settings(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mailticket.demo import main as demo_main
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a port number (0 to 65535)")
+    return demo_main(args.port)
 
 
 def cmd_operator_add(args: argparse.Namespace) -> int:

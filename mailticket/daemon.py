@@ -8,8 +8,10 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable, Sequence
 
 import uvicorn
+from fastapi import APIRouter
 
 from mailticket.config import ConfigError, Settings
 from mailticket.db.migrate import current, head
@@ -72,7 +74,9 @@ def _watchdog(store: Store, server: uvicorn.Server, stop: threading.Event) -> No
             sd_notify("WATCHDOG=1")
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = (),
+          on_ready: Callable[[], None] | None = None) -> int:
+    """Runs until SIGTERM or SIGINT; `extra_routers` add pages (the demo's), `on_ready` runs once it answers."""
     from mailticket.web.app import create_app
 
     configure_logging(settings.log_level)
@@ -86,12 +90,12 @@ def serve(settings: Settings) -> int:
     jobs = Jobs(settings, store)
     scheduler = build_scheduler(jobs)
     host, port = listen_address(settings.web.listen)
-    server = _Server(uvicorn.Config(create_app(settings, store), host=host, port=port,
-                                           log_level=settings.log_level.lower(), access_log=False,
-                                           timeout_graceful_shutdown=5))
+    app = create_app(settings, store, extra_routers=extra_routers)
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
+                                    access_log=False, timeout_graceful_shutdown=5))
     stop = threading.Event()
     threading.Thread(target=_watchdog, args=(store, server, stop), daemon=True, name="watchdog").start()
-    threading.Thread(target=_notify_ready, args=(server, stop), daemon=True, name="ready").start()
+    threading.Thread(target=_notify_ready, args=(server, stop, on_ready), daemon=True, name="ready").start()
     scheduler.start()
     log.info("mailticket %s serving on http://%s:%d as %s", _version(), host, port, jobs.holder)
     try:
@@ -108,10 +112,12 @@ def serve(settings: Settings) -> int:
     return 0 if server.started else 1
 
 
-def _notify_ready(server: uvicorn.Server, stop: threading.Event) -> None:
+def _notify_ready(server: uvicorn.Server, stop: threading.Event, on_ready: Callable[[], None] | None) -> None:
     while not stop.wait(0.1):
         if server.started:
             sd_notify("READY=1")
+            if on_ready is not None:
+                on_ready()
             return
 
 

@@ -8,7 +8,9 @@ fixtures into a test module). Fixtures:
   127.0.0.1 port and returns its base URL; stopped when the test ends;
 - `new_context(base_url)`: a fresh browser context (own cookies), closed when the test ends;
 - `operator_page(base_url, username)`: a fresh context with that operator logged in, as a Page;
-- `request_recorder`: a tiny HTTP server on another free port that records every connection and request.
+- `request_recorder`: a tiny HTTP server on another free port that records every connection and request;
+- `fast_passwords`: argon2 with its cheapest parameters, so that each operator made and logged in costs
+  milliseconds instead of most of a second (the login form still checks a real argon2 hash).
 
 Playwright's sync API runs its own event loop in the thread that started it (pytest's main thread), and
 uvicorn runs its own in the server's thread; nothing is shared between the two but the socket.
@@ -29,11 +31,13 @@ from datetime import datetime
 
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from mailticket.clock import utcnow
 from mailticket.config import Settings
 from mailticket.db.store import Store
+from mailticket.service import operators
 from mailticket.web.app import create_app
 from tests.factories import PASSWORD
 
@@ -100,6 +104,11 @@ def running_app(settings: Settings, store: Store, *, clock: Callable[[], datetim
         sock.close()
         if thread.is_alive():
             raise RuntimeError(f"the app's server on {base_url} did not stop within {SERVER_STOP_TIMEOUT} s")
+
+
+@pytest.fixture
+def fast_passwords(monkeypatch) -> None:
+    monkeypatch.setattr(operators, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from datetime import datetime
 
@@ -14,6 +13,7 @@ from sqlalchemy import select
 from mailticket.config import WebSettings
 from mailticket.db.models import Message, Outbox
 from mailticket.service import operators
+from mailticket.web.app import create_app
 from tests.factories import SETTINGS, make_operator, make_ticket
 
 API = "/api/v1"
@@ -22,16 +22,8 @@ HUGE_IDS = (2**31, 2**63, 10**30, 0, -1)
 
 
 def make_app(store) -> FastAPI:
-    """The real app once the web module has it; until then a bare FastAPI with only the API installed."""
-    if importlib.util.find_spec("mailticket.web.app") is not None:
-        from mailticket.web.app import create_app
-
-        return create_app(API_SETTINGS, store)
-    from mailticket.web.api import install
-
-    app = FastAPI(openapi_url="/api/openapi.json")
-    install(app, API_SETTINGS, store)
-    return app
+    """The real web app: the API must work behind the HTML app's middleware and error pages."""
+    return create_app(API_SETTINGS, store)
 
 
 def token_for(store, username: str) -> str:
@@ -212,7 +204,8 @@ def test_unknown_ticket_is_404(api):
     for response in (ana.get("/tickets/999"), ana.post("/tickets/999/claim"),
                      ana.post("/tickets/999/claim/renew", {"claim_token": "abc"}), ana.delete("/tickets/999/claim"),
                      ana.post("/tickets/999/reply", {"body": "Hi", "claim_token": "abc"}),
-                     ana.post("/tickets/999/notes", {"body": "Hi"}), ana.post("/tickets/999/status", {"status": "open"})):
+                     ana.post("/tickets/999/notes", {"body": "Hi"}),
+                     ana.post("/tickets/999/status", {"status": "open"})):
         assert_error(response, 404)
 
 

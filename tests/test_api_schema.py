@@ -1,4 +1,4 @@
-"""Schemathesis against the JSON API on SQLite: whatever the OpenAPI document allows, or nearly allows, is never a 5xx."""
+"""Schemathesis against the JSON API on SQLite: no request the OpenAPI document allows, or nearly allows, is a 5xx."""
 
 from __future__ import annotations
 

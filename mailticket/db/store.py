@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +61,11 @@ class Store:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READONLY: True}), expire_on_commit=False
         )
+        # SQLite has one writer at a time. Its busy handler makes waiting writers sleep in growing steps
+        # (up to 100 ms), so threads of one process queue here instead and take turns at once. This only
+        # orders the writers: every rule (claims, outbox picks) is still enforced by the database, which
+        # also guards against other processes.
+        self._write_turn = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
 
     @property
     def dialect(self) -> str:
@@ -67,7 +74,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back if it raises."""
-        with self._sessions() as session, session.begin():
+        with self._write_turn, self._sessions() as session, session.begin():
             yield session
 
     @contextmanager

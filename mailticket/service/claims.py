@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,62 @@ from mailticket.service.history import record
 
 # A claim lost to a concurrent writer between our read and our write is looked at again this often.
 CLAIM_ATTEMPTS = 3
+
+# The statements are built once, with bound parameters, so that each is compiled once: claims sit on the
+# hot path of every operator's click.
+READ_CLAIM = (
+    select(Claim.ticket_id, Claim.operator_id, Operator.name, Operator.username, Claim.token, Claim.fence,
+           Claim.claimed_at, Claim.expires_at)
+    .outerjoin(Operator, Operator.id == Claim.operator_id)
+    .where(Claim.ticket_id == bindparam("t"))
+)
+TICKET_EXISTS = select(Ticket.id).where(Ticket.id == bindparam("t"))
+_CLAIM_VALUES = dict(operator_id=bindparam("op"), token=bindparam("tok"), claimed_at=bindparam("now"),
+                     expires_at=bindparam("expires"))
+# First claim of a ticket: the primary key lets exactly one of several concurrent inserts through.
+FIRST_CLAIM = {
+    name: dialect.insert(Claim).values(ticket_id=bindparam("t"), fence=1, **_CLAIM_VALUES)
+    .on_conflict_do_nothing().returning(Claim.ticket_id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+# Later claims: only a free or expired claim, and only the one we looked at (same fence), is taken.
+TAKE_CLAIM = (
+    update(Claim)
+    .where(Claim.ticket_id == bindparam("t"), Claim.fence == bindparam("f"),
+           or_(Claim.operator_id.is_(None), Claim.expires_at <= bindparam("now")))
+    .values(fence=bindparam("next_fence"), **_CLAIM_VALUES)
+    .returning(Claim.ticket_id)
+)
+RENEW = (
+    update(Claim)
+    .where(Claim.ticket_id == bindparam("t"), Claim.operator_id == bindparam("op"), Claim.token == bindparam("tok"),
+           Claim.expires_at > bindparam("now"))
+    .values(expires_at=bindparam("expires"))
+)
+END = (
+    update(Claim)
+    .where(Claim.ticket_id == bindparam("t"), Claim.fence == bindparam("f"), Claim.operator_id.is_not(None))
+    .values(operator_id=None, token=None, claimed_at=None, expires_at=None)
+)
+RESTART_PERIOD = (
+    update(Claim)
+    .where(Claim.ticket_id == bindparam("t"), Claim.fence == bindparam("f"), Claim.expires_at > bindparam("now"))
+    .values(claimed_at=bindparam("now"))
+)
+ADD_HANDLE_TIME = (
+    update(Ticket).where(Ticket.id == bindparam("t")).values(handle_seconds=Ticket.handle_seconds + bindparam("s"))
+)
+DUE_FOR_EXPIRY = (
+    select(Claim.ticket_id, Claim.fence, Claim.expires_at, Operator.username)
+    .join(Operator, Operator.id == Claim.operator_id)
+    .where(Claim.operator_id.is_not(None), Claim.expires_at <= bindparam("now"))
+)
+EXPIRE = (
+    update(Claim)
+    .where(Claim.ticket_id == bindparam("t"), Claim.fence == bindparam("f"), Claim.operator_id.is_not(None),
+           Claim.expires_at <= bindparam("now"))
+    .values(operator_id=None, token=None, claimed_at=None, expires_at=None)
+)
 
 
 class TicketNotFound(LookupError):
@@ -30,24 +86,22 @@ def db_now(session: Session) -> datetime:
 
 
 def read_claim(session: Session, ticket_id: int) -> ClaimView | None:
-    row = session.execute(
-        select(Claim.ticket_id, Claim.operator_id, Operator.name, Operator.username, Claim.token, Claim.fence,
-               Claim.claimed_at, Claim.expires_at)
-        .outerjoin(Operator, Operator.id == Claim.operator_id)
-        .where(Claim.ticket_id == ticket_id)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    row = session.connection().execute(READ_CLAIM, {"t": ticket_id}).one_or_none()
     if row is None:
         return None
     return ClaimView(row.ticket_id, row.operator_id, row.name or row.username, row.token, row.fence,
                      row.claimed_at, row.expires_at)
 
 
+def _require_ticket(session: Session, ticket_id: int) -> None:
+    if session.connection().execute(TICKET_EXISTS, {"t": ticket_id}).first() is None:
+        raise TicketNotFound(ticket_id)
+
+
 def claim(session: Session, ticket_id: int, operator: Operator, ttl: float, now: datetime | None = None) -> ClaimView:
     """Takes the ticket for `operator`; raises ClaimConflict naming the holder when someone else has it."""
     now = now or db_now(session)
-    if session.get(Ticket, ticket_id) is None:
-        raise TicketNotFound(ticket_id)
+    conn = session.connection()
     expires = now + timedelta(seconds=ttl)
     for _ in range(CLAIM_ATTEMPTS):
         view = read_claim(session, ticket_id)
@@ -56,19 +110,13 @@ def claim(session: Session, ticket_id: int, operator: Operator, ttl: float, now:
                 return renew(session, ticket_id, operator, view.token, ttl, now)
             raise conflict(view)
         token = secrets.token_urlsafe(24)
-        values = dict(operator_id=operator.id, token=token, claimed_at=now, expires_at=expires)
+        params = dict(t=ticket_id, op=operator.id, tok=token, now=now, expires=expires)
         if view is None:
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            stmt = insert(Claim).values(ticket_id=ticket_id, fence=1, **values).on_conflict_do_nothing()
+            _require_ticket(session, ticket_id)
+            won = conn.execute(FIRST_CLAIM[conn.dialect.name], params).first() is not None
         else:
-            stmt = (
-                update(Claim)
-                .where(Claim.ticket_id == ticket_id, Claim.fence == view.fence,
-                       or_(Claim.operator_id.is_(None), Claim.expires_at <= now))
-                .values(fence=view.fence + 1, **values)
-            )
-        # RETURNING, not rowcount: PostgreSQL reports no row count for INSERT ... ON CONFLICT through SQLAlchemy.
-        if session.execute(stmt.returning(Claim.ticket_id)).first() is not None:
+            won = conn.execute(TAKE_CLAIM, dict(params, f=view.fence, next_fence=view.fence + 1)).first() is not None
+        if won:
             if view is not None and view.expired(now):
                 record(session, ticket_id, "expired", view.expires_at, view.holder_name,
                        f"taken over by {operator.username}")
@@ -87,13 +135,10 @@ def renew(session: Session, ticket_id: int, operator: Operator, token: str | Non
     """Extends a live claim held with `token`; raises ClaimLost when it is gone."""
     now = now or db_now(session)
     expires = now + timedelta(seconds=ttl)
-    stmt = (
-        update(Claim)
-        .where(Claim.ticket_id == ticket_id, Claim.operator_id == operator.id, Claim.token == token,
-               Claim.expires_at > now)
-        .values(expires_at=expires)
-    )
-    if session.execute(stmt).rowcount != 1:
+    params = dict(t=ticket_id, op=operator.id, tok=token, now=now, expires=expires)
+    if session.connection().execute(RENEW, params).rowcount != 1:
+        if read_claim(session, ticket_id) is None:
+            _require_ticket(session, ticket_id)
         raise lost(read_claim(session, ticket_id), operator.id, now)
     record(session, ticket_id, "renewed", now, operator.username, f"until {expires.isoformat()}")
     return read_claim(session, ticket_id)
@@ -105,11 +150,11 @@ def release(session: Session, ticket_id: int, operator: Operator, *, now: dateti
     now = now or db_now(session)
     view = read_claim(session, ticket_id)
     if view is None or not view.held_by(operator.id, now):
-        if session.get(Ticket, ticket_id) is None:
-            raise TicketNotFound(ticket_id)
+        if view is None:
+            _require_ticket(session, ticket_id)
         raise NotHolder("you do not hold a claim on this ticket", holder=view.holder_name if view else None,
                         expires_at=view.expires_at if view else None)
-    if not _end(session, view, now):
+    if not _end(session, view):
         raise lost(read_claim(session, ticket_id), operator.id, now)
     _add_handle_time(session, ticket_id, view.claimed_at, now)
     record(session, ticket_id, kind, now, operator.username)
@@ -122,10 +167,10 @@ def break_claim(session: Session, ticket_id: int, admin: Operator, now: datetime
         raise NotHolder("only an admin may break another operator's claim")
     view = read_claim(session, ticket_id)
     if view is None or view.holder_id is None:
-        if session.get(Ticket, ticket_id) is None:
-            raise TicketNotFound(ticket_id)
+        if view is None:
+            _require_ticket(session, ticket_id)
         return
-    if _end(session, view, now):
+    if _end(session, view):
         record(session, ticket_id, "broken", now, admin.username, f"claim of {view.holder_name}")
 
 
@@ -141,12 +186,9 @@ def take_for_reply(session: Session, ticket_id: int, operator: Operator, token: 
     if view is None or not token or not view.held_by(operator.id, now, token):
         raise lost(view, operator.id, now)
     if keep:
-        stmt = (update(Claim)
-                .where(Claim.ticket_id == ticket_id, Claim.fence == view.fence, Claim.expires_at > now)
-                .values(claimed_at=now))
-        won = session.execute(stmt).rowcount == 1
+        won = session.connection().execute(RESTART_PERIOD, dict(t=ticket_id, f=view.fence, now=now)).rowcount == 1
     else:
-        won = _end(session, view, now)
+        won = _end(session, view)
     if not won:
         raise lost(read_claim(session, ticket_id), operator.id, now)
     _add_handle_time(session, ticket_id, view.claimed_at, now)
@@ -155,33 +197,21 @@ def take_for_reply(session: Session, ticket_id: int, operator: Operator, token: 
 def expire_claims(session: Session, now: datetime | None = None) -> int:
     """Frees every claim past its expiry and records it; run by the scheduler."""
     now = now or db_now(session)
-    due = session.execute(
-        select(Claim.ticket_id, Claim.fence, Claim.expires_at, Operator.username)
-        .join(Operator, Operator.id == Claim.operator_id)
-        .where(Claim.operator_id.is_not(None), Claim.expires_at <= now)
-    ).all()
+    conn = session.connection()
     expired = 0
-    for row in due:
-        stmt = (update(Claim)
-                .where(Claim.ticket_id == row.ticket_id, Claim.fence == row.fence, Claim.operator_id.is_not(None),
-                       Claim.expires_at <= now)
-                .values(operator_id=None, token=None, claimed_at=None, expires_at=None))
-        if session.execute(stmt).rowcount == 1:
+    for row in conn.execute(DUE_FOR_EXPIRY, {"now": now}).all():
+        if conn.execute(EXPIRE, dict(t=row.ticket_id, f=row.fence, now=now)).rowcount == 1:
             record(session, row.ticket_id, "expired", row.expires_at, row.username)
             expired += 1
         # else: another process renewed, released or expired it first.
     return expired
 
 
-def _end(session: Session, view: ClaimView, now: datetime) -> bool:
-    stmt = (update(Claim)
-            .where(Claim.ticket_id == view.ticket_id, Claim.fence == view.fence, Claim.operator_id.is_not(None))
-            .values(operator_id=None, token=None, claimed_at=None, expires_at=None))
-    return session.execute(stmt).rowcount == 1
+def _end(session: Session, view: ClaimView) -> bool:
+    return session.connection().execute(END, dict(t=view.ticket_id, f=view.fence)).rowcount == 1
 
 
 def _add_handle_time(session: Session, ticket_id: int, since: datetime | None, now: datetime) -> None:
     if since is not None:
         seconds = max(0.0, (now - since).total_seconds())
-        session.execute(update(Ticket).where(Ticket.id == ticket_id)
-                        .values(handle_seconds=Ticket.handle_seconds + seconds))
+        session.connection().execute(ADD_HANDLE_TIME, dict(t=ticket_id, s=seconds))

@@ -240,7 +240,8 @@ def _find_tickets(session: Session, status: str | None, q: str | None, after: in
         query = query.where(Ticket.status == status)
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"), Customer.address.ilike(pattern, escape="\\")))
+        query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"),
+                                Customer.address.ilike(pattern, escape="\\")))
     tickets = [ticket_summary(t) for t in session.scalars(query)]
     claims = _live_claims(session, [t["id"] for t in tickets])
     return [{**t, "claim": claims.get(t["id"])} for t in tickets]

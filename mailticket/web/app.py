@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -83,7 +83,9 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime] = utcnow,
+               extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The whole web app; `extra_routers` add pages of their own (the demo's sandbox page)."""
     if not settings.web.secret_key:
         raise ValueError("web.secret_key is empty: the session cookies cannot be signed; set [web] secret_key "
                          "(or secret_key_env / secret_key_file) to a long random string, e.g. `openssl rand -hex 32`")
@@ -108,6 +110,8 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (auth, queue, pages, customers, admin):
         app.include_router(module.router)
+    for router in extra_routers:
+        app.include_router(router)
     if hasattr(api, "install"):
         api.install(app, settings, store)
     return app

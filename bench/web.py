@@ -1,0 +1,177 @@
+"""Web benchmarks on SQLite: claim + release through the API with 16 clients, queue and ticket pages at scale.
+
+Run from the repository root: `python -m bench.web` (about two minutes; builds 100,000 tickets, 500,000 messages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert
+
+from mailticket.db.models import Claim, Customer, Message, Operator, Ticket
+from mailticket.db.store import Store
+from mailticket.service.operators import add_operator, new_token
+
+TICKETS = 100_000
+MESSAGES_PER_TICKET = 5
+CUSTOMERS = 20_000
+CLIENTS = 16
+ROUNDS_PER_CLIENT = 200
+PAGE_REQUESTS = 200
+PASSWORD = "bench password"
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TEXT = ("Bom dia, o meu pedido ainda não chegou e o rastreio não atualiza há dias. "
+        "Podem verificar com a transportadora? Obrigado. ") * 3
+
+
+def fill(url: str, tickets: int) -> None:
+    """Bulk rows straight into the tables: the benchmark measures reading them, not ingesting them."""
+    store = Store(url)
+    store.migrate()
+    rnd = random.Random(7)
+    with store.transaction() as session:
+        conn = session.connection()
+        conn.execute(insert(Customer), [dict(address=f"c{i}@mail.example", name=f"Customer {i}", notes="",
+                                             created_at=T0) for i in range(1, CUSTOMERS + 1)])
+        for start in range(1, tickets + 1, 10_000):
+            rows, messages = [], []
+            for t in range(start, min(start + 10_000, tickets + 1)):
+                created = T0 + timedelta(minutes=t)
+                status = rnd.choices(("open", "pending", "resolved"), (3, 2, 5))[0]
+                rows.append(dict(id=t, subject=f"Pedido {t} atrasado", subject_key=f"pedido {t} atrasado",
+                                 status=status, queue=rnd.choice(("default", "marketplace", "trocas")),
+                                 priority="normal", mailbox="support", customer_id=rnd.randint(1, CUSTOMERS),
+                                 created_at=created, updated_at=created, last_message_at=created,
+                                 waiting_since=created if status == "open" else None, handle_seconds=0.0))
+                for m in range(MESSAGES_PER_TICKET):
+                    messages.append(dict(ticket_id=t, direction="in" if m % 2 == 0 else "out",
+                                         message_id=f"t{t}-m{m}@mail.example", from_addr=f"c{t}@mail.example",
+                                         subject=f"Re: Pedido {t} atrasado", received_at=created + timedelta(hours=m),
+                                         text=TEXT, matched_by="new" if m == 0 else "in-reply-to"))
+            conn.execute(insert(Ticket), rows)
+            conn.execute(insert(Message), messages)
+    with store.transaction() as session:
+        for i in range(CLIENTS):
+            add_operator(session, f"op{i}", PASSWORD, name=f"Operator {i}", now=T0)
+    store.dispose()
+
+
+def tokens(url: str) -> list[str]:
+    store = Store(url)
+    with store.transaction() as session:
+        result = [new_token(session, f"op{i}") for i in range(CLIENTS)]
+    store.dispose()
+    return result
+
+
+def start_server(url: str, port: int) -> subprocess.Popen:
+    code = (
+        "import uvicorn; from mailticket.config import Settings, DatabaseSettings, WebSettings; "
+        "from mailticket.db.store import Store; from mailticket.web.app import create_app; "
+        f"s = Settings(database=DatabaseSettings(url={url!r}), web=WebSettings(secret_key='bench-secret-key-0123')); "
+        f"uvicorn.run(create_app(s, Store(s.database.url)), host='127.0.0.1', port={port}, log_level='warning')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    for _ in range(300):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1)]
+
+
+def claim_release(base: str, api_tokens: list[str], tickets: int) -> list[float]:
+    """16 clients, each claiming and releasing its own tickets back to back; the time of each round trip."""
+    timings: list[float] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        rnd = random.Random(n)
+        mine: list[float] = []
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {api_tokens[n]}"}) as http:
+            for _ in range(ROUNDS_PER_CLIENT):
+                ticket = rnd.randrange(n + 1, tickets, CLIENTS)  # disjoint tickets: no conflicts, pure lock cost
+                began = time.perf_counter()
+                assert http.post(f"/api/v1/tickets/{ticket}/claim").status_code == 200
+                assert http.delete(f"/api/v1/tickets/{ticket}/claim").status_code == 204
+                mine.append(time.perf_counter() - began)
+        with lock:
+            timings.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return timings
+
+
+def pages(base: str, tickets: int) -> tuple[list[float], list[float]]:
+    with httpx.Client(base_url=base, follow_redirects=False) as http:
+        login_page = http.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
+        answer = http.post("/login", data={"username": "op0", "password": PASSWORD, "csrf_token": csrf})
+        assert answer.status_code in (302, 303), answer.text[:300]
+        queue, ticket = [], []
+        rnd = random.Random(1)
+        for _ in range(PAGE_REQUESTS):
+            began = time.perf_counter()
+            assert http.get("/").status_code == 200
+            queue.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            assert http.get(f"/tickets/{rnd.randint(1, tickets)}").status_code == 200
+            ticket.append(time.perf_counter() - began)
+    return queue, ticket
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tickets", type=int, default=TICKETS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        began = time.perf_counter()
+        fill(url, args.tickets)
+        print(f"filled {args.tickets} tickets, {args.tickets * MESSAGES_PER_TICKET} messages "
+              f"in {time.perf_counter() - began:.0f} s")
+        api_tokens = tokens(url)
+        port = 20000 + os.getpid() % 20000
+        server = start_server(url, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            rounds = claim_release(base, api_tokens, args.tickets)
+            print(f"claim + release, {CLIENTS} clients, {len(rounds)} round trips: "
+                  f"p50 {ms(statistics.median(rounds))}, p99 {ms(percentile(rounds, 99))}")
+            queue, ticket = pages(base, args.tickets)
+            print(f"queue page: p50 {ms(statistics.median(queue))}, p95 {ms(percentile(queue, 95))}; "
+                  f"ticket page: p50 {ms(statistics.median(ticket))}, p95 {ms(percentile(ticket, 95))}")
+        finally:
+            server.terminate()
+            server.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Outbox use case: lease due mail, send it over a few SMTP sessions, record each outcome in its own transaction."""
+
+# Delivery is at least once, never "at most once": the one window that cannot be closed is a relay that accepted
+# a message (250 after DATA) while this process died before committing "sent". The row stays `sending` until its
+# lease runs out, and the next pass, here or on another instance, sends it again. It sends the very bytes stored
+# when the operator replied, with the same Message-ID, so the customer's client shows one message (clients and
+# most servers drop a repeated Message-ID): a harmless duplicate delivery, and no reply is ever lost. Everything
+# else is fenced: a row is leased by one conditional UPDATE, and each outcome is written only by the sender that
+# holds the lease (checked by the attempt number the lease was taken with).
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from mailticket import smtp
+from mailticket.config import Settings, SmtpSettings
+from mailticket.db.models import FAILED, IN, NOTE, OPEN, QUEUED, SENDING, SENT, Message, Outbox, Ticket
+from mailticket.db.store import Store
+from mailticket.mail import compose
+from mailticket.service.actions import set_status
+from mailticket.service.claims import db_now
+from mailticket.service.history import record
+
+log = logging.getLogger(__name__)
+
+# Waits after the 1st, 2nd, ... temporary failure: 30 s, 1 m, 2 m, ... never more than an hour.
+BACKOFF_BASE_SECONDS = 30.0
+BACKOFF_FACTOR = 2.0
+BACKOFF_CAP_SECONDS = 3600.0
+# With the backoff above, about three hours of a relay refusing before a reply is given up and its ticket reopened.
+MAX_ATTEMPTS = 10
+# Parallel SMTP sessions per pass: enough for a shop's volume, few enough for any relay's per-client limit.
+CONNECTIONS = 4
+# Rows leased in one go: small, so that several instances share a backlog instead of one taking it all.
+PICK_CHUNK = 4 * CONNECTIONS
+# Rows per pass at most; the scheduler's next pass takes the rest.
+DEFAULT_LIMIT = 1000
+# A lease outlives the slowest sends a worker may start under it; a crashed sender's rows wait this long.
+MIN_LEASE_SECONDS = 300.0
+LEASE_SENDS = 3
+REPLY = "reply"
+KIND_NAMES = {REPLY: "reply", "ack": "acknowledgement", "notification": "notification"}
+NOTE_DOMAIN = "note@mailticket.invalid"
+_ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")
+SENT_, RETRIED, GAVE_UP, LOST = "sent", "retried", "failed", "lost"
+
+
+@dataclass
+class Counts:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class Picked:
+    """A leased row with what it takes to send it; `attempts` (counting this one) fences the lease."""
+
+    id: int
+    ticket_id: int
+    kind: str
+    recipients: tuple[str, ...]
+    attempts: int
+    message_id: str
+    sender: str
+    raw: bytes
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the `attempts`-th temporary failure."""
+    return timedelta(seconds=min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * BACKOFF_FACTOR ** (attempts - 1)))
+
+
+def lease_seconds(settings: SmtpSettings) -> float:
+    return max(MIN_LEASE_SECONDS, LEASE_SENDS * smtp.longest_send(settings))
+
+
+def pick(session: Session, now: datetime, limit: int, lease: float) -> list[Picked]:
+    """Leases up to `limit` due rows: queued and due, or left `sending` by a sender whose lease ran out."""
+    due = (Outbox.status.in_((QUEUED, SENDING)), Outbox.next_attempt_at <= now,
+           or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
+    candidates = select(Outbox.id).where(*due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        # Rows another instance is leasing at this moment are passed over, not waited for.
+        candidates = candidates.with_for_update(skip_locked=True)
+    ids = session.scalars(candidates).all()
+    if not ids:
+        return []
+    # The due conditions again, so the UPDATE alone decides: a row another sender leased since our SELECT is not
+    # taken, and RETURNING says which rows are ours. (SQLite's BEGIN IMMEDIATE serialises pickers besides.)
+    won = session.scalars(
+        update(Outbox).where(Outbox.id.in_(ids), *due)
+        .values(status=SENDING, lease_until=now + timedelta(seconds=lease), attempts=Outbox.attempts + 1)
+        .returning(Outbox.id).execution_options(synchronize_session=False)
+    ).all()
+    rows = session.execute(
+        select(Outbox.id, Outbox.ticket_id, Outbox.kind, Outbox.recipients, Outbox.attempts, Message.message_id,
+               Message.from_addr, Message.raw)
+        .join(Message, Message.id == Outbox.message_id).where(Outbox.id.in_(won))
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+    ).all()
+    return [Picked(r.id, r.ticket_id, r.kind, tuple(a for a in _ADDRESS_SEPARATORS.split(r.recipients) if a),
+                   r.attempts, r.message_id, r.from_addr, r.raw) for r in rows]
+
+
+async def flush(store: Store, settings: Settings, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT,
+                connections: int = CONNECTIONS, tls_context: ssl.SSLContext | None = None) -> Counts:
+    """One sending pass. `now` fixes the clock for the whole pass (tests); by default each step reads the DB's."""
+    run = _Pass(store, settings.smtp, now, tls_context)
+    queue: asyncio.Queue[tuple[Picked, float] | None] = asyncio.Queue(maxsize=PICK_CHUNK)
+    picked = 0
+    with run.executor:
+        workers = [asyncio.create_task(run.work(queue)) for _ in range(connections)]
+        try:
+            while picked < limit and run.unavailable is None:
+                started = time.monotonic()
+                rows = await run.call(_pick, store, now, min(PICK_CHUNK, limit - picked), run.lease)
+                if not rows:
+                    break
+                picked += len(rows)
+                # A send that starts after this could still be running when the lease runs out.
+                deadline = started + run.lease - smtp.longest_send(settings.smtp)
+                for row in rows:
+                    await queue.put((row, deadline))
+        finally:
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+    if picked:
+        log.info("outbox pass: %s", run.counts)
+    return run.counts
+
+
+def flush_sync(store: Store, settings: Settings, **kw) -> Counts:
+    """`flush` for callers without an event loop: the CLI and the scheduler's worker threads."""
+    return asyncio.run(flush(store, settings, **kw))
+
+
+def mark_bounced(session: Session, message_id: str, reason: str, now: datetime) -> int | None:
+    """A bounce (DSN) of our mail, found by its Message-ID: the row fails and its ticket gets a note.
+
+    Returns the ticket id; None when the id is not one of our outbox messages or it had failed already
+    (a second report of the same failure adds nothing).
+    """
+    outbox_id = session.scalar(select(Outbox.id).join(Message, Message.id == Outbox.message_id)
+                               .where(Message.message_id == message_id.strip().strip("<>")))
+    if outbox_id is None:
+        return None
+    reason = f"the recipient's server sent it back: {reason}"
+    done = session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status != FAILED)
+                           .values(status=FAILED, lease_until=None, last_error=reason)).rowcount
+    if done != 1:
+        return None
+    return _undeliverable(session, outbox_id, reason, now, event="bounced")
+
+
+class _Pass:
+    """One pass's state; the store is used from one thread of its own, so workers never wait on SQLite's lock."""
+
+    def __init__(self, store: Store, settings: SmtpSettings, now: datetime | None,
+                 tls_context: ssl.SSLContext | None) -> None:
+        self.store, self.settings, self.now, self.tls_context = store, settings, now, tls_context
+        self.lease = lease_seconds(settings)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
+        self.counts = Counts()
+        self.unavailable: smtp.RelayUnavailable | None = None
+
+    async def call(self, fn, *args):
+        # The one crossing from the event loop to the (blocking) store.
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def work(self, queue: asyncio.Queue) -> None:
+        async with smtp.Connection(self.settings, tls_context=self.tls_context) as conn:
+            while (item := await queue.get()) is not None:
+                try:
+                    await self._deliver(conn, *item)
+                except Exception:  # noqa: BLE001 - one row's trouble (say, the DB gone) must not stop the others
+                    log.exception("outbox row %s: left leased; it is tried again when its lease runs out", item[0].id)
+
+    async def _deliver(self, conn: smtp.Connection, row: Picked, deadline: float) -> None:
+        if self.unavailable is not None or time.monotonic() > deadline:
+            # Not tried in this pass: handed back as it was, due again at once.
+            await self.call(_release, self.store, row)
+            self.counts.retried += 1
+            return
+        try:
+            refused = await conn.send(row.raw, row.sender, row.recipients)
+        except smtp.PermanentFailure as exc:
+            outcome = await self.call(_give_up, self.store, row, str(exc), self.now)
+        except smtp.TemporaryFailure as exc:
+            if isinstance(exc, smtp.RelayUnavailable):
+                self.unavailable = exc
+            outcome = await self.call(_retry, self.store, row, str(exc), self.now)
+        else:
+            if refused:
+                log.warning("message %s: accepted, but not for %s", row.message_id, refused)
+            outcome = await self.call(_sent, self.store, row, refused, self.now)
+        if outcome != SENT_:
+            log.warning("message %s to %s: %s (attempt %d)", row.message_id, ", ".join(row.recipients),
+                        outcome, row.attempts)
+        if outcome != LOST:
+            setattr(self.counts, outcome, getattr(self.counts, outcome) + 1)
+
+
+def _pick(store: Store, now: datetime | None, limit: int, lease: float) -> list[Picked]:
+    with store.transaction() as session:
+        return pick(session, now or db_now(session), limit, lease)
+
+
+# Statements built once, so that each is compiled once; bound names differ from column names (SQLAlchemy's rule).
+_OURS = (Outbox.id == bindparam("row"), Outbox.status == SENDING, Outbox.attempts == bindparam("attempt"))
+RELEASE = update(Outbox).where(*_OURS).values(status=QUEUED, lease_until=None, attempts=bindparam("attempt") - 1)
+RETRY = update(Outbox).where(*_OURS).values(status=QUEUED, lease_until=None, next_attempt_at=bindparam("due"),
+                                             last_error=bindparam("error"))
+GIVE_UP = update(Outbox).where(*_OURS).values(status=FAILED, lease_until=None, last_error=bindparam("error"))
+# Not fenced by the lease: whoever delivered the message may say so, even after another sender took the row over.
+MARK_SENT = (update(Outbox).where(Outbox.id == bindparam("row"), Outbox.status.in_((QUEUED, SENDING)))
+             .values(status=SENT, sent_at=bindparam("at"), lease_until=None, last_error=bindparam("error")))
+TICKET_TIMES = select(Ticket.created_at, Ticket.first_response_at).where(Ticket.id == bindparam("t"))
+FIRST_RESPONSE = (update(Ticket).where(Ticket.id == bindparam("t"), Ticket.first_response_at.is_(None))
+                  .values(first_response_at=bindparam("at"), first_response_seconds=bindparam("seconds")))
+
+
+def _fence(row: Picked) -> dict:
+    # A sender that took the row over after our lease ran out counted one more attempt, so this no longer matches.
+    return {"row": row.id, "attempt": row.attempts}
+
+
+def _release(store: Store, row: Picked) -> None:
+    with store.transaction() as session:
+        session.connection().execute(RELEASE, _fence(row))
+
+
+def _sent(store: Store, row: Picked, refused: dict[str, str], now: datetime | None) -> str:
+    with store.transaction() as session:
+        conn, at = session.connection(), now or db_now(session)
+        error = "; ".join(f"refused {address}: {why}" for address, why in refused.items())
+        if conn.execute(MARK_SENT, {"row": row.id, "at": at, "error": error}).rowcount != 1:
+            return LOST  # another sender marked it first
+        if row.kind == REPLY:
+            # The first reply sent is the first response (SPEC §7); acknowledgements and queued replies are not.
+            created, first = conn.execute(TICKET_TIMES, {"t": row.ticket_id}).one()
+            if first is None:
+                seconds = max(0.0, (at - created).total_seconds())
+                conn.execute(FIRST_RESPONSE, {"t": row.ticket_id, "at": at, "seconds": seconds})
+        return SENT_
+
+
+def _retry(store: Store, row: Picked, error: str, now: datetime | None) -> str:
+    if row.attempts >= MAX_ATTEMPTS:
+        return _give_up(store, row, f"{error} (gave up after {row.attempts} attempts)", now)
+    with store.transaction() as session:
+        due = (now or db_now(session)) + backoff(row.attempts)
+        done = session.connection().execute(RETRY, {**_fence(row), "due": due, "error": error}).rowcount
+        return RETRIED if done == 1 else LOST
+
+
+def _give_up(store: Store, row: Picked, reason: str, now: datetime | None) -> str:
+    with store.transaction() as session:
+        at = now or db_now(session)
+        if session.connection().execute(GIVE_UP, {**_fence(row), "error": reason}).rowcount != 1:
+            return LOST
+        _undeliverable(session, row.id, reason, at, event="undelivered")
+        return GAVE_UP
+
+
+def _undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, *, event: str) -> int:
+    """The operators' side of a failed row: a note, a history entry, and for a reply the ticket open again."""
+    row = session.execute(
+        select(Outbox.ticket_id, Outbox.kind, Outbox.recipients, Outbox.sent_at, Message.message_id,
+               Message.received_at.label("written_at"))
+        .join(Message, Message.id == Outbox.message_id).where(Outbox.id == outbox_id)
+    ).one()
+    what = KIND_NAMES.get(row.kind, row.kind)
+    text = f"The {what} to {row.recipients} could not be delivered: {reason}."
+    if row.kind == REPLY:
+        text += " The ticket is open again: the customer still needs an answer."
+    session.add(Message(ticket_id=row.ticket_id, direction=NOTE, message_id=compose.new_message_id(NOTE_DOMAIN),
+                        from_addr="", from_name="mailticket", subject="", received_at=at, date=at, text=text))
+    record(session, row.ticket_id, event, at, None, f"{what} {row.message_id} to {row.recipients}: {reason}")
+    if row.kind == REPLY:
+        _reopen(session, row.ticket_id, row.written_at, row.sent_at, at)
+    return row.ticket_id
+
+
+def _reopen(session: Session, ticket_id: int, written_at: datetime, sent_at: datetime | None,
+            at: datetime) -> None:
+    ticket = set_status(session, ticket_id, OPEN, None, now=at)
+    # The customer waits again since their oldest message that no delivered reply came after.
+    last_delivered = session.scalar(
+        select(func.max(Message.received_at)).join(Outbox, Outbox.message_id == Message.id)
+        .where(Outbox.ticket_id == ticket_id, Outbox.kind == REPLY, Outbox.status == SENT))
+    oldest = select(func.min(Message.received_at)).where(
+        Message.ticket_id == ticket_id, Message.direction == IN, Message.loop.is_(None))
+    if last_delivered is not None:
+        oldest = oldest.where(Message.received_at > last_delivered)
+    since = session.scalar(oldest) or written_at
+    ticket.waiting_since = min(ticket.waiting_since, since) if ticket.waiting_since else since
+    ticket.updated_at = at
+    if sent_at is not None and ticket.first_response_at == sent_at:
+        # A bounced first reply never reached the customer: the next delivered reply, if any, is the response.
+        first = session.scalar(select(func.min(Outbox.sent_at)).where(
+            Outbox.ticket_id == ticket_id, Outbox.kind == REPLY, Outbox.status == SENT))
+        ticket.first_response_at = first
+        ticket.first_response_seconds = (first - ticket.created_at).total_seconds() if first else None

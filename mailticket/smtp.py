@@ -1,0 +1,163 @@
+"""SMTP adapter (aiosmtplib): sends stored bytes over TLS, STARTTLS or plain, and says whether a failure is final."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+
+import aiosmtplib
+
+from mailticket.config import SmtpSettings
+
+TLS, STARTTLS, NONE = "tls", "starttls", "none"
+# RFC 5321 §4.2.1: 4yz replies are transient, 5yz replies are final.
+FIRST_PERMANENT_CODE = 500
+# aiosmtplib's timeout bounds each command; a server that answers every command just in time could still hold
+# one message (or one login) for long, so each of them gets this many timeouts in all.
+BUDGET_TIMEOUTS = 2
+SMTPUTF8 = "SMTPUTF8"
+# The one refusal of MAIL FROM that is about the message (its SIZE), not about our relay settings.
+MESSAGE_TOO_BIG = 552
+
+
+class SmtpFailure(Exception):
+    """A message was not accepted: the SMTP reply code (None when there was no reply) and the server's words."""
+
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}" if self.code else self.message
+
+
+class TemporaryFailure(SmtpFailure):
+    """Worth another try later: a 4xx reply, a lost connection, a timeout."""
+
+
+class RelayUnavailable(TemporaryFailure):
+    """The relay could not be reached or would not let us in (DNS, refused, TLS, login): nothing was sent,
+    and every other message would fail the same way right now."""
+
+
+class PermanentFailure(SmtpFailure):
+    """A 5xx reply (or an address no server could take): sending the same bytes again will not help."""
+
+
+def longest_send(settings: SmtpSettings) -> float:
+    """Seconds one `Connection.send` may take at most, connecting and logging in included."""
+    return 2 * BUDGET_TIMEOUTS * settings.timeout
+
+
+class Connection:
+    """One SMTP session reused for several messages; it reconnects on the next send after it was lost."""
+
+    def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.tls_context = tls_context
+        self._client: aiosmtplib.SMTP | None = None
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> dict[str, str]:
+        """Sends `raw` as it is; returns the recipients refused while others accepted it (address -> reply).
+
+        Raises PermanentFailure, TemporaryFailure or RelayUnavailable; nothing else.
+        """
+        if not recipients:
+            raise PermanentFailure(None, "the message has no recipients")
+        client = await self._connected()
+        # Non-ASCII addresses need SMTPUTF8; asking for it otherwise would refuse relays that lack it for nothing.
+        options = [SMTPUTF8] if not all(a.isascii() for a in (sender, *recipients)) else []
+        budget = BUDGET_TIMEOUTS * self.settings.timeout
+        try:
+            async with asyncio.timeout(budget):
+                refused, _ = await client.sendmail(sender, list(recipients), raw, mail_options=options)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise _all_refused(exc.recipients) from None
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if exc.code == MESSAGE_TOO_BIG:
+                raise PermanentFailure(exc.code, exc.message) from None
+            # Our own address refused ("530 authentication required", "550 relaying denied") is the relay's
+            # set-up, not this message: every message would meet it, and fixing the config must let them all go.
+            raise RelayUnavailable(exc.code, f"the relay refused the sender {exc.sender}: {exc.message}") from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _by_code(exc.code, exc.message) from None
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise PermanentFailure(None, f"the relay cannot take this message: {exc.message}") from None
+        except ValueError as exc:  # aiosmtplib refuses addresses it cannot put on the wire safely.
+            raise PermanentFailure(None, f"invalid address: {exc}") from None
+        except (aiosmtplib.SMTPException, OSError) as exc:  # lost, reset, timed out (TimeoutError is an OSError)
+            # Cut off in the middle of a command: the session is in an unknown state, so it is not reused.
+            self._drop()
+            raise TemporaryFailure(None, _describe(exc, budget)) from None
+        return {address: f"{reply.code} {reply.message}" for address, reply in refused.items()}
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            try:
+                await asyncio.wait_for(client.quit(), self.settings.timeout)
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()  # A polite QUIT is all that failed; the messages are already accepted.
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, timeout=s.timeout, use_tls=s.security == TLS,
+            # True, not None: with "starttls" configured, a relay without STARTTLS must not get our password in clear.
+            start_tls=s.security == STARTTLS, tls_context=self.tls_context,
+            username=s.username or None, password=s.password if s.username else None,
+        )
+        budget = BUDGET_TIMEOUTS * s.timeout
+        try:
+            async with asyncio.timeout(budget):
+                await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise RelayUnavailable(exc.code, f"login refused: {exc.message}") from None
+        except aiosmtplib.SMTPResponseException as exc:  # a 421/554 greeting or a refused EHLO
+            raise RelayUnavailable(exc.code, exc.message) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:  # refused, reset, DNS, TLS, no STARTTLS, timed out
+            text = _describe(exc, budget)
+            raise RelayUnavailable(None, text if s.host in text else f"{s.host}:{s.port}: {text}") from None
+        self._client = client
+        return client
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+async def send(settings: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str], *,
+               tls_context: ssl.SSLContext | None = None) -> dict[str, str]:
+    """One message on a connection of its own; see `Connection.send`."""
+    async with Connection(settings, tls_context=tls_context) as conn:
+        return await conn.send(raw, sender, recipients)
+
+
+def _by_code(code: int, message: str) -> SmtpFailure:
+    return (PermanentFailure if code >= FIRST_PERMANENT_CODE else TemporaryFailure)(code, message)
+
+
+def _all_refused(refusals: Sequence[aiosmtplib.SMTPRecipientRefused]) -> SmtpFailure:
+    """Every recipient refused: final only if every refusal is, since a 4xx one may pass on the next try."""
+    text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refusals)
+    codes = [r.code for r in refusals]
+    if all(code >= FIRST_PERMANENT_CODE for code in codes):
+        return PermanentFailure(codes[0], text)
+    return TemporaryFailure(min(codes), text)
+
+
+def _describe(exc: BaseException, budget: float) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):  # our own budget ran out, not aiosmtplib's timeout
+        return f"no answer within {budget:g} s"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,455 @@
+"""The operator pages in real Chromium against the real app on loopback (SPEC §6 claims, §8 web, §5 HTML mail).
+
+What only a browser shows: two operators' own sessions, the script's heartbeat and countdown, the reply form
+keeping typed text across refusals, and hostile HTML mail that must run nothing and fetch nothing.
+The two-operator story runs on SQLite and PostgreSQL; the time-based stories on SQLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from datetime import timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import func, select
+
+from mailticket.clock import utcnow
+from mailticket.config import ClaimSettings, WebSettings
+from mailticket.db.models import OUT, Claim, Event, Message, Outbox, Ticket
+from mailticket.db.store import Store
+from mailticket.service.ingest import ingest
+from tests.browser import (  # noqa: F401 (fixtures, until conftest lists "tests.browser" in pytest_plugins)
+    RequestRecorder,
+    chromium,
+    fast_passwords,
+    login,
+    new_context,
+    operator_page,
+    request_recorder,
+    serve_app,
+)
+from tests.factories import SETTINGS, T0, make_operator, make_ticket
+from tests.mails import SUPPORT
+
+pytestmark = pytest.mark.usefixtures("fast_passwords")
+
+SECRET_KEY = "browser-test-secret-key"
+# Long enough that nothing expires by accident during a story that is not about expiry.
+LONG_TTL = 900.0
+# The expiry stories: short enough to wait for, long enough for a claim-and-send of a few clicks.
+SHORT_TTL = 3.0
+# Past the expiry by this much before acting, so clocks a few ms apart cannot decide the outcome.
+EXPIRY_MARGIN = 0.5
+HEARTBEAT_TTL = 4.0
+HEARTBEAT = 1.0
+# Twice the ttl: without the heartbeat the claim would be long gone.
+HEARTBEAT_WAIT = 2 * HEARTBEAT_TTL
+# Whitespace around: a regex is matched against the element's raw text.
+CLAIM_BANNER = re.compile(r"^\s*Claimed by {} until \d\d:\d\d UTC")
+# What an operator may type: several lines, indentation, markup-looking text, entities, non-ASCII, trailing
+# spaces. Nothing of it may be escaped, trimmed or lost when a refusal shows it again.
+TYPED_TEXT = "\n".join([
+    "Hello Ana,",
+    "",
+    "  your parcel 1234 left our warehouse on Monday; the tracking page says:",
+    "    > \"in transit\" — ETA Thursday   ",
+    "</textarea><script>window.pwned = 1</script> {{ not a template }} &amp; <b>not bold</b>",
+    "Grüße, ünïcödé ✓ 📦",
+    *(f"Line {n}: we are sorry for the delay and will keep you posted." for n in range(40)),
+    "Kind regards,",
+    "Support  ",
+])
+
+
+def settings(ttl: float = LONG_TTL, heartbeat: float = 0.0):
+    # Heartbeat 0 switches the page's renewals off, so the test decides when a claim ends.
+    return dataclasses.replace(SETTINGS, web=WebSettings(secret_key=SECRET_KEY),
+                               claims=ClaimSettings(ttl=ttl, heartbeat=heartbeat))
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url):
+    store = Store(sqlite_url)
+    yield store
+    store.dispose()
+
+
+def banner(name: str) -> re.Pattern:
+    return re.compile(CLAIM_BANNER.pattern.format(re.escape(name)))
+
+
+def claim_ticket(page: Page, ticket_id: int, holder: str) -> None:
+    page.goto(f"/tickets/{ticket_id}")
+    page.click("#claim-button")
+    expect(page.locator("#claim-banner")).to_have_text(banner(holder))
+    expect(page.locator("#reply-form")).to_be_visible()
+
+
+def outbound(store: Store, ticket_id: int) -> list[tuple[str, int | None, str | None]]:
+    """(text with the browser's CRLF line ends undone, operator id, outbox status) of each reply."""
+    with store.reading() as session:
+        rows = session.execute(
+            select(Message.text, Message.operator_id, Outbox.status)
+            .outerjoin(Outbox, Outbox.message_id == Message.id)
+            .where(Message.ticket_id == ticket_id, Message.direction == OUT)
+            .order_by(Message.id)
+        ).all()
+    return [(text.replace("\r\n", "\n"), operator_id, status) for text, operator_id, status in rows]
+
+
+def ticket_state(store: Store, ticket_id: int) -> dict:
+    """Everything a refused reply or claim must leave as it was."""
+    with store.reading() as session:
+        ticket = session.get(Ticket, ticket_id)
+        claim = session.get(Claim, ticket_id)
+        return {
+            "ticket": (ticket.status, ticket.waiting_since, ticket.updated_at, ticket.first_response_at,
+                       ticket.handle_seconds, ticket.resolved_at),
+            "claim": claim and (claim.operator_id, claim.token, claim.fence, claim.claimed_at, claim.expires_at),
+            "messages": session.scalar(select(func.count()).select_from(Message)
+                                       .where(Message.ticket_id == ticket_id)),
+            "outbox": session.scalar(select(func.count()).select_from(Outbox)),
+        }
+
+
+def claim_row(store: Store, ticket_id: int) -> Claim | None:
+    with store.reading() as session:
+        return session.get(Claim, ticket_id)
+
+
+def events(store: Store, ticket_id: int, kind: str) -> list[Event]:
+    with store.reading() as session:
+        return list(session.scalars(select(Event).where(Event.ticket_id == ticket_id, Event.kind == kind)))
+
+
+def wait_until_expired(store: Store, ticket_id: int) -> None:
+    """Sleeps past the claim's expiry: here time itself is under test."""
+    expires_at = claim_row(store, ticket_id).expires_at
+    time.sleep(max(0.0, (expires_at - utcnow()).total_seconds()) + EXPIRY_MARGIN)
+
+
+def post_from_page(page: Page, path: str, fields: dict[str, str]) -> tuple[int, str]:
+    """A hand-made form POST from inside this operator's page: its cookies, its origin."""
+    return page.evaluate(
+        """async ([path, fields]) => {
+               const answer = await fetch(path, {method: "POST", body: new URLSearchParams(fields),
+                                                 credentials: "same-origin", redirect: "manual"});
+               return [answer.status, await answer.text()];
+           }""",
+        [path, fields],
+    )
+
+
+def test_two_operators_cannot_answer_the_same_ticket(store, serve_app, operator_page):
+    ticket_id = make_ticket(store, subject="Order 1234 never arrived", message_id="story@customer.example")
+    make_operator(store, "ana", name="Ana")
+    make_operator(store, "bruno", name="Bruno")
+    base_url = serve_app(settings(), store)
+    ana = operator_page(base_url, "ana")
+    bruno = operator_page(base_url, "bruno")
+
+    ana.goto(f"/tickets/{ticket_id}")
+    expect(ana.locator("#claim-banner")).to_have_text("Not claimed")
+    claim_ticket(ana, ticket_id, "Ana")
+    before = ticket_state(store, ticket_id)
+    assert before["claim"][0] is not None
+
+    bruno.goto(f"/tickets/{ticket_id}")
+    expect(bruno.locator("#claim-banner")).to_have_text(banner("Ana"))
+    expect(bruno.locator("#reply-form")).to_have_count(0)
+    expect(bruno.locator("#reply-send")).to_have_count(0)
+
+    # His own click on "Claim" is refused and says who holds the ticket.
+    bruno.click("#claim-button")
+    expect(bruno.locator("#flash-error")).to_have_text(banner("Ana"))
+    expect(bruno.locator("#reply-form")).to_have_count(0)
+
+    # Hand-made replies with his own valid CSRF token: no claim token, a made-up one, and even Ana's real one.
+    csrf = bruno.locator("#note-form input[name=csrf_token]").input_value()
+    for token in ("", "made-up-token", before["claim"][1]):
+        status, page = post_from_page(bruno, f"/tickets/{ticket_id}/reply",
+                                      {"csrf_token": csrf, "claim_token": token, "body": "Bruno's answer"})
+        assert 400 <= status < 500, (token, status)
+        # Refused by the claim check, not by the CSRF check: the token above was good.
+        assert "Not sent" in page and "CSRF" not in page, (token, page)
+    assert outbound(store, ticket_id) == []
+    assert ticket_state(store, ticket_id) == before
+
+    # Ana, who holds the claim, answers; hers is the only reply, and the ticket is free again.
+    ana.fill("#reply-body", "Your parcel is on its way.")
+    ana.click("#reply-send")
+    expect(ana.locator("#flash")).to_contain_text("Reply queued")
+    assert [(text, status) for text, _, status in outbound(store, ticket_id)] == [
+        ("Your parcel is on its way.", "queued")]
+    bruno.goto(f"/tickets/{ticket_id}")
+    expect(bruno.locator("#claim-banner")).to_have_text("Not claimed")
+
+
+def test_an_expired_claim_refuses_the_send_and_keeps_the_typed_text(sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = make_ticket(store, message_id="expiry@customer.example")
+    make_operator(store, "ana", name="Ana")
+    make_operator(store, "bruno", name="Bruno")
+    base_url = serve_app(settings(ttl=SHORT_TTL), store)
+    ana = operator_page(base_url, "ana")
+    bruno = operator_page(base_url, "bruno")
+
+    claim_ticket(ana, ticket_id, "Ana")
+    ana.fill("#reply-body", TYPED_TEXT)
+    wait_until_expired(store, ticket_id)
+    # The page itself says so before the operator even tries.
+    expect(ana.locator("#claim-countdown")).to_contain_text("expired")
+
+    ana.click("#reply-send")
+    expect(ana.locator("#flash-error")).to_contain_text("Not sent: your claim has expired")
+    expect(ana.locator("#reply-body")).to_have_value(TYPED_TEXT)
+    expect(ana.locator("#reply-send")).to_have_count(0)
+    expect(ana.locator("#reclaim-button")).to_be_visible()
+    assert outbound(store, ticket_id) == []
+
+    # The claim is free: Bruno takes it over.
+    bruno.goto(f"/tickets/{ticket_id}")
+    expect(bruno.locator("#claim-banner")).to_have_text("Not claimed")
+    bruno.click("#claim-button")
+    expect(bruno.locator("#flash")).to_contain_text("Claimed until")
+    expect(bruno.locator("#claim-banner")).to_have_text(banner("Bruno"))
+    expect(bruno.locator("#reply-form")).to_be_visible()
+    assert [e.detail for e in events(store, ticket_id, "expired")] == ["taken over by bruno"]
+
+    # Ana, still on her refused page, tries to claim again: told Bruno has it, and her text is still there.
+    ana.click("#reclaim-button")
+    expect(ana.locator("#flash-error")).to_have_text(banner("Bruno"))
+    expect(ana.locator("#claim-banner")).to_have_text(banner("Bruno"))
+    expect(ana.locator("#reply-not-held")).to_contain_text("Bruno holds the claim now")
+    expect(ana.locator("#reply-body")).to_have_value(TYPED_TEXT)
+    expect(ana.locator("#reply-send")).to_have_count(0)
+    expect(ana.locator("#reclaim-button")).to_have_count(0)
+    # A fresh look at the ticket shows Bruno's claim and no form.
+    ana.goto(f"/tickets/{ticket_id}")
+    expect(ana.locator("#claim-banner")).to_have_text(banner("Bruno"))
+    expect(ana.locator("#reply-form")).to_have_count(0)
+    assert outbound(store, ticket_id) == []
+
+
+def test_a_refused_operator_can_claim_again_and_send_the_kept_text(sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = make_ticket(store, message_id="reclaim@customer.example")
+    ana_id = make_operator(store, "ana", name="Ana")
+    base_url = serve_app(settings(ttl=SHORT_TTL), store)
+    ana = operator_page(base_url, "ana")
+
+    claim_ticket(ana, ticket_id, "Ana")
+    ana.fill("#reply-body", TYPED_TEXT)
+    wait_until_expired(store, ticket_id)
+    ana.click("#reply-send")
+    expect(ana.locator("#flash-error")).to_contain_text("Not sent")
+
+    ana.click("#reclaim-button")
+    expect(ana.locator("#claim-banner")).to_have_text(banner("Ana"))
+    expect(ana.locator("#flash-error")).to_have_count(0)
+    expect(ana.locator("#reply-body")).to_have_value(TYPED_TEXT)
+    ana.click("#reply-send")
+    expect(ana.locator("#flash")).to_contain_text("Reply queued")
+    expect(ana.locator("#claim-banner")).to_have_text("Not claimed")
+
+    assert outbound(store, ticket_id) == [(TYPED_TEXT, ana_id, "queued")]
+    with store.reading() as session:
+        assert session.scalar(select(Ticket.waiting_since).where(Ticket.id == ticket_id)) is None
+
+
+def test_the_heartbeat_keeps_the_claim_alive_while_the_form_is_open(sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = make_ticket(store, message_id="heartbeat@customer.example")
+    ana_id = make_operator(store, "ana", name="Ana")
+    make_operator(store, "bruno", name="Bruno")
+    base_url = serve_app(settings(ttl=HEARTBEAT_TTL, heartbeat=HEARTBEAT), store)
+    ana = operator_page(base_url, "ana")
+    bruno = operator_page(base_url, "bruno")
+
+    claim_ticket(ana, ticket_id, "Ana")
+    first_expiry = claim_row(store, ticket_id).expires_at
+    countdown = ana.locator("#claim-countdown")
+    expect(countdown).to_have_text(re.compile(r"^Your claim expires in 0:0[0-4]\.$"))
+    ana.fill("#reply-body", "Thanks for waiting, here is the answer.")
+
+    time.sleep(HEARTBEAT_WAIT)
+
+    # Long past the first expiry, the claim still lives, in the database and on the page.
+    assert claim_row(store, ticket_id).expires_at > first_expiry + timedelta(seconds=HEARTBEAT_WAIT - 2 * HEARTBEAT)
+    assert len(events(store, ticket_id, "renewed")) >= HEARTBEAT_WAIT / HEARTBEAT - 3
+    expect(countdown).to_have_text(re.compile(r"^Your claim expires in 0:0[0-4]\.$"))
+    expect(ana.locator("#claim-warning")).to_be_hidden()
+    bruno.goto(f"/tickets/{ticket_id}")
+    expect(bruno.locator("#claim-banner")).to_have_text(banner("Ana"))
+
+    ana.click("#reply-send")
+    expect(ana.locator("#flash")).to_contain_text("Reply queued")
+    assert outbound(store, ticket_id) == [("Thanks for waiting, here is the answer.", ana_id, "queued")]
+
+
+HOSTILE_SUBJECT = "<img src=x onerror=alert(1)> help"
+HOSTILE_NAME = "<script>alert(1)</script>"
+MARK = "MT-PWNED"
+HOSTILE_HTML = """\
+<html><head>
+<meta http-equiv="refresh" content="0;url={L}/meta-refresh">
+<base href="{L}/base/">
+<link rel="stylesheet" href="{L}/link.css">
+<link rel="preconnect" href="{L}">
+<style>@import url({L}/import.css); body {{ background: url({L}/css-leak) }}</style>
+<script>window.parent.pwned = 1; window.top.pwned = 1; document.title = "{MARK}"; console.log("{MARK}-script");
+new Image().src = "{L}/script-image"; alert("{MARK}");</script>
+<script src="{L}/remote.js"></script>
+</head>
+<body background="{L}/body-background.png" onload="console.log('{MARK}-onload'); window.top.pwned = 1">
+<p style="background-image: url({L}/inline-style.png)">Hello, I cannot log in to my account.</p>
+<img src="{L}/remote.png" alt="tracking pixel">
+<img src="//{HOST}/protocol-relative.png">
+<img src="x" onerror="console.log('{MARK}-onerror'); window.top.pwned = 1">
+<img srcset="{L}/srcset.png 1x">
+<img src="data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg'><image href='{L}/svg-in-data.png'/></svg>">
+<picture><source srcset="{L}/picture.png"><img src="cid:nothing"></picture>
+<video poster="{L}/poster.png" src="{L}/video.mp4" autoplay></video>
+<audio src="{L}/audio.mp3" autoplay></audio>
+<object data="{L}/object"></object><embed src="{L}/embed">
+<iframe src="{L}/iframe"></iframe>
+<svg><image href="{L}/svg-image.png"/><script>console.log("{MARK}-svg")</script></svg>
+<math><mtext><table><mglyph><style><img src="{L}/mxss.png" onerror="console.log('{MARK}-mxss')"></style></mglyph></table></mtext></math>
+<table background="{L}/table.png"><tr><td background="{L}/cell.png">a table cell</td></tr></table>
+<form action="{L}/form" method="post"><input name="q" value="x"><input type="image" src="{L}/input.png">
+<button type="submit">Submit this form</button></form>
+<p><a href="javascript:console.log('{MARK}-js-link'); window.top.pwned = 1">a javascript link</a></p>
+<p><a href="jav&#x09;ascript:alert('{MARK}')">an obfuscated link</a></p>
+<p><a href="data:text/html,<script>alert('{MARK}')</script>">a data link</a></p>
+<p><a href="http://127.0.0.1:1/" ping="{L}/ping" target="_top">a link that pings</a></p>
+</body></html>
+"""
+
+
+def hostile_mail(recorder: RequestRecorder) -> bytes:
+    mail = EmailMessage()
+    mail["From"] = f'"{HOSTILE_NAME}" <mallory@attacker.example>'
+    mail["To"] = SUPPORT
+    mail["Subject"] = HOSTILE_SUBJECT
+    mail["Message-ID"] = "<hostile@attacker.example>"
+    mail["Date"] = "Mon, 02 Nov 2026 10:00:00 +0000"
+    mail.set_content("Hello, I cannot log in to my account.")
+    mail.add_alternative(HOSTILE_HTML.format(L=recorder.origin, HOST=f"{recorder.host}:{recorder.port}", MARK=MARK),
+                         subtype="html")
+    return mail.as_bytes(policy=SMTP)
+
+
+@pytest.mark.parametrize("csp", ["enforced", "bypassed"])
+def test_hostile_html_mail_executes_nothing_and_loads_nothing(
+        csp, sqlite_store, serve_app, new_context, request_recorder):
+    """Sanitiser and sandbox must hold on their own: with the CSP bypassed too, nothing runs, nothing loads."""
+    store = sqlite_store
+    with store.transaction() as session:
+        ticket_id = ingest(session, hostile_mail(request_recorder), settings=SETTINGS, received_at=T0, now=T0,
+                           mailbox="support").ticket_id
+    make_operator(store, "ana", name="Ana")
+    base_url = serve_app(settings(), store)
+    context = new_context(base_url, bypass_csp=csp == "bypassed")
+    dialogs, console, requests, popups = [], [], [], []
+    context.on("request", lambda request: requests.append(request.url))
+    context.on("page", lambda page: popups.append(page.url))
+    page = login(context, base_url, "ana")
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("console", lambda message: console.append(message.text))
+    page.on("pageerror", lambda error: console.append(str(error)))
+    popups.clear()
+
+    page.goto(f"/tickets/{ticket_id}")
+    frame = page.frame_locator("iframe.mail-html")
+    expect(frame.get_by_text("Hello, I cannot log in to my account.")).to_be_visible()
+    # The hostile header fields are shown as text.
+    expect(page.locator("h1")).to_contain_text(HOSTILE_SUBJECT)
+    expect(page.locator("article.message .from")).to_have_text(HOSTILE_NAME)
+    mail_frame = next(f for f in page.frames if f.parent_frame is page.main_frame)
+    frame_state = "() => [location.href, window.pwned, document.title, document.scripts.length]"
+    assert mail_frame.evaluate(frame_state) == ["about:srcdoc", None, "", 0]
+    for text in ("a javascript link", "an obfuscated link", "a data link", "Submit this form"):
+        frame.get_by_text(text).click(no_wait_after=True)
+    page.wait_for_load_state("networkidle")
+    assert mail_frame.evaluate(frame_state) == ["about:srcdoc", None, "", 0]
+    # Last, as it leads the frame away: a real link, whose ping would tell the sender the mail was read.
+    frame.get_by_text("a link that pings").click(no_wait_after=True)
+    page.wait_for_load_state("networkidle")
+
+    assert dialogs == []
+    assert popups == []
+    assert page.evaluate("() => [window.pwned, document.title.includes('PWNED')]") == [None, False]
+    assert [text for text in console if MARK in text] == []
+    leaked = [url for url in requests if url.startswith(request_recorder.origin)
+              or f"{request_recorder.host}:{request_recorder.port}" in url]
+    assert leaked == []
+    assert request_recorder.seen() == []
+    # Not even blocked by the CSP: the sanitiser removed every remote reference (a CSP refusal is logged).
+    assert [text for text in console if str(request_recorder.port) in text] == []
+
+
+@pytest.mark.parametrize("tampering", ["removed", "altered"])
+def test_a_form_post_without_the_csrf_token_is_refused(tampering, sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = make_ticket(store, message_id="csrf@customer.example")
+    make_operator(store, "ana", name="Ana")
+    base_url = serve_app(settings(), store)
+    ana = operator_page(base_url, "ana")
+    ana.goto(f"/tickets/{ticket_id}")
+    before = ticket_state(store, ticket_id)
+
+    ana.evaluate(
+        """(tampering) => {
+               const field = document.querySelector("#claim-form input[name=csrf_token]");
+               if (tampering === "removed") { field.remove(); } else { field.value = field.value.slice(0, -2) + "xx"; }
+           }""",
+        tampering,
+    )
+    with ana.expect_response(f"{base_url}/tickets/{ticket_id}/claim") as answer:
+        ana.click("#claim-button")
+    assert answer.value.status == 403
+    expect(ana.locator("#error-page h1")).to_contain_text("Not allowed")
+    expect(ana.locator("#error-message")).to_have_text("invalid or missing CSRF token")
+    assert ticket_state(store, ticket_id) == before
+    assert events(store, ticket_id, "claimed") == []
+
+    # The same click with the page's own token works: the token alone made the difference.
+    claim_ticket(ana, ticket_id, "Ana")
+
+
+def test_the_queue_shows_who_holds_each_claim(sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ana_ticket = make_ticket(store, sender="one@customer.example", subject="Refund please", message_id="q1@c.example")
+    bruno_ticket = make_ticket(store, sender="two@customer.example", subject="Wrong size", message_id="q2@c.example")
+    free_ticket = make_ticket(store, sender="three@customer.example", subject="Invoice", message_id="q3@c.example")
+    make_operator(store, "ana", name="Ana Lima")
+    make_operator(store, "bruno", name="Bruno")
+    make_operator(store, "carla", name="Carla")
+    base_url = serve_app(settings(), store)
+    ana = operator_page(base_url, "ana")
+    bruno = operator_page(base_url, "bruno")
+    carla = operator_page(base_url, "carla")
+
+    claim_ticket(ana, ana_ticket, "Ana Lima")
+    claim_ticket(bruno, bruno_ticket, "Bruno")
+
+    carla.goto("/")
+    until = r" until \d\d:\d\d UTC$"
+    expect(carla.locator(f"#ticket-row-{ana_ticket} td.claim")).to_have_text(re.compile(r"^Ana Lima" + until))
+    expect(carla.locator(f"#ticket-row-{bruno_ticket} td.claim")).to_have_text(re.compile(r"^Bruno" + until))
+    expect(carla.locator(f"#ticket-row-{free_ticket} td.claim")).to_have_text("free")
+    expect(carla.locator(f"#ticket-row-{ana_ticket}")).to_have_class(re.compile(r"\bclaimed\b"))
+    expect(carla.locator(f"#ticket-row-{free_ticket}")).not_to_have_class(re.compile(r"\bclaimed\b"))
+
+    # Released by a reply, the ticket shows as free.
+    ana.fill("#reply-body", "Refund on its way.")
+    ana.click("#reply-send")
+    expect(ana.locator("#flash")).to_contain_text("Reply queued")
+    carla.goto("/?view=all")
+    expect(carla.locator(f"#ticket-row-{ana_ticket} td.claim")).to_have_text("free")
+    expect(carla.locator(f"#ticket-row-{bruno_ticket} td.claim")).to_have_text(re.compile(r"^Bruno" + until))
