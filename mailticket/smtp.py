@@ -70,8 +70,8 @@ class Connection:
 
         Raises PermanentFailure, TemporaryFailure or RelayUnavailable; nothing else.
         """
-        if not recipients:
-            raise PermanentFailure(None, "the message has no recipients")
+        if not recipients or not raw:
+            raise PermanentFailure(None, "the message has no recipients" if raw else "the stored message is empty")
         client = await self._connected()
         # Non-ASCII addresses need SMTPUTF8; asking for it otherwise would refuse relays that lack it for nothing.
         options = [SMTPUTF8] if not all(a.isascii() for a in (sender, *recipients)) else []

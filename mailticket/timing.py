@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from mailticket.config import BusinessHoursSettings, SlaSettings
@@ -14,10 +15,13 @@ ONE_DAY = timedelta(days=1)
 ONE_WEEK = timedelta(days=7)
 DAYS_PER_WEEK = 7
 SECONDS_PER_MINUTE = 60
+DST_CACHE_SIZE = 256  # (zone, hours, year) entries
 OFFSET_SAMPLE_DAYS = 5  # how often the UTC offset is sampled when looking for DST changes (see _dst_days)
 
 # A pause of the SLA clock: (start, end); end None means the ticket is still pending on the customer.
 Pause = tuple[datetime, datetime | None]
+# Opening hours per weekday (0 = Monday) as (start, end) minutes after local midnight; 1440 = "24:00".
+Spans = tuple[tuple[tuple[int, int], ...], ...]
 
 
 def _minutes(clock: str) -> int:
@@ -35,6 +39,43 @@ def _aware(at: datetime, name: str) -> datetime:
 
 def _seconds(since: datetime, until: datetime) -> float:
     return (until - since).total_seconds()
+
+
+def _instant(zone: tzinfo, midnight: datetime, minutes: int) -> datetime:
+    # Wall time first, then the zone: "24:00" becomes the next midnight. Converted to UTC because
+    # subtracting two datetimes that share a tzinfo ignores their offsets (wall-clock difference).
+    return (midnight + timedelta(minutes=minutes)).replace(tzinfo=zone).astimezone(UTC)
+
+
+def _offset(zone: tzinfo, day: date) -> timedelta | None:
+    return datetime.combine(day, time(), zone).utcoffset()
+
+
+@lru_cache(maxsize=DST_CACHE_SIZE)
+def _dst_days(zone: tzinfo, spans: Spans, year: int) -> tuple[tuple[date, float], ...]:
+    """The dates of `year` whose real opening time differs from their wall-clock hours (a UTC offset change
+    inside opening hours), each with real minus wall seconds. Kept across calendars: it is the slow part.
+
+    The offset is sampled every OFFSET_SAMPLE_DAYS and checked day by day only where it changed: two
+    changes within one sample could cancel out unseen, and the closest pair in tzdata since 1990 is
+    six days apart (Brazil, October 2000).
+    """
+    found, day, end = [], date(year, 1, 1), date(year + 1, 1, 1)
+    before = _offset(zone, day)
+    while day < end:
+        following = min(day + timedelta(days=OFFSET_SAMPLE_DAYS), end)
+        if (after := _offset(zone, following)) != before:
+            for n in range((following - day).days):
+                changed = day + n * ONE_DAY
+                if _offset(zone, changed) != _offset(zone, changed + ONE_DAY):
+                    midnight = datetime.combine(changed, time())
+                    # A period wholly skipped by the clock change can come out negative: it lasts 0.
+                    extra = sum(max(0.0, _seconds(_instant(zone, midnight, a), _instant(zone, midnight, b)))
+                                - SECONDS_PER_MINUTE * (b - a) for a, b in spans[changed.weekday()])
+                    if extra:
+                        found.append((changed, extra))
+        day, before = following, after
+    return tuple(found)
 
 
 class BusinessCalendar:
@@ -56,7 +97,6 @@ class BusinessCalendar:
         # Wall-clock seconds per weekday: the real length of that day whenever no offset change falls in it.
         self._nominal = tuple(SECONDS_PER_MINUTE * sum(end - start for start, end in spans) for spans in self._spans)
         self._week = float(sum(self._nominal))
-        self._dst: dict[int, tuple[tuple[date, float], ...]] = {}  # year -> DST dates (see _dst_days)
         if settings is not None and not self._week:
             raise ValueError("business hours are open on no day of the week")
 
@@ -110,15 +150,11 @@ class BusinessCalendar:
     def _local_date(self, at: datetime) -> date:
         return at.astimezone(self.zone).date()
 
-    def _instant(self, midnight: datetime, minutes: int) -> datetime:
-        # Wall time first, then the zone: "24:00" becomes the next midnight. Converted to UTC because
-        # subtracting two datetimes that share a tzinfo ignores their offsets (wall-clock difference).
-        return (midnight + timedelta(minutes=minutes)).replace(tzinfo=self.zone).astimezone(UTC)
-
     def _periods(self, day: date) -> list[tuple[datetime, datetime]]:
         """The weekday hours of one local date as UTC instants, holiday or not."""
         midnight = datetime.combine(day, time())
-        return [(self._instant(midnight, a), self._instant(midnight, b)) for a, b in self._spans[day.weekday()]]
+        return [(_instant(self.zone, midnight, start), _instant(self.zone, midnight, end))
+                for start, end in self._spans[day.weekday()]]
 
     def _windows(self, day: date) -> list[tuple[datetime, datetime]]:
         """The open periods of one local date; none on a holiday."""
@@ -126,35 +162,6 @@ class BusinessCalendar:
 
     def _clipped(self, day: date, start: datetime, end: datetime) -> float:
         return sum(max(0.0, _seconds(max(opens, start), min(closes, end))) for opens, closes in self._windows(day))
-
-    def _open_seconds(self, day: date) -> float:
-        return sum(max(0.0, _seconds(opens, closes)) for opens, closes in self._periods(day))
-
-    def _offset(self, day: date) -> timedelta | None:
-        return datetime.combine(day, time(), self.zone).utcoffset()
-
-    def _dst_days(self, year: int) -> tuple[tuple[date, float], ...]:
-        """The dates of `year` whose real open time differs from their wall-clock hours (a UTC offset change
-        inside opening hours), each with real minus wall seconds; found once per year and kept.
-
-        The offset is sampled every OFFSET_SAMPLE_DAYS and checked day by day only where it changed: two
-        changes within one sample could cancel out unseen, and the closest pair in tzdata since 1990 is
-        six days apart (Brazil, October 2000).
-        """
-        if year not in self._dst:
-            found, day, end = [], date(year, 1, 1), date(year + 1, 1, 1)
-            before = self._offset(day)
-            while day < end:
-                following = min(day + timedelta(days=OFFSET_SAMPLE_DAYS), end)
-                if (after := self._offset(following)) != before:
-                    for n in range((following - day).days):
-                        changed = day + n * ONE_DAY
-                        if self._offset(changed) != self._offset(changed + ONE_DAY) and (
-                                extra := self._open_seconds(changed) - self._nominal[changed.weekday()]):
-                            found.append((changed, extra))
-                day, before = following, after
-            self._dst[year] = tuple(found)
-        return self._dst[year]
 
     def _whole_days(self, first: date, stop: date) -> float:
         """Business seconds of the whole local dates first .. stop - 1, by arithmetic: whole weeks times the
@@ -167,7 +174,7 @@ class BusinessCalendar:
         total -= sum(self._nominal[day.weekday()] for day in self._holidays[low:high])
         for year in range(first.year, (stop - ONE_DAY).year + 1):
             # A holiday has no open time, so no DST difference either.
-            total += sum(extra for day, extra in self._dst_days(year)
+            total += sum(extra for day, extra in _dst_days(self.zone, self._spans, year)
                          if first <= day < stop and day not in self._holiday_set)
         return total
 

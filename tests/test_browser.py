@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from datetime import timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 
@@ -196,8 +195,11 @@ def test_an_expired_claim_refuses_the_send_and_keeps_the_typed_text(sqlite_store
     make_operator(store, "ana", name="Ana")
     make_operator(store, "bruno", name="Bruno")
     base_url = serve_app(settings(ttl=SHORT_TTL), store)
+    # Bruno works on a second instance of the app on the same database, whose claims last the usual
+    # 15 minutes: his takeover cannot lapse while the test looks at Ana's page.
+    bruno_url = serve_app(settings(), store)
     ana = operator_page(base_url, "ana")
-    bruno = operator_page(base_url, "bruno")
+    bruno = operator_page(bruno_url, "bruno")
 
     claim_ticket(ana, ticket_id, "Ana")
     ana.fill("#reply-body", TYPED_TEXT)
@@ -280,7 +282,8 @@ def test_the_heartbeat_keeps_the_claim_alive_while_the_form_is_open(sqlite_store
     time.sleep(HEARTBEAT_WAIT)
 
     # Long past the first expiry, the claim still lives, in the database and on the page.
-    assert claim_row(store, ticket_id).expires_at > first_expiry + timedelta(seconds=HEARTBEAT_WAIT - 2 * HEARTBEAT)
+    claim = claim_row(store, ticket_id)
+    assert claim.operator_id == ana_id and claim.expires_at > max(first_expiry, utcnow())
     assert len(events(store, ticket_id, "renewed")) >= HEARTBEAT_WAIT / HEARTBEAT - 3
     expect(countdown).to_have_text(re.compile(r"^Your claim expires in 0:0[0-4]\.$"))
     expect(ana.locator("#claim-warning")).to_be_hidden()
@@ -371,26 +374,43 @@ def test_hostile_html_mail_executes_nothing_and_loads_nothing(
     expect(page.locator("h1")).to_contain_text(HOSTILE_SUBJECT)
     expect(page.locator("article.message .from")).to_have_text(HOSTILE_NAME)
     mail_frame = next(f for f in page.frames if f.parent_frame is page.main_frame)
-    frame_state = "() => [location.href, window.pwned, document.title, document.scripts.length]"
-    assert mail_frame.evaluate(frame_state) == ["about:srcdoc", None, "", 0]
+    navigations = []
+    page.on("framenavigated", lambda f: navigations.append(f.url) if f is mail_frame else None)
+    frame_state = mail_frame.evaluate("() => [location.href, window.pwned, document.title, document.scripts.length]")
     for text in ("a javascript link", "an obfuscated link", "a data link", "Submit this form"):
         frame.get_by_text(text).click(no_wait_after=True)
-    page.wait_for_load_state("networkidle")
-    assert mail_frame.evaluate(frame_state) == ["about:srcdoc", None, "", 0]
     # Last, as it leads the frame away: a real link, whose ping would tell the sender the mail was read.
-    frame.get_by_text("a link that pings").click(no_wait_after=True)
-    page.wait_for_load_state("networkidle")
+    # Its navigation must be the frame's first: none of the clicks before may lead anywhere.
+    with page.expect_event("framenavigated", predicate=lambda f: f is mail_frame):
+        frame.get_by_text("a link that pings").click(no_wait_after=True)
+    mail_frame.wait_for_load_state("networkidle")
 
-    assert dialogs == []
-    assert popups == []
-    assert page.evaluate("() => [window.pwned, document.title.includes('PWNED')]") == [None, False]
-    assert [text for text in console if MARK in text] == []
-    leaked = [url for url in requests if url.startswith(request_recorder.origin)
-              or f"{request_recorder.host}:{request_recorder.port}" in url]
-    assert leaked == []
-    assert request_recorder.seen() == []
-    # Not even blocked by the CSP: the sanitiser removed every remote reference (a CSP refusal is logged).
-    assert [text for text in console if str(request_recorder.port) in text] == []
+    recorder = f"{request_recorder.host}:{request_recorder.port}"
+    observed = {
+        "mail frame (url, pwned, title, scripts)": frame_state,
+        "mail frame navigations": navigations,
+        "dialogs": dialogs,
+        "popups": popups,
+        "operator's window (pwned, title hijacked)": page.evaluate(
+            "() => [window.pwned, document.title.includes('PWNED')]"),
+        "console lines with the marker": [text for text in console if MARK in text],
+        "browser requests to the recorder": [url for url in requests if recorder in url],
+        "what reached the recorder": request_recorder.seen(),
+        # Not even blocked by the CSP: the sanitiser removed every remote reference (a CSP refusal is logged).
+        "console lines naming the recorder": [text for text in console if recorder in text],
+    }
+    assert observed == {
+        "mail frame (url, pwned, title, scripts)": ["about:srcdoc", None, "", 0],
+        "mail frame navigations": [navigations[0]] if navigations and recorder not in navigations[0]
+        and not navigations[0].startswith(("data:", "javascript:")) else ["the pinging link's own target"],
+        "dialogs": [],
+        "popups": [],
+        "operator's window (pwned, title hijacked)": [None, False],
+        "console lines with the marker": [],
+        "browser requests to the recorder": [],
+        "what reached the recorder": [],
+        "console lines naming the recorder": [],
+    }
 
 
 @pytest.mark.parametrize("tampering", ["removed", "altered"])

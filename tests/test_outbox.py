@@ -1,4 +1,4 @@
-"""The outbox against a real aiosmtpd sink on real SQLite and PostgreSQL: delivery, retries, failures, races, crashes."""
+"""The outbox against a real aiosmtpd sink on real SQLite and PostgreSQL: delivery, retries, failures, races, crash."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ def events(store: Store, ticket_id: int) -> list[str]:
 def outgoing(store: Store) -> dict[str, bytes]:
     """Message-ID -> stored bytes, with the CRLF line ends they travel with (SMTP sends lines, not the file)."""
     with store.reading() as s:
-        return {r.message_id: re.sub(rb"\r?\n", b"\r\n", r.raw) for r in s.execute(select(Message.message_id, Message.raw).join(Outbox, Outbox.message_id == Message.id))}
+        found = s.execute(select(Message.message_id, Message.raw).join(Outbox, Outbox.message_id == Message.id))
+        return {r.message_id: re.sub(rb"\r?\n", b"\r\n", r.raw) for r in found}
 
 
 def test_a_queued_reply_is_delivered_once_with_its_fixed_message_id(store, smtp_sink):
@@ -195,6 +196,29 @@ def test_two_flushers_never_send_the_same_row(store, smtp_sink):
     assert sum(r.sent for r in results) == 60 and all(r.sent for r in results)  # both took a share
     assert Counter(smtp_sink.message_ids()) == Counter(list(outgoing(store)))
     assert all(row.status == "sent" and row.attempts == 1 for row in rows(store))
+
+
+def test_pickers_in_overlapping_transactions_get_disjoint_rows(store):
+    queue_replies(store, 6)
+    theirs: list[int] = []
+
+    def other_instance() -> None:
+        # On PostgreSQL it skips the rows locked below at once; on SQLite it waits for the first commit.
+        own = Store(store.url)
+        with own.transaction() as s:
+            theirs.extend(row.id for row in outbox.pick(s, T2, 6, 300))
+        own.dispose()
+
+    with store.transaction() as s:
+        ours = [row.id for row in outbox.pick(s, T2, 3, 300)]
+        other = threading.Thread(target=other_instance)
+        other.start()
+        other.join(timeout=1)  # the other instance is at work (or waiting) while this transaction is open
+    other.join()
+
+    assert len(ours) == 3 and len(theirs) == 3 and not set(ours) & set(theirs)
+    with store.transaction() as s:
+        assert outbox.pick(s, T2 + timedelta(seconds=299), 6, 300) == []  # all leased
 
 
 def test_the_first_sent_reply_records_the_first_response_and_a_later_one_does_not_change_it(store, smtp_sink):

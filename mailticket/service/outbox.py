@@ -158,9 +158,7 @@ def mark_bounced(session: Session, message_id: str, reason: str, now: datetime) 
     if outbox_id is None:
         return None
     reason = f"the recipient's server sent it back: {reason}"
-    done = session.execute(update(Outbox).where(Outbox.id == outbox_id, Outbox.status != FAILED)
-                           .values(status=FAILED, lease_until=None, last_error=reason)).rowcount
-    if done != 1:
+    if session.connection().execute(BOUNCED, {"row": outbox_id, "error": reason}).rowcount != 1:
         return None
     return _undeliverable(session, outbox_id, reason, now, event="bounced")
 
@@ -186,7 +184,7 @@ class _Pass:
                 try:
                     await self._deliver(conn, *item)
                 except Exception:  # noqa: BLE001 - one row's trouble (say, the DB gone) must not stop the others
-                    log.exception("outbox row %s: left leased; it is tried again when its lease runs out", item[0].id)
+                    log.exception("outbox row %s stays leased; it is tried again after its lease", item[0].id)
 
     async def _deliver(self, conn: smtp.Connection, row: Picked, deadline: float) -> None:
         if self.unavailable is not None or time.monotonic() > deadline:
@@ -227,6 +225,9 @@ GIVE_UP = update(Outbox).where(*_OURS).values(status=FAILED, lease_until=None, l
 # Not fenced by the lease: whoever delivered the message may say so, even after another sender took the row over.
 MARK_SENT = (update(Outbox).where(Outbox.id == bindparam("row"), Outbox.status.in_((QUEUED, SENDING)))
              .values(status=SENT, sent_at=bindparam("at"), lease_until=None, last_error=bindparam("error")))
+# A bounce may come for a row in any state (sent, or queued again after a send that only looked lost).
+BOUNCED = (update(Outbox).where(Outbox.id == bindparam("row"), Outbox.status != FAILED)
+           .values(status=FAILED, lease_until=None, last_error=bindparam("error")))
 TICKET_TIMES = select(Ticket.created_at, Ticket.first_response_at).where(Ticket.id == bindparam("t"))
 FIRST_RESPONSE = (update(Ticket).where(Ticket.id == bindparam("t"), Ticket.first_response_at.is_(None))
                   .values(first_response_at=bindparam("at"), first_response_seconds=bindparam("seconds")))
