@@ -113,11 +113,11 @@ def cmd_poll_once(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket_list(args: argparse.Namespace) -> int:
-    from mailticket.service.tickets import list_tickets
+    from mailticket.service.tickets import find_tickets
 
     store = open_store(load_settings(args))
     with store.reading() as session:
-        rows = list_tickets(session, status=args.status)
+        rows = find_tickets(session, status=args.status)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK

@@ -139,6 +139,17 @@ def test_a_relay_that_is_down_costs_one_attempt_per_pass_not_one_per_reply(store
     assert sorted(row.next_attempt_at for row in rows(store)) == [T1] * 4 + [T2 + outbox.backoff(1)]
 
 
+def test_a_stopping_daemon_starts_no_new_send_and_hands_the_rest_back(store, smtp_sink):
+    queue_replies(store, 5)
+
+    counts = asyncio.run(outbox.flush(store, settings_for(smtp_sink), now=T2, connections=1,
+                                      stopping=lambda: len(smtp_sink.messages) >= 1))
+
+    assert counts == Counts(sent=1, retried=4) and len(smtp_sink.messages) == 1
+    waiting = [row for row in rows(store) if row.status != "sent"]
+    assert [(row.status, row.attempts, row.lease_until) for row in waiting] == [("queued", 0, None)] * 4
+
+
 def test_a_5xx_gives_an_internal_note_and_reopens_the_ticket(store, smtp_sink):
     [ticket] = queue_replies(store, status="resolved")
     smtp_sink.refuse(PERMANENT, at=RCPT)

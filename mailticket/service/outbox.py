@@ -16,6 +16,7 @@ import logging
 import re
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailticket import smtp
+from mailticket import smtp, timing
 from mailticket.config import Settings, SmtpSettings
 from mailticket.db.models import FAILED, IN, NOTE, OPEN, QUEUED, SENDING, SENT, Message, Outbox, Ticket
 from mailticket.db.store import Store
@@ -115,15 +116,19 @@ def pick(session: Session, now: datetime, limit: int, lease: float) -> list[Pick
 
 
 async def flush(store: Store, settings: Settings, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT,
-                connections: int = CONNECTIONS, tls_context: ssl.SSLContext | None = None) -> Counts:
-    """One sending pass. `now` fixes the clock for the whole pass (tests); by default each step reads the DB's."""
-    run = _Pass(store, settings.smtp, now, tls_context)
+                connections: int = CONNECTIONS, stopping: Callable[[], bool] = lambda: False,
+                tls_context: ssl.SSLContext | None = None) -> Counts:
+    """One sending pass. `now` fixes the clock for the whole pass (tests); by default each step reads the DB's.
+
+    Once `stopping()` is true (a shutdown), no new send starts: rows not yet sent are handed back at once.
+    """
+    run = _Pass(store, settings.smtp, now, tls_context, stopping)
     queue: asyncio.Queue[tuple[Picked, float] | None] = asyncio.Queue(maxsize=PICK_CHUNK)
     picked = 0
     with run.executor:
         workers = [asyncio.create_task(run.work(queue)) for _ in range(connections)]
         try:
-            while picked < limit and run.unavailable is None:
+            while picked < limit and not run.halted():
                 started = time.monotonic()
                 rows = await run.call(_pick, store, now, min(PICK_CHUNK, limit - picked), run.lease)
                 if not rows:
@@ -167,12 +172,16 @@ class _Pass:
     """One pass's state; the store is used from one thread of its own, so workers never wait on SQLite's lock."""
 
     def __init__(self, store: Store, settings: SmtpSettings, now: datetime | None,
-                 tls_context: ssl.SSLContext | None) -> None:
+                 tls_context: ssl.SSLContext | None, stopping: Callable[[], bool]) -> None:
         self.store, self.settings, self.now, self.tls_context = store, settings, now, tls_context
+        self.stopping = stopping
         self.lease = lease_seconds(settings)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         self.counts = Counts()
         self.unavailable: smtp.RelayUnavailable | None = None
+
+    def halted(self) -> bool:
+        return self.unavailable is not None or self.stopping()
 
     async def call(self, fn, *args):
         # The one crossing from the event loop to the (blocking) store.
@@ -187,7 +196,7 @@ class _Pass:
                     log.exception("outbox row %s stays leased; it is tried again after its lease", item[0].id)
 
     async def _deliver(self, conn: smtp.Connection, row: Picked, deadline: float) -> None:
-        if self.unavailable is not None or time.monotonic() > deadline:
+        if self.halted() or time.monotonic() > deadline:
             # Not tried in this pass: handed back as it was, due again at once.
             await self.call(_release, self.store, row)
             self.counts.retried += 1
@@ -253,7 +262,7 @@ def _sent(store: Store, row: Picked, refused: dict[str, str], now: datetime | No
             # The first reply sent is the first response (SPEC §7); acknowledgements and queued replies are not.
             created, first = conn.execute(TICKET_TIMES, {"t": row.ticket_id}).one()
             if first is None:
-                seconds = max(0.0, (at - created).total_seconds())
+                seconds = timing.first_response_seconds(created, at)
                 conn.execute(FIRST_RESPONSE, {"t": row.ticket_id, "at": at, "seconds": seconds})
         return SENT_
 
@@ -314,4 +323,4 @@ def _reopen(session: Session, ticket_id: int, written_at: datetime, sent_at: dat
         first = session.scalar(select(func.min(Outbox.sent_at)).where(
             Outbox.ticket_id == ticket_id, Outbox.kind == REPLY, Outbox.status == SENT))
         ticket.first_response_at = first
-        ticket.first_response_seconds = (first - ticket.created_at).total_seconds() if first else None
+        ticket.first_response_seconds = timing.first_response_seconds(ticket.created_at, first)

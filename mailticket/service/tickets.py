@@ -5,21 +5,44 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from mailticket.db.models import Message, Ticket
+from mailticket.db.models import Claim, Customer, Message, Operator, Ticket
+from mailticket.service.claims import db_now
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def list_tickets(session: Session, *, status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-    query = select(Ticket).order_by(Ticket.id)
+def find_tickets(session: Session, *, status: str | None = None, q: str | None = None, after: int = 0,
+                 limit: int = 500) -> list[dict[str, Any]]:
+    """Ticket summaries in ticket order, each with its live claim; `after` pages by the last id seen."""
+    query = (select(Ticket).join(Customer, Customer.id == Ticket.customer_id).where(Ticket.id > after)
+             .order_by(Ticket.id).limit(limit))
     if status:
         query = query.where(Ticket.status == status)
-    return [ticket_summary(t) for t in session.scalars(query.limit(limit))]
+    if q:
+        # A plain substring search; LIKE wildcards typed by the caller match literally.
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"),
+                                Customer.address.ilike(pattern, escape="\\")))
+    tickets = [ticket_summary(t) for t in session.scalars(query)]
+    claims = live_claims(session, [t["id"] for t in tickets])
+    return [{**t, "claim": claims.get(t["id"])} for t in tickets]
+
+
+def live_claims(session: Session, ticket_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Holder and expiry of the live claims among these tickets, in one query."""
+    if not ticket_ids:
+        return {}
+    rows = session.execute(
+        select(Claim.ticket_id, Operator.name, Operator.username, Claim.expires_at)
+        .join(Operator, Operator.id == Claim.operator_id)
+        .where(Claim.ticket_id.in_(ticket_ids), Claim.expires_at > db_now(session))
+    )
+    return {row.ticket_id: {"holder": row.name or row.username, "expires_at": iso(row.expires_at)} for row in rows}
 
 
 def ticket_summary(ticket: Ticket) -> dict[str, Any]:
@@ -50,7 +73,7 @@ def ticket_detail(session: Session, ticket_id: int) -> dict[str, Any] | None:
         .options(selectinload(Message.attachments))
     )
     detail = ticket_summary(ticket)
-    detail["claim"] = None
+    detail["claim"] = live_claims(session, [ticket_id]).get(ticket_id)
     detail["messages"] = [message_dict(m) for m in messages]
     return detail
 

@@ -10,19 +10,17 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailticket.claims import ClaimConflict, ClaimLost, NotHolder
 from mailticket.config import Settings
-from mailticket.db.models import Claim, Customer, Operator, Ticket
+from mailticket.db.models import Operator
 from mailticket.db.store import Store
 from mailticket.service import actions, operators
 from mailticket.service import claims as claim_service
 from mailticket.service.actions import MAX_BODY_CHARS, ActionError
 from mailticket.service.claims import TicketNotFound
-from mailticket.service.tickets import iso, ticket_detail, ticket_summary
+from mailticket.service.tickets import find_tickets, iso, ticket_detail, ticket_summary
 
 PREFIX = "/api/v1"
 # Ticket ids are 32-bit integers on PostgreSQL; a larger id names no ticket, and must not reach the driver.
@@ -232,33 +230,6 @@ def _errors(*statuses: int, conflict: type[BaseModel] = Error) -> dict[int | str
     return {s: {"model": conflict if s == 409 else Error, "description": described[s]} for s in statuses}
 
 
-def _find_tickets(session: Session, status: str | None, q: str | None, after: int, limit: int) -> list[dict[str, Any]]:
-    # A plain substring search until full-text search arrives; LIKE wildcards typed by the caller match literally.
-    query = (select(Ticket).join(Customer, Customer.id == Ticket.customer_id).where(Ticket.id > after)
-             .order_by(Ticket.id).limit(limit))
-    if status:
-        query = query.where(Ticket.status == status)
-    if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"),
-                                Customer.address.ilike(pattern, escape="\\")))
-    tickets = [ticket_summary(t) for t in session.scalars(query)]
-    claims = _live_claims(session, [t["id"] for t in tickets])
-    return [{**t, "claim": claims.get(t["id"])} for t in tickets]
-
-
-def _live_claims(session: Session, ticket_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Holder and expiry of the live claims among these tickets, in one query (the queue shows who holds what)."""
-    if not ticket_ids:
-        return {}
-    rows = session.execute(
-        select(Claim.ticket_id, Operator.name, Operator.username, Claim.expires_at)
-        .join(Operator, Operator.id == Claim.operator_id)
-        .where(Claim.ticket_id.in_(ticket_ids), Claim.expires_at > claim_service.db_now(session))
-    )
-    return {row.ticket_id: {"holder": row.name or row.username, "expires_at": iso(row.expires_at)} for row in rows}
-
-
 def valid_ticket_id(ticket_id: Annotated[int, Path(description="the ticket's number", examples=[1])]) -> int:
     if not 1 <= ticket_id <= MAX_TICKET_ID:
         raise ApiError(404, "no such ticket")
@@ -300,7 +271,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         """Ticket summaries with their live claims, in ticket order."""
         q = q.replace("\x00", "").strip() if q else None
         with store.reading() as session:
-            return _find_tickets(session, status, q, min(after, MAX_TICKET_ID), limit)
+            return find_tickets(session, status=status, q=q, after=min(after, MAX_TICKET_ID), limit=limit)
 
     @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses=_errors(404, 422))
     def show_ticket(me: Me, ticket_id: TicketId) -> dict[str, Any]:
@@ -309,7 +280,6 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
             detail = ticket_detail(session, ticket_id)
             if detail is None:
                 raise TicketNotFound(ticket_id)
-            detail["claim"] = _live_claims(session, [ticket_id]).get(ticket_id)
         return detail
 
     @router.post("/tickets/{ticket_id}/claim", response_model=ClaimGranted,
