@@ -116,8 +116,7 @@ def _stalwart_cases():
         if result.name.endswith(".crlf.json"):
             continue
         name = str(result.with_suffix(".eml").relative_to(STALWART))
-        marks = [pytest.mark.skip(reason=STALWART_DISAGREEMENTS[name])] if name in STALWART_DISAGREEMENTS else []
-        cases.append(pytest.param(name, id=name, marks=marks))
+        cases.append(pytest.param(name, id=name))
     return cases
 
 
@@ -129,6 +128,10 @@ def test_subject_sender_and_attachment_names_agree_with_stalwart(name):
     assert _like(subject).fullmatch(msg.subject), (subject, msg.subject)
     assert msg.from_addr == address
     ours = [a.filename for a in msg.attachments]
+    if name in STALWART_DISAGREEMENTS:
+        # Subject and sender still agree; the attachment names are where we decided otherwise (see the list).
+        assert len(ours) >= len(names)
+        return
     missing = Counter(names) - Counter(ours)
     for expected in list(missing):  # names with U+FFFD in them match loosely
         if any(_like(expected).fullmatch(our) for our in ours):

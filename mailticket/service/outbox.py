@@ -122,7 +122,7 @@ async def flush(store: Store, settings: Settings, *, now: datetime | None = None
 
     Once `stopping()` is true (a shutdown), no new send starts: rows not yet sent are handed back at once.
     """
-    run = _Pass(store, settings.smtp, now, tls_context, stopping)
+    run = _Pass(store, settings.smtp, now, tls_context, stopping, connections)
     queue: asyncio.Queue[tuple[Picked, float] | None] = asyncio.Queue(maxsize=PICK_CHUNK)
     picked = 0
     with run.executor:
@@ -169,14 +169,17 @@ def mark_bounced(session: Session, message_id: str, reason: str, now: datetime) 
 
 
 class _Pass:
-    """One pass's state; the store is used from one thread of its own, so workers never wait on SQLite's lock."""
+    """One pass's state: counts, whether to stop, and the threads that talk to the store."""
 
     def __init__(self, store: Store, settings: SmtpSettings, now: datetime | None,
-                 tls_context: ssl.SSLContext | None, stopping: Callable[[], bool]) -> None:
+                 tls_context: ssl.SSLContext | None, stopping: Callable[[], bool], connections: int) -> None:
         self.store, self.settings, self.now, self.tls_context = store, settings, now, tls_context
         self.stopping = stopping
         self.lease = lease_seconds(settings)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
+        # SQLite has one writer: threads would only queue on its lock (and sleep in its busy handler). PostgreSQL
+        # commits several transactions at once, and a commit there waits for the disk, so each worker gets one.
+        threads = 1 if store.dialect == "sqlite" else connections + 1
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="outbox-db")
         self.counts = Counts()
         self.unavailable: smtp.RelayUnavailable | None = None
 
