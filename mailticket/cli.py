@@ -43,9 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     ticket_show.add_argument("--json", action="store_true")
     ticket_show.set_defaults(run=cmd_ticket_show)
 
+    outbox = commands.add_parser("outbox", help="the outgoing mail queue").add_subparsers(dest="outbox_command", required=True)
+    flush = outbox.add_parser("flush", help="one sending pass")
+    flush.add_argument("--json", action="store_true")
+    flush.set_defaults(run=cmd_outbox_flush)
+
     commands.add_parser("serve", help="run the daemon: web, poller, outbox, scheduler").set_defaults(run=cmd_serve)
     demo = commands.add_parser("demo", help="the whole product with sample mail, no config and no outside servers")
-    demo.add_argument("--port", type=int, default=8025, help="web port on 127.0.0.1 (default 8025; 0 picks a free one)")
+    demo.add_argument("--port", type=int, default=8025,
+                      help="web port on 127.0.0.1 (default 8025; 0 picks a free one)")
     demo.set_defaults(run=cmd_demo)
 
     operator = commands.add_parser("operator", help="manage operators").add_subparsers(dest="operator_command", required=True)
@@ -147,6 +153,15 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
         print(message["text"].strip())
         for attachment in message["attachments"]:
             print(f"  [attachment] {attachment['name']} ({attachment['content_type']}, {attachment['size']} bytes)")
+    return EXIT_OK
+
+
+def cmd_outbox_flush(args: argparse.Namespace) -> int:
+    from mailticket.service.outbox import flush_sync
+
+    settings = load_settings(args)
+    counts = asdict(flush_sync(open_store(settings), settings))
+    print(json.dumps(counts) if args.json else "  ".join(f"{name} {value}" for name, value in counts.items()))
     return EXIT_OK
 
 

@@ -22,7 +22,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -91,7 +90,8 @@ class _Sink:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's name
+    # aiosmtpd calls the hook by this name.
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         content = envelope.original_content or envelope.content or b""
         raw = content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")
         self.sandbox.keep(envelope.mail_from or "", tuple(envelope.rcpt_tos), raw)
@@ -265,14 +265,15 @@ def _signals_interrupt() -> Iterator[Callable[[], None]]:
 
 def main(port: int = DEFAULT_PORT) -> int:
     """Runs the demo until Ctrl-C or SIGTERM; 0 after a clean stop, 1 when it cannot start."""
-    from mailticket.daemon import serve
-    from mailticket.web import demo as demo_page
-
     port = port or free_port()
     problem = port_problem(port)
     if problem:
         print(f"mailticket demo: {problem}", file=sys.stderr)
         return 1
+    # Imported only now: the web stack takes seconds to load, and a refused port should not wait for it.
+    from mailticket.daemon import serve
+    from mailticket.web import demo as demo_page
+
     folder = Path(tempfile.mkdtemp(prefix="mailticket-demo-"))
     sandbox = Sandbox()
     code = 1

@@ -82,7 +82,7 @@ class Jobs:
         from mailticket.service.outbox import flush_sync
 
         try:
-            flush_sync(self.store, self.settings)
+            flush_sync(self.store, self.settings, stopping=self.stopping.is_set)
         except Exception:  # noqa: BLE001 - logged; the rows stay queued for the next run
             log.exception("outbox flush failed")
 

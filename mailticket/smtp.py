@@ -10,7 +10,7 @@ import aiosmtplib
 
 from mailticket.config import SmtpSettings
 
-TLS, STARTTLS, NONE = "tls", "starttls", "none"
+TLS, STARTTLS = "tls", "starttls"  # and "none": plain SMTP
 # RFC 5321 §4.2.1: 4yz replies are transient, 5yz replies are final.
 FIRST_PERMANENT_CODE = 500
 # aiosmtplib's timeout bounds each command; a server that answers every command just in time could still hold

@@ -22,12 +22,14 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from mailticket.demo_mail import SUPPORT_ADDRESS
-from tests.browser import ACTION_TIMEOUT_MS, chromium  # noqa: F401 - the module's browser fixture
 from tests.dovecot import free_port
+
+pytest_plugins = ["tests.browser"]  # the `chromium` fixture
 
 START_TIMEOUT = 60.0
 STOP_WITHIN = 10.0
 INGEST_TIMEOUT = 30.0
+ACTION_TIMEOUT_MS = 10_000
 SAMPLE_TICKETS = 21  # 23 sample mails, three of them one thread
 URL_LINE = re.compile(r"mailticket demo running at (http://\S+?)/?\s")
 LOGIN = re.compile(r"log in as (\w+) / (\S+) \(admin\)")

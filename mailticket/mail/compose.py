@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 
 from mailticket.mail.loops import LOOP_HEADER
@@ -83,4 +84,5 @@ def build(
         maintype, _, subtype = content_type.partition("/")
         msg.add_attachment(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
                            filename=filename)
-    return Outgoing(message_id, subject, bytes(msg))
+    # CRLF as on the wire, so that the stored bytes are exactly the bytes sent.
+    return Outgoing(message_id, subject, msg.as_bytes(policy=SMTP))

@@ -95,3 +95,22 @@ def classify(msg: Inbound, own_addresses: Iterable[str] = ()) -> str | None:
     if _is_bulk(msg):
         return BULK
     return None
+
+
+# Parts of a delivery report that carry the original message or its headers.
+ORIGINAL_MESSAGE_PARTS = frozenset({"message/rfc822", "text/rfc822-headers", "message/rfc822-headers",
+                                    "message/global", "message/global-headers"})
+MESSAGE_ID_LINE = re.compile(rb"^message-id:\s*<([^>\s]+)>", re.IGNORECASE | re.MULTILINE)
+# The original's headers sit at the top of its part; its body is not read for ids.
+ORIGINAL_HEADER_BYTES = 64 * 1024
+
+
+def bounced_message_ids(msg: Inbound) -> tuple[str, ...]:
+    """The Message-IDs of the original mail a bounce reports on, as found in its attached original or headers."""
+    found: list[str] = [*msg.in_reply_to, *msg.references]
+    for part in msg.attachments:
+        if part.content_type in ORIGINAL_MESSAGE_PARTS:
+            found.extend(m.decode("ascii", "replace") for m in MESSAGE_ID_LINE.findall(part.data[:ORIGINAL_HEADER_BYTES]))
+    # Some servers quote the original's headers in the text of the report instead.
+    found.extend(m.decode("ascii", "replace") for m in MESSAGE_ID_LINE.findall(msg.text.encode("utf-8", "replace")))
+    return tuple(i for i in dict.fromkeys(found) if i != msg.message_id)

@@ -26,8 +26,9 @@ from mailticket.db.models import (
     Quarantine,
     Ticket,
 )
-from mailticket.mail.loops import classify
+from mailticket.mail.loops import BOUNCE, bounced_message_ids, classify
 from mailticket.mail.parse import Inbound, parse
+from mailticket.service.outbox import mark_bounced
 
 # Defects after which the message body cannot be trusted to be what the sender wrote.
 FATAL_DEFECTS = ("StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect")
@@ -228,21 +229,26 @@ class _Batch:
             reason = unusable(item.raw, None, self.settings)
             msg = parse(item.raw) if reason is None else None
             reason = reason or unusable(item.raw, msg, self.settings)
-            parsed.append((item, msg, reason))
-        self._prefetch([m for _, m, r in parsed if r is None])
-        outcomes = []
-        for item, msg, reason in parsed:
             if reason is not None:
-                quarantine(self.session, item.raw, reason, mailbox=self.mailbox, folder=self.folder, uid=item.uid,
-                           received_at=item.received_at, now=self.now)
-                outcomes.append(Outcome(QUARANTINED, reason=reason))
+                parsed.append((item, None, reason, ()))
+                continue
+            loop = classify(msg, self.settings.own_addresses)
+            # A bounce names our message in its attached original, not in its own threading headers.
+            parsed.append((item, msg, loop, bounced_message_ids(msg) if loop == BOUNCE else ()))
+        self._prefetch([(m, bounced) for _, m, _, bounced in parsed if m is not None])
+        outcomes = []
+        for item, msg, reason_or_loop, bounced in parsed:
+            if msg is None:
+                quarantine(self.session, item.raw, reason_or_loop, mailbox=self.mailbox, folder=self.folder,
+                           uid=item.uid, received_at=item.received_at, now=self.now)
+                outcomes.append(Outcome(QUARANTINED, reason=reason_or_loop))
             else:
-                outcomes.append(self._thread(item, msg))
+                outcomes.append(self._thread(item, msg, reason_or_loop, bounced))
         self._write()
         return outcomes
 
-    def _prefetch(self, messages: list[Inbound]) -> None:
-        ids = list(dict.fromkeys(i for m in messages for i in _ids_named(m)))
+    def _prefetch(self, messages: list[tuple[Inbound, tuple[str, ...]]]) -> None:
+        ids = list(dict.fromkeys(i for m, bounced in messages for i in (*_ids_named(m), *bounced)))
         for start in range(0, len(ids), IN_CLAUSE_CHUNK):
             chunk = ids[start:start + IN_CLAUSE_CHUNK]
             rows = self.conn.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(chunk)))
@@ -259,16 +265,15 @@ class _Batch:
             for row in rows:
                 self.tickets[row.id] = _TicketState(*row)
 
-    def _thread(self, item: Fetched, msg: Inbound) -> Outcome:
+    def _thread(self, item: Fetched, msg: Inbound, loop: str | None, bounced: tuple[str, ...]) -> Outcome:
         rules = self.settings.tickets
         found = threads.match(
-            message_id=msg.message_id, in_reply_to=msg.in_reply_to, references=msg.references,
+            message_id=msg.message_id, in_reply_to=(*msg.in_reply_to, *bounced), references=msg.references,
             from_addr=msg.from_addr, subject=msg.subject, lookup=self, tag=self.tag, now=item.received_at,
             subject_threading_days=rules.subject_threading_days,
         )
         if found.rule == threads.DUPLICATE:
             return Outcome(DUPLICATE)
-        loop = classify(msg, self.settings.own_addresses)
         matched_by, result, ticket = found.rule, APPENDED, None
         if found.ticket_id is not None:
             self._load_tickets({found.ticket_id})
@@ -286,6 +291,10 @@ class _Batch:
             ticket = self._new_ticket(item, msg, queue=self.queue, follows=None)
             result = CREATED
         self._add_message(ticket.id, item, msg, matched_by=matched_by, loop=loop)
+        for original in bounced:
+            # One of our replies came back: its outbox row fails and its ticket gets a note (SPEC §5).
+            if mark_bounced(self.session, original, _bounce_reason(msg), self.now) is not None:
+                break
         if item.received_at > ticket.last_message_at:
             ticket.last_message_at = item.received_at
         # Auto-replies and bulk mail on a ticket ask nothing of the operators, so they start no waiting clock.
@@ -366,6 +375,16 @@ class _Batch:
                 dict(t_id=t.id, t_status=t.status, t_resolved_at=t.resolved_at, t_last=t.last_message_at,
                      t_waiting=t.waiting_since, t_now=self.now) for t in dirty
             ])
+
+
+def _bounce_reason(msg: Inbound) -> str:
+    for part in msg.attachments:
+        if part.content_type in ("message/delivery-status", "message/global-delivery-status"):
+            status = part.data.decode("utf-8", "replace")
+            lines = [line.strip() for line in status.splitlines() if line.lower().startswith(("status:", "diagnostic-code:"))]
+            if lines:
+                return "; ".join(lines)[:500]
+    return msg.subject[:200] or "delivery failed"
 
 
 def _ids_named(msg: Inbound) -> list[str]:

@@ -204,21 +204,22 @@ class _Pass:
             await self.call(_release, self.store, row)
             self.counts.retried += 1
             return
+        error = ""
         try:
             refused = await conn.send(row.raw, row.sender, row.recipients)
         except smtp.PermanentFailure as exc:
-            outcome = await self.call(_give_up, self.store, row, str(exc), self.now)
+            error, outcome = str(exc), await self.call(_give_up, self.store, row, str(exc), self.now)
         except smtp.TemporaryFailure as exc:
             if isinstance(exc, smtp.RelayUnavailable):
                 self.unavailable = exc
-            outcome = await self.call(_retry, self.store, row, str(exc), self.now)
+            error, outcome = str(exc), await self.call(_retry, self.store, row, str(exc), self.now)
         else:
             if refused:
                 log.warning("message %s: accepted, but not for %s", row.message_id, refused)
             outcome = await self.call(_sent, self.store, row, refused, self.now)
         if outcome != SENT_:
-            log.warning("message %s to %s: %s (attempt %d)", row.message_id, ", ".join(row.recipients),
-                        outcome, row.attempts)
+            log.warning("message %s to %s, attempt %d: %s (%s)", row.message_id, ", ".join(row.recipients),
+                        row.attempts, outcome, error or "marked by another sender")
         if outcome != LOST:
             setattr(self.counts, outcome, getattr(self.counts, outcome) + 1)
 

@@ -1,0 +1,66 @@
+"""A bounce of one of our replies, arriving by IMAP, becomes a note on its ticket and fails the outbox row."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from mailticket.db.models import NOTE, Message, Operator, Outbox, Ticket
+from mailticket.service import actions
+from mailticket.service import claims as svc
+from mailticket.service.ingest import ingest
+from tests.factories import SETTINGS, T0, make_operator, make_ticket
+
+DSN = """From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>
+To: support@shop.example
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <dsn-1@mx.customer.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+I'm sorry to have to inform you that your message could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.customer.example
+
+Final-Recipient: rfc822; ana@customer.example
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 mailbox unknown
+
+--B
+Content-Type: text/rfc822-headers
+
+From: Support <support@shop.example>
+To: ana@customer.example
+Subject: Re: Where is my order? [#1]
+Message-ID: <{reply_id}>
+
+--B--
+"""
+
+
+def test_a_bounce_of_our_reply_is_a_note_on_its_ticket_and_fails_the_outbox_row(store):
+    ticket = make_ticket(store)
+    ana = make_operator(store, "ana")
+    with store.transaction() as s:
+        view = svc.claim(s, ticket, s.get(Operator, ana), 900, now=T0)
+        reply_id = actions.reply(s, SETTINGS, ticket, s.get(Operator, ana), "On its way!", view.token,
+                                 now=T0 + timedelta(minutes=1)).message_id
+        s.execute(update(Outbox).values(status="sent", sent_at=T0 + timedelta(minutes=2)))
+    raw = DSN.replace("{reply_id}", reply_id).replace("\n", "\r\n").encode()
+    with store.transaction() as s:
+        outcome = ingest(s, raw, settings=SETTINGS, received_at=T0 + timedelta(minutes=5), now=T0 + timedelta(minutes=5))
+    assert outcome.ticket_id == ticket and outcome.autoreply
+    with store.reading() as s:
+        assert s.scalar(select(Outbox.status)) == "failed"
+        notes = s.scalars(select(Message.text).where(Message.ticket_id == ticket, Message.direction == NOTE)).all()
+        assert any("5.1.1" in note for note in notes)
+        assert s.get(Ticket, ticket).status == "open"
+        assert s.scalar(select(Message.loop).where(Message.message_id == "dsn-1@mx.customer.example")) == "bounce"
