@@ -94,6 +94,22 @@ class Ticket(Base):
     first_response_seconds: Mapped[float | None] = mapped_column(nullable=True)
     handle_seconds: Mapped[float] = mapped_column(default=0.0)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    resolution_seconds: Mapped[float | None] = mapped_column(nullable=True)
+    # Operator replies delivered, and how often the ticket was reopened: first-contact resolution.
+    reply_count: Mapped[int] = mapped_column(Integer, default=0)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_responder_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
+    # SLA (SPEC §7): the matched policy, its due times, the business seconds paused while pending on the
+    # customer, the verdicts (None until known), and when the SLA job must look at the ticket next.
+    sla_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_response_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    resolution_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    sla_paused_since: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    sla_paused_seconds: Mapped[float] = mapped_column(default=0.0)
+    first_response_breached: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    resolution_breached: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    sla_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
 
     customer: Mapped[Customer] = relationship(lazy="joined")
 

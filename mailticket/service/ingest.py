@@ -60,6 +60,7 @@ INSERT_MESSAGE_RETURNING_ID = insert(Message).returning(Message.id)
 UPDATE_TICKET = update(Ticket).where(Ticket.id == bindparam("t_id")).values(
     status=bindparam("t_status"), resolved_at=bindparam("t_resolved_at"), last_message_at=bindparam("t_last"),
     waiting_since=bindparam("t_waiting"), updated_at=bindparam("t_now"),
+    reopen_count=Ticket.reopen_count + bindparam("t_reopened"),
 )
 
 
@@ -134,6 +135,7 @@ class _TicketState:
     waiting_since: datetime | None
     queue: str
     dirty: bool = False
+    reopened: bool = False
 
 
 def ingest(
@@ -281,6 +283,7 @@ class _Batch:
             action = threads.follow_up(ticket.status, ticket.resolved_at, self.now, rules.reopen_days)
             if action == "reopen":
                 ticket.status, ticket.resolved_at, ticket.dirty = OPEN, None, True
+                ticket.reopened = True
                 self._event(ticket.id, "reopened", f"new mail from {msg.from_addr}")
             elif action == "new-linked":
                 old = ticket
@@ -373,7 +376,7 @@ class _Batch:
         if dirty:
             self.conn.execute(UPDATE_TICKET, [
                 dict(t_id=t.id, t_status=t.status, t_resolved_at=t.resolved_at, t_last=t.last_message_at,
-                     t_waiting=t.waiting_since, t_now=self.now) for t in dirty
+                     t_waiting=t.waiting_since, t_now=self.now, t_reopened=int(t.reopened)) for t in dirty
             ])
 
 
