@@ -179,18 +179,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(args.port)
 
 
-def cmd_operator_add(args: argparse.Namespace) -> int:
-    from mailticket.clock import utcnow
-    from mailticket.service.operators import OperatorError, add_operator
+def _operator_change(args: argparse.Namespace, change: Callable) -> object:
+    """Runs one operator change in a transaction; a refused change is a usage error (exit 2)."""
+    from mailticket.service.operators import OperatorError
 
-    password = sys.stdin.readline().rstrip("\r\n")
     store = open_store(load_settings(args))
     try:
         with store.transaction() as session:
-            add_operator(session, args.username, password, name=args.name, email=args.email, admin=args.admin,
-                         now=utcnow())
+            return change(session)
     except OperatorError as exc:
         raise UsageError(str(exc)) from None
+
+
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    from mailticket.clock import utcnow
+    from mailticket.service.operators import add_operator
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    _operator_change(args, lambda session: add_operator(
+        session, args.username, password, name=args.name, email=args.email, admin=args.admin, now=utcnow()))
     print(f"operator {args.username} added{' (admin)' if args.admin else ''}")
     return EXIT_OK
 
@@ -209,28 +216,17 @@ def cmd_operator_list(args: argparse.Namespace) -> int:
 
 
 def cmd_operator_disable(args: argparse.Namespace) -> int:
-    from mailticket.service.operators import OperatorError, disable
+    from mailticket.service.operators import disable
 
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            disable(session, args.username)
-    except OperatorError as exc:
-        raise UsageError(str(exc)) from None
+    _operator_change(args, lambda session: disable(session, args.username))
     print(f"operator {args.username} disabled")
     return EXIT_OK
 
 
 def cmd_operator_token(args: argparse.Namespace) -> int:
-    from mailticket.service.operators import OperatorError, new_token
+    from mailticket.service.operators import new_token
 
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            token = new_token(session, args.username)
-    except OperatorError as exc:
-        raise UsageError(str(exc)) from None
-    print(token)
+    print(_operator_change(args, lambda session: new_token(session, args.username)))
     return EXIT_OK
 
 
