@@ -67,7 +67,7 @@ def lost(view: ClaimView | None, operator_id: int, now: datetime) -> ClaimLost:
     elif view.holder_id == operator_id:
         reason = "this form's claim was replaced by a newer claim of yours; reload the ticket"
     elif view.live(now):
-        reason = f"your claim was lost: the ticket is now claimed by {view.holder_name}"
+        reason = f"the ticket is claimed by {view.holder_name}; you do not hold it"
     else:
         reason = "your claim has expired; claim the ticket again to send"
     return ClaimLost(reason, holder=view.holder_name if view else None, expires_at=view.expires_at if view else None)

@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     flush.add_argument("--json", action="store_true")
     flush.set_defaults(run=cmd_outbox_flush)
 
+    # The timing report (issue 4, point 7).
+    report = commands.add_parser("report", help="timing report (SPEC §7) of the tickets created in a period")
+    report.add_argument("--since", metavar="YYYY-MM-DD", help="first day (default: 29 days before --until)")
+    report.add_argument("--until", metavar="YYYY-MM-DD", help="last day, included (default: today)")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.set_defaults(run=cmd_report)
+
     commands.add_parser("serve", help="run the daemon: web, poller, outbox, scheduler").set_defaults(run=cmd_serve)
     demo = commands.add_parser("demo", help="the whole product with sample mail, no config and no outside servers")
     demo.add_argument("--port", type=int, default=8025,
@@ -162,6 +169,32 @@ def cmd_outbox_flush(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     counts = asdict(flush_sync(open_store(settings), settings))
     print(json.dumps(counts) if args.json else "  ".join(f"{name} {value}" for name, value in counts.items()))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Days are whole days in the business-hours time zone (else UTC), both ends included."""
+    from mailticket.clock import utcnow
+    from mailticket.reports import as_csv, as_json, as_table
+    from mailticket.service import report_data
+
+    settings = load_settings(args)
+    zone = report_data.report_timezone(settings)
+    try:
+        period = report_data.parse_period(args.since, args.until, today=report_data.local_today(utcnow(), zone),
+                                          zone=zone, names=("--since", "--until"))
+    except report_data.BadPeriod as bad:
+        raise UsageError(str(bad)) from None
+    with open_store(settings).reading() as session:
+        report = report_data.report(session, period)
+    if args.format == "json":
+        shown = {"since": period.first.isoformat(), "until": period.last.isoformat(), **as_json(report)}
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        sys.stdout.write(as_csv(report))
+    else:
+        print(f"tickets created {period.first} to {period.last} ({zone})\n")
+        sys.stdout.write(as_table(report))
     return EXIT_OK
 
 

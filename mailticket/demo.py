@@ -44,7 +44,6 @@ from mailticket.config import (
 from mailticket.demo_mail import SHOP_NAME, SUPPORT_ADDRESS, SampleMail, SentMail, sample_mails
 from mailticket.mail.parse import parse
 
-log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8025
 LOOPBACK = "127.0.0.1"
@@ -270,14 +269,16 @@ def main(port: int = DEFAULT_PORT) -> int:
     if problem:
         print(f"mailticket demo: {problem}", file=sys.stderr)
         return 1
+    print("mailticket demo: starting the sandbox mail server and filling its mailbox ...", flush=True)
     # Imported only now: the web stack takes seconds to load, and a refused port should not wait for it.
     from mailticket.daemon import serve
     from mailticket.web import demo as demo_page
 
+    # At a 2 s poll a busy machine skips a run now and then; apscheduler would warn about each one.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     folder = Path(tempfile.mkdtemp(prefix="mailticket-demo-"))
     sandbox = Sandbox()
     code = 1
-    print("mailticket demo: starting the sandbox mail server and filling its mailbox ...", flush=True)
     with _signals_interrupt() as served:
         try:
             sandbox.start()

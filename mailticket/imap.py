@@ -1,4 +1,4 @@
-"""imapclient adapter: UIDVALIDITY/UID watermark, batched BODY.PEEK fetches, move or flag after commit."""
+"""imapclient adapter: UIDVALIDITY/UID watermark, batched BODY.PEEK fetches, move or flag after commit, IDLE."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ INTERNALDATE = b"INTERNALDATE"
 BODY_AND_DATE = ["BODY.PEEK[]", "INTERNALDATE"]  # PEEK: fetching must never set \Seen
 SEEN = b"\\Seen"
 DELETED = b"\\Deleted"
+EXISTS = b"EXISTS"  # the untagged response that announces a new message count
+# How often idle_wait looks at its `interrupted` callback while the server is quiet.
+IDLE_TICK = 1.0
 BYTES_REPR = re.compile(r"^b(['\"])(.*)\1$")  # imapclient puts the server's text in errors as repr(bytes)
 
 
@@ -167,6 +170,56 @@ class MailboxConnection:
                                "moved or flagged after ingest")
         return int(info[b"UIDVALIDITY"])
 
+    def examine(self) -> int:
+        """Selects the folder read-only, for watching it: returns UIDVALIDITY, and forgets the message count
+        announced on selecting, so that idle_wait reports only what arrives from now on."""
+        folder = self.settings.folder
+        with self._errors(f"examining folder {folder!r}"):
+            info = self.client.select_folder(folder, readonly=True)
+        self._take_pending_exists()
+        return int(info[b"UIDVALIDITY"])
+
+    def supports_idle(self) -> bool:
+        with self._errors("reading the server's capabilities"):
+            return bool(self.client.has_capability("IDLE"))
+
+    def idle_wait(self, timeout: float, *, interrupted: Callable[[], bool] = lambda: False,
+                  tick: float = IDLE_TICK) -> bool:
+        """Waits in IMAP IDLE (RFC 2177) for at most `timeout` seconds; True as soon as the server says that new
+        mail arrived in the selected folder, False at the timeout or within `tick` once `interrupted()` is true.
+
+        Other news (flags another client set, expunges) does not end the wait. A connection the server closed
+        raises MailboxError (transient), so that the caller reconnects.
+        """
+        client = self.client
+        with self._errors("waiting for new mail (IDLE)"):
+            # Mail announced in reply to an earlier command (or to the last DONE) was not seen by the caller yet.
+            if self._take_pending_exists():
+                return True
+            client.idle()
+            arrived = self._take_pending_exists()  # announced before the server's "+ idling"
+            deadline = time.monotonic() + timeout
+            try:
+                while not arrived and not interrupted():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    wait = min(tick, left)
+                    started = time.monotonic()
+                    responses = client.idle_check(timeout=wait)
+                    arrived = _announces_mail(responses)
+                    if not responses and time.monotonic() - started < wait / 2:
+                        # Readable yet nothing in it: the server closed the connection. DONE below fails and says so.
+                        break
+            finally:
+                _text, responses = client.idle_done()
+            return arrived or _announces_mail(responses) or self._take_pending_exists()
+
+    def _take_pending_exists(self) -> bool:
+        # imaplib keeps untagged responses that came with other commands' answers in this dict; imapclient reads
+        # it the same way after SELECT. Taking EXISTS out means each announcement is reported once.
+        return bool(self.client._imap.untagged_responses.pop("EXISTS", None))
+
     def batches(self, after_uid: int, *, batch_size: int, max_batch_bytes: int) -> Iterator[list[Fetched]]:
         """Messages with UID > after_uid, ascending, in batches: one FETCH round trip per batch."""
         batch_size = min(batch_size, MAX_UIDS_PER_COMMAND)
@@ -240,6 +293,11 @@ class MailboxConnection:
                     if not self.client.folder_exists(target):
                         raise
         self._processed_folder_exists = True
+
+
+def _announces_mail(responses: Sequence) -> bool:
+    """Whether parsed IDLE responses such as [(3, b'EXISTS'), (b'OK', b'Still here')] include an EXISTS."""
+    return any(isinstance(r, tuple) and len(r) >= 2 and r[1] == EXISTS for r in responses)
 
 
 def _shutdown_quietly(client: IMAPClient) -> None:

@@ -1,4 +1,5 @@
-"""APScheduler wiring: the periodic jobs, coalesced and never overlapping, each run once per period across instances."""
+"""APScheduler wiring: the periodic jobs, coalesced and never overlapping, each run once per period across instances;
+and an IMAP IDLE watcher per mailbox that polls as soon as mail arrives."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import threading
 import uuid
 from collections.abc import Callable
 
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from mailticket import imap, metrics
 from mailticket.clock import utcnow
 from mailticket.config import MailboxSettings, Settings
 from mailticket.db.store import Store
@@ -19,7 +22,15 @@ from mailticket.service import leases
 log = logging.getLogger(__name__)
 
 # A mailbox lease outlives a stalled poller by this much before another instance takes the mailbox over.
-MAILBOX_LEASE_TTL = 120.0
+# The environment variable exists for the cluster test, which kills a poller and cannot wait two minutes.
+MAILBOX_LEASE_TTL = float(os.environ.get("MAILTICKET_MAILBOX_LEASE_TTL", "120"))
+# RFC 2177: a server may log out a client idle for 30 minutes, so IDLE is ended and issued again before that.
+IDLE_RENEW_SECONDS = 24 * 60.0
+# A lost IDLE connection is opened again after 1 s, 2 s, 4 s ... at most a minute; polling covers the gap.
+IDLE_RECONNECT_FIRST = 1.0
+IDLE_RECONNECT_MAX = 60.0
+# At shutdown a watcher leaves IDLE within imap.IDLE_TICK; a poll it started ends between batches.
+IDLE_JOIN_SECONDS = 5.0
 # A period lease ends this much before the next period, so that clock jitter never skips a run.
 PERIOD_SLACK = 0.9
 
@@ -39,6 +50,10 @@ class Jobs:
         self.settings, self.store = settings, store
         self.holder = holder or instance_id()
         self.stopping = threading.Event()
+        # One pass per mailbox at a time in this process: the lease below is re-entrant for its holder, so the
+        # scheduled poll and the IDLE watcher of one instance would otherwise poll the same mailbox together.
+        self._polling = {box.name: threading.Lock() for box in settings.mailboxes}
+        self._watchers: list[threading.Thread] = []
 
     def _lease(self, name: str, ttl: float) -> bool:
         with self.store.transaction() as session:
@@ -55,7 +70,19 @@ class Jobs:
                 return
             self.poll_one(box)
 
-    def poll_one(self, box: MailboxSettings) -> None:
+    def poll_one(self, box: MailboxSettings, *, wait: bool = False) -> None:
+        """One pass over the mailbox unless another holds it; `wait` (the IDLE watcher) waits for a pass of this
+        process to end and then polls again, since that pass may have listed the mailbox before the new mail."""
+        lock = self._polling.setdefault(box.name, threading.Lock())
+        if not lock.acquire(blocking=wait):
+            return  # this process polls the mailbox at this moment
+        try:
+            if not self.stopping.is_set():
+                self._poll_leased(box)
+        finally:
+            lock.release()
+
+    def _poll_leased(self, box: MailboxSettings) -> None:
         from mailticket.service.poll import poll_mailbox
 
         name = f"mailbox:{box.name}"
@@ -69,10 +96,13 @@ class Jobs:
                 raise Stopping()  # the lease was taken over: the other instance goes on from our watermark
 
         try:
-            poll_mailbox(self.store, self.settings, box, between_batches=between_batches)
+            with metrics.POLL_DURATION.labels(box.name).time():  # metrics hook
+                counts = poll_mailbox(self.store, self.settings, box, between_batches=between_batches)
+            metrics.record_poll(box.name, counts)  # metrics hook
         except Stopping:
             log.info("mailbox %s: stopped between batches", box.name)
         except Exception:  # noqa: BLE001 - one failing mailbox must not stop the others or the scheduler
+            metrics.POLL_ERRORS.labels(box.name).inc()  # metrics hook
             log.exception("mailbox %s: poll failed", box.name)
         finally:
             with self.store.transaction() as session:
@@ -82,7 +112,7 @@ class Jobs:
         from mailticket.service.outbox import flush_sync
 
         try:
-            flush_sync(self.store, self.settings, stopping=self.stopping.is_set)
+            metrics.record_outbox(flush_sync(self.store, self.settings, stopping=self.stopping.is_set))  # metrics hook
         except Exception:  # noqa: BLE001 - logged; the rows stay queued for the next run
             log.exception("outbox flush failed")
 
@@ -97,6 +127,67 @@ class Jobs:
 
         self._once_per_period("claim-expiry", self.settings.scheduler.claim_expiry_interval, work)
 
+    def sla(self) -> None:
+        """issue 4: marks SLA breaches and escalates them; a full pass is followed by another, each committed."""
+        from mailticket.service.claims import db_now
+        from mailticket.service.sla import CHECK_LIMIT, check
+
+        def work() -> None:
+            checked = CHECK_LIMIT
+            while checked == CHECK_LIMIT and not self.stopping.is_set():
+                try:
+                    with self.store.transaction() as session:
+                        checked = check(session, self.settings, db_now(session))
+                except Exception:  # noqa: BLE001 - logged; the tickets stay due for the next period
+                    log.exception("SLA check failed")
+                    return
+
+        self._once_per_period("sla", self.settings.scheduler.sla_interval, work)
+
+
+    # --- IMAP IDLE -----------------------------------------------------------------------------------------
+
+    def start_watchers(self) -> None:
+        """One IDLE watcher thread per mailbox; each ends by itself on a server without IDLE."""
+        for box in self.settings.mailboxes:
+            thread = threading.Thread(target=self.watch, args=(box,), name=f"idle-{box.name}", daemon=True)
+            self._watchers.append(thread)
+            thread.start()
+
+    def join_watchers(self, timeout: float = IDLE_JOIN_SECONDS) -> None:
+        self.stopping.set()
+        for thread in self._watchers:
+            thread.join(timeout)
+
+    def watch(self, box: MailboxSettings) -> None:
+        """Waits in IDLE on a connection of its own and polls as soon as the server announces mail; reconnects
+        with backoff when the connection is lost. Polling on the schedule goes on regardless, as the fallback."""
+        delay = IDLE_RECONNECT_FIRST
+        while not self.stopping.is_set():
+            try:
+                with imap.MailboxConnection(box) as conn:
+                    if not conn.supports_idle():
+                        log.info("mailbox %s: the server offers no IDLE; polling every %g s", box.name,
+                                 self.settings.scheduler.poll_interval)
+                        return
+                    conn.examine()
+                    delay = IDLE_RECONNECT_FIRST
+                    log.info("mailbox %s: waiting for new mail (IMAP IDLE)", box.name)
+                    # Mail may have come while there was no watcher (at start, or while reconnecting).
+                    arrived = True
+                    while not self.stopping.is_set():
+                        if arrived:
+                            self.poll_one(box, wait=True)
+                        arrived = conn.idle_wait(IDLE_RENEW_SECONDS, interrupted=self.stopping.is_set)
+                return
+            except imap.MailboxError as exc:
+                log.warning("mailbox %s: IDLE watcher: %s; connecting again in %g s", box.name, exc, delay)
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one failure; polling covers the gap
+                log.exception("mailbox %s: IDLE watcher failed; connecting again in %g s", box.name, delay)
+            if self.stopping.wait(delay):
+                return
+            delay = min(IDLE_RECONNECT_MAX, delay * 2)
+
 
 def build_scheduler(jobs: Jobs) -> BackgroundScheduler:
     """One thread per job at most (max_instances=1), missed runs coalesced into one."""
@@ -108,4 +199,8 @@ def build_scheduler(jobs: Jobs) -> BackgroundScheduler:
     scheduler.add_job(jobs.outbox, "interval", seconds=every.outbox_interval, id="outbox", next_run_time=now)
     scheduler.add_job(jobs.expire_claims, "interval", seconds=every.claim_expiry_interval, id="claim-expiry",
                       next_run_time=now)
+    scheduler.add_job(jobs.sla, "interval", seconds=every.sla_interval, id="sla", next_run_time=now)
+    # The watchers start with the scheduler and are waited for when it shuts down.
+    scheduler.add_job(jobs.start_watchers, "date", run_date=now, id="idle-watchers")
+    scheduler.add_listener(lambda _event: jobs.join_watchers(), EVENT_SCHEDULER_SHUTDOWN)
     return scheduler

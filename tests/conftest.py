@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from mailticket.db.models import Base
 from mailticket.db.store import Store
 
-pytest_plugins = ["tests.dovecot"]
+pytest_plugins = ["tests.dovecot", "tests.browser"]
 
 # The administrative PostgreSQL URL; tests create and drop their own databases there.
 PG_ADMIN_URL = os.environ.get("MAILTICKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

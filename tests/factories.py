@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from mailticket.config import MailboxSettings, Settings
+from mailticket.config import AutoreplySettings, MailboxSettings, Settings
 from mailticket.db.store import Store
 from mailticket.service.ingest import ingest
 from mailticket.service.operators import add_operator
@@ -12,8 +12,10 @@ from tests.mails import SUPPORT, make_mail
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 PASSWORD = "correct horse battery"
+# Acknowledgements off: tests of other things count outbound mail; tests/test_acks.py turns them on.
 SETTINGS = Settings(
     mailboxes=(MailboxSettings(name="support", host="localhost", username="u", password="p", address=SUPPORT),),
+    autoreply=AutoreplySettings(enabled=False),
 )
 
 

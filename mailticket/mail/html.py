@@ -59,6 +59,8 @@ _CLEAN_OPTIONS = dict(
     attribute_filter=_filter_attribute,
     url_schemes=URL_SCHEMES,
     link_rel=LINK_REL,
+    # Links open in a new tab: inside the sandboxed frame they could not load at all.
+    set_tag_attribute_values={"a": {"target": "_blank"}},
     strip_comments=True,
 )
 # nh3 >= 0.3 offers a reusable Cleaner, which saves rebuilding the rule set for every message.

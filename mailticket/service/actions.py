@@ -12,6 +12,7 @@ from mailticket.db.models import IN, NOTE, OUT, QUEUED, RESOLVED, STATUSES, Cust
 from mailticket.mail import compose
 from mailticket.service.claims import TicketNotFound, db_now, take_for_reply
 from mailticket.service.history import record
+from mailticket.service import sla  # issue 4: SLA clocks follow status changes
 from mailticket.threads import TicketTag
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -73,7 +74,7 @@ def reply(
     if not keep_claim:
         record(session, ticket.id, "released", now, operator, "after reply")
     if status is not None and status != ticket.status:
-        set_status(session, ticket.id, status, operator, now=now)
+        set_status(session, ticket.id, status, operator, now=now, settings=settings)
     return message
 
 
@@ -93,7 +94,12 @@ def add_note(session: Session, ticket_id: int, operator: Operator, body: str, no
 
 
 def set_status(session: Session, ticket_id: int, status: str, operator: Operator | None,
-               now: datetime | None = None) -> Ticket:
+               now: datetime | None = None, *, settings: Settings | None = None) -> Ticket:
+    """Changes the status; pending and resolved stop the SLA clocks, and resolving records the resolution.
+
+    `settings` gives the business hours by which a stopped clock's pause is counted when it runs again; without
+    them the pause is counted around the clock (callers that have the settings pass them).
+    """
     if status not in STATUSES:
         raise ActionError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
     now = now or db_now(session)
@@ -101,6 +107,8 @@ def set_status(session: Session, ticket_id: int, status: str, operator: Operator
     if ticket.status == status:
         return ticket
     record(session, ticket.id, "status", now, operator, f"{ticket.status} -> {status}")
+    # issue 4 (SLA): the clock stops or runs again, resolving records resolution_seconds and the verdict.
+    sla.on_status(session, ticket, status, now, sla.calendar_for(settings))
     ticket.status = status
     ticket.resolved_at = now if status == RESOLVED else None
     ticket.updated_at = now

@@ -28,7 +28,9 @@ from mailticket.db.models import (
 )
 from mailticket.mail.loops import BOUNCE, bounced_message_ids, classify
 from mailticket.mail.parse import Inbound, parse
+from mailticket.service import acks
 from mailticket.service.outbox import mark_bounced
+from mailticket.service import sla  # issue 4: SLA policy and clocks
 
 # Defects after which the message body cannot be trusted to be what the sender wrote.
 FATAL_DEFECTS = ("StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect")
@@ -189,12 +191,14 @@ class _Batch:
         self.session, self.conn, self.settings = session, session.connection(), settings
         self.now, self.mailbox, self.folder, self.queue = now, mailbox, folder, queue
         self.tag = threads.TicketTag(settings.tickets.subject_tag)
+        self.calendar = sla.calendar_for(settings)  # issue 4 (SLA)
         self.known: dict[str, int] = {}  # Message-ID -> ticket id
         self.tickets: dict[int, _TicketState] = {}
         self.customers: dict[str, int] = {}
         self.participants: set[tuple[int, str]] = set()
         self.messages: list[dict] = []
         self.events: list[dict] = []
+        self.acks: list[acks.AckRequest] = []  # acknowledgements hook, see _thread and run
 
     # -- threads.Lookup ---------------------------------------------------------
 
@@ -247,6 +251,9 @@ class _Batch:
             else:
                 outcomes.append(self._thread(item, msg, reason_or_loop, bounced))
         self._write()
+        # --- acknowledgements hook (service/acks.py): after the batch's rows, so that each ack follows the
+        # customer's message; a handful of statements for the whole batch, none per ticket.
+        acks.queue_acks(self.session, self.settings, self.acks, now=self.now)
         return outcomes
 
     def _prefetch(self, messages: list[tuple[Inbound, tuple[str, ...]]]) -> None:
@@ -282,6 +289,8 @@ class _Batch:
             ticket = self.tickets[found.ticket_id]
             action = threads.follow_up(ticket.status, ticket.resolved_at, self.now, rules.reopen_days)
             if action == "reopen":
+                # issue 4 (SLA): the clock stopped at resolution runs again; the resolution is open again.
+                sla.on_status_in_db(self.session, ticket.id, OPEN, item.received_at, self.calendar)
                 ticket.status, ticket.resolved_at, ticket.dirty = OPEN, None, True
                 ticket.reopened = True
                 self._event(ticket.id, "reopened", f"new mail from {msg.from_addr}")
@@ -294,6 +303,13 @@ class _Batch:
             ticket = self._new_ticket(item, msg, queue=self.queue, follows=None)
             result = CREATED
         self._add_message(ticket.id, item, msg, matched_by=matched_by, loop=loop)
+        if result == CREATED and loop is None:
+            # --- acknowledgements hook (service/acks.py): a customer opened a ticket; never for auto-replies,
+            # bulk, bounces or our own mail (loop is set for those). A made-up Message-ID is not theirs to thread.
+            self.acks.append(acks.AckRequest(
+                ticket_id=ticket.id, to=msg.from_addr, subject=_clean(msg.subject),
+                in_reply_to=None if msg.synthetic_id else msg.message_id, references=msg.references,
+                mailbox=self.mailbox, queue=ticket.queue, priority="normal"))
         for original in bounced:
             # One of our replies came back: its outbox row fails and its ticket gets a note (SPEC §5).
             if mark_bounced(self.session, original, _bounce_reason(msg), self.now) is not None:
@@ -305,6 +321,8 @@ class _Batch:
             ticket.waiting_since = item.received_at
         if loop is None and result == APPENDED and ticket.status == PENDING:
             # The customer answered a ticket pending on them: it needs the operators again.
+            # issue 4 (SLA): the clock runs again from when the answer arrived.
+            sla.on_status_in_db(self.session, ticket.id, OPEN, item.received_at, self.calendar)
             ticket.status = OPEN
             self._event(ticket.id, "status", "pending -> open (customer answered)")
         ticket.dirty = True
@@ -321,15 +339,21 @@ class _Batch:
         return self.customers[address]
 
     def _new_ticket(self, item: Fetched, msg: Inbound, *, queue: str, follows: int | None) -> _TicketState:
+        # issue 4 (SLA): the policy and its due times go in with the row.
+        customer = msg.from_addr or UNKNOWN_SENDER
+        sla_columns = sla.new_ticket_columns(self.settings.sla, self.calendar, queue=queue, priority="normal",
+                                             customer=customer, created_at=item.received_at)
         # Inserted at once: later messages of the batch may name it by subject or tag.
         ticket_id = self.conn.execute(INSERT_TICKET, dict(
             subject=_clean(msg.subject), subject_key=threads.subject_key(msg.subject, tag=self.tag),
             status=OPEN, queue=queue, priority="normal", mailbox=self.mailbox, customer_id=self._customer(msg),
             follows_ticket_id=follows, created_at=item.received_at, updated_at=self.now,
-            last_message_at=item.received_at, waiting_since=None, handle_seconds=0.0,
+            last_message_at=item.received_at, waiting_since=None, handle_seconds=0.0, **sla_columns,
         )).scalar_one()
         self.tickets[ticket_id] = state = _TicketState(ticket_id, OPEN, None, item.received_at, None, queue)
-        self._event(ticket_id, "created", f"from {msg.from_addr or UNKNOWN_SENDER}")
+        self._event(ticket_id, "created", f"from {customer}")
+        if sla_columns["sla_name"] is not None:
+            self._event(ticket_id, "sla", sla.describe(sla_columns))
         return state
 
     def _add_message(self, ticket_id: int, item: Fetched, msg: Inbound, *, matched_by: str,

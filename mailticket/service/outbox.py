@@ -32,6 +32,7 @@ from mailticket.mail import compose
 from mailticket.service.actions import set_status
 from mailticket.service.claims import db_now
 from mailticket.service.history import record
+from mailticket.service import sla  # issue 4: SLA verdicts
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ def _sent(store: Store, row: Picked, refused: dict[str, str], now: datetime | No
             if first is None:
                 seconds = timing.first_response_seconds(created, at)
                 conn.execute(FIRST_RESPONSE, {"t": row.ticket_id, "at": at, "seconds": seconds})
+                sla.on_first_response(session, row.ticket_id)  # issue 4: the first-response SLA verdict
         return SENT_
 
 

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mailticket import metrics
 from mailticket.claims import ClaimConflict, ClaimLost, NotHolder
 from mailticket.config import Settings
 from mailticket.db.models import Operator
@@ -167,8 +168,10 @@ def _as_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, TicketNotFound):
         return ApiError(404, "no such ticket")
     if isinstance(exc, ClaimConflict):
+        metrics.claim_conflict(metrics.CLAIM_HELD)  # metrics hook
         return ApiError(409, str(exc), holder=exc.holder, expires_at=iso(exc.expires_at))
     if isinstance(exc, ClaimLost):
+        metrics.claim_conflict(metrics.CLAIM_LOST)  # metrics hook
         return ApiError(409, str(exc))
     if isinstance(exc, NotHolder):
         return ApiError(403, str(exc))

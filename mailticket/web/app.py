@@ -17,12 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mailticket import metrics
 from mailticket.clock import utcnow
 from mailticket.config import Settings
 from mailticket.db.store import Store
 from mailticket.resources import resource_dir
 from mailticket.service.claims import TicketNotFound
 from mailticket.web import admin, api, auth, customers, pages, queue
+from mailticket.web import report  # the report page (issue 4, point 7)
 from mailticket.web.core import LoginRequired, Web, make_templates, redirect, wants_json, web
 
 log = logging.getLogger(__name__)
@@ -107,8 +109,15 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "detail": "the database is not reachable"}, status_code=503)
 
+    metrics_registry = metrics.build_registry(store)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        # No login: scrapers carry no session; the figures are counts, never ticket contents.
+        return Response(metrics.exposition(metrics_registry), media_type=metrics.CONTENT_TYPE)
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, pages, customers, admin):
+    for module in (auth, queue, pages, customers, admin, report):
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)

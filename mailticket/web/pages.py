@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from mailticket import metrics
 from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
 from mailticket.db.models import Operator
 from mailticket.service import actions
@@ -97,6 +98,7 @@ def _claim(request: Request, ticket_id: int, me: Operator, draft: Draft | None) 
         with app.store.transaction() as session:
             view = claim_service.claim(session, ticket_id, me, app.settings.claims.ttl)
     except ClaimConflict as refused:
+        metrics.claim_conflict(metrics.CLAIM_HELD)  # metrics hook
         return render_ticket(request, me, ticket_id, 409, error=held_by_message(refused), draft=draft)
     if draft is not None:
         # Rendered, not redirected: the text may be longer than a cookie can carry.
@@ -117,6 +119,7 @@ def renew(request: Request, ticket_id: TicketId, body: RenewBody, me: Posting):
         with app.store.transaction() as session:
             view = claim_service.renew(session, ticket_id, me, body.claim_token, app.settings.claims.ttl)
     except ClaimLost as lost:
+        metrics.claim_conflict(metrics.CLAIM_LOST)  # metrics hook
         return JSONResponse({"detail": str(lost)}, status_code=409)
     return {"expires_at": view.expires_at.isoformat()}
 
@@ -158,6 +161,7 @@ def reply(
             actions.reply(session, app.settings, ticket_id, me, body, claim_token or None, keep_claim=keep_claim,
                           status=status or None)
     except ClaimLost as lost:
+        metrics.claim_conflict(metrics.CLAIM_LOST)  # metrics hook
         return render_ticket(request, me, ticket_id, 409, error=f"Not sent: {lost}", draft=draft)
     except actions.ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=f"Not sent: {refused}", draft=draft)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import and_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
 from mailticket.db.models import OPEN, PENDING, RESOLVED, Claim, Customer, Operator, Ticket
@@ -20,6 +20,18 @@ PAGE_SIZE = 200
 WAITING = "waiting"
 VIEWS = (WAITING, OPEN, PENDING, RESOLVED, "mine", "all")
 View = Literal["waiting", "open", "pending", "resolved", "mine", "all"]
+# issue 4 (SLA): the default order of each view, or the nearest due time first.
+DUE = "due"
+Sort = Literal["default", "due"]
+# The due time a ticket runs against now: the first response until one is sent, then the resolution; none while
+# its clock stands still (pending, resolved) or without an SLA. A missed one stays, in the past, so it sorts first.
+DUE_AT = case(
+    (Ticket.sla_paused_since.is_not(None), None),
+    (and_(Ticket.first_response_at.is_(None), Ticket.first_response_due_at.is_not(None)),
+     Ticket.first_response_due_at),
+    else_=Ticket.resolution_due_at,
+).label("due_at")
+BREACHED = or_(Ticket.first_response_breached.is_(True), Ticket.resolution_breached.is_(True)).label("breached")
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,15 +50,20 @@ class QueueRow:
     holder: str | None
     holder_id: int | None
     claim_expires_at: datetime | None
+    # issue 4 (SLA)
+    due_at: datetime | None = None
+    breached: bool = False
+    sla_paused: bool = False
 
 
 def queue_rows(session: Session, *, view: str, queue: str | None, operator_id: int, now: datetime,
-               page: int = 1, page_size: int = PAGE_SIZE) -> tuple[list[QueueRow], bool]:
-    """One page of the queue in one query, and whether another page follows."""
+               page: int = 1, page_size: int = PAGE_SIZE, sort: str = "default") -> tuple[list[QueueRow], bool]:
+    """One page of the queue in one query, and whether another page follows; sort="due": nearest due time first."""
     query = (
         select(Ticket.id, Ticket.subject, Ticket.status, Ticket.queue, Ticket.priority, Ticket.waiting_since,
                Ticket.last_message_at, Customer.id.label("customer_id"), Customer.address,
-               Claim.operator_id.label("holder_id"), Claim.expires_at, Operator.name, Operator.username)
+               Claim.operator_id.label("holder_id"), Claim.expires_at, Operator.name, Operator.username,
+               DUE_AT, BREACHED, Ticket.sla_paused_since)
         .join(Customer, Customer.id == Ticket.customer_id)
         # Only a live claim joins: an expired one is nobody's.
         .outerjoin(Claim, and_(Claim.ticket_id == Ticket.id, Claim.operator_id.is_not(None), Claim.expires_at > now))
@@ -60,7 +77,9 @@ def queue_rows(session: Session, *, view: str, queue: str | None, operator_id: i
         query = query.where(Claim.operator_id == operator_id)
     if queue:
         query = query.where(Ticket.queue == queue)
-    if view in (WAITING, OPEN, "mine"):
+    if sort == DUE:
+        query = query.order_by(DUE_AT.is_(None), DUE_AT, Ticket.id)
+    elif view in (WAITING, OPEN, "mine"):
         # Oldest waiting first; tickets with nothing waiting after them.
         query = query.order_by(Ticket.waiting_since.is_(None), Ticket.waiting_since, Ticket.id)
     else:
@@ -69,7 +88,7 @@ def queue_rows(session: Session, *, view: str, queue: str | None, operator_id: i
     result = [
         QueueRow(r.id, r.subject, r.status, r.queue, r.priority, r.waiting_since, r.last_message_at,
                  r.customer_id, r.address, (r.name or r.username) if r.holder_id is not None else None,
-                 r.holder_id, r.expires_at)
+                 r.holder_id, r.expires_at, r.due_at, bool(r.breached), r.sla_paused_since is not None)
         for r in rows[:page_size]
     ]
     return result, len(rows) > page_size
@@ -86,11 +105,12 @@ def queue_page(
     view: View = WAITING,
     queue: Annotated[str | None, Query(max_length=64)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    sort: Sort = "default",
 ):
     app = web(request)
     with app.store.reading() as session:
         rows, more = queue_rows(session, view=view, queue=queue or None, operator_id=me.id, now=db_now(session),
-                                page=page)
+                                page=page, sort=sort)
         names = queue_names(session)
     return app.render(request, "queue.html", rows=rows, more=more, view=view, views=VIEWS, queue=queue or "",
-                      queues=names, page=page)
+                      queues=names, page=page, sort=sort)

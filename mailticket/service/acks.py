@@ -1,0 +1,237 @@
+"""Acknowledgements: the automatic "we have your mail, it is ticket [#N]" queued when a customer opens a ticket.
+
+An acknowledgement is an RFC 3834 auto-reply (Auto-Submitted: auto-replied) and never a response: the outbox
+sends it like any outbound mail, but only a `reply` row counts as the first response (SPEC §7). Mail loops
+(SPEC §5): ingest asks for one only for mail that mail.loops found to be ordinary customer mail, and here no
+acknowledgement goes to one of our own addresses or past `max_per_sender_per_hour` acknowledgements to one sender.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jinja2
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.orm import Session
+
+from mailticket import timing
+from mailticket.config import Settings
+from mailticket.db.models import OUT, QUEUED, Customer, Message, Outbox, Ticket
+from mailticket.mail import compose
+from mailticket.resources import resource_dir
+from mailticket.service.history import INSERT_EVENT
+from mailticket.threads import TicketTag
+
+ACK = "ack"  # Outbox.kind
+# RFC 3834 §5.1: a response generated automatically to a message; responders that honour it do not answer.
+AUTO_SUBMITTED = "auto-replied"
+# The window of `[autoreply] max_per_sender_per_hour`.
+RATE_WINDOW = timedelta(hours=1)
+# Addresses nobody reads (no-reply@, donotreply@, noreply-orders@...): an acknowledgement there is wasted.
+NO_REPLY_LOCAL_PART = re.compile(r"^(no|do[-_.]?not)[-_.]?reply\b", re.IGNORECASE)
+FALLBACK_FROM_ADDRESS = "support@localhost"
+# Words for the `duration` template filter: language -> (day, hour, minute) as (singular, plural), and "and".
+DURATION_WORDS = {
+    "en": ((("day", "days"), ("hour", "hours"), ("minute", "minutes")), "and"),
+    "pt": ((("dia", "dias"), ("hora", "horas"), ("minuto", "minutos")), "e"),
+    "es": ((("día", "días"), ("hora", "horas"), ("minuto", "minutos")), "y"),
+}
+UNIT_SECONDS = (86400, 3600, 60)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AckRequest:
+    """One new ticket's acknowledgement, as ingest knows it."""
+
+    ticket_id: int
+    to: str  # the customer's address
+    subject: str  # the customer's subject
+    in_reply_to: str | None  # the customer's Message-ID (None when it had none)
+    references: Sequence[str]
+    mailbox: str | None  # the [[mailbox]] name the mail came in through: the ack is sent from its address
+    queue: str
+    priority: str
+
+
+def queue_ack(
+    session: Session, settings: Settings, *, ticket_id: int, to: str, subject: str, in_reply_to: str | None,
+    references: Sequence[str], mailbox: str | None, queue: str, priority: str, now: datetime,
+) -> bool:
+    """Queues the acknowledgement of a new ticket in the caller's transaction; True when one was queued."""
+    request = AckRequest(ticket_id, to, subject, in_reply_to, tuple(references), mailbox, queue, priority)
+    return queue_acks(session, settings, [request], now=now)[0]
+
+
+# Acknowledgements that went to each of the given addresses since a time. Acknowledgements go to the ticket's
+# customer, so the count walks customers.address (unique) -> tickets (ix_tickets_customer_subject) -> outbox
+# (ix_outbox_ticket_id): indexes that exist, and a cost that follows the sender's tickets, not the outbox,
+# which keeps every message it ever sent. The recipients condition keeps the count exact all the same.
+RECENT_ACKS = (
+    select(Outbox.recipients, func.count())
+    .join(Ticket, Ticket.id == Outbox.ticket_id)
+    .join(Customer, Customer.id == Ticket.customer_id)
+    .where(Customer.address.in_(bindparam("addresses", expanding=True)), Outbox.recipients == Customer.address,
+           Outbox.kind == ACK, Outbox.created_at > bindparam("since"))
+    .group_by(Outbox.recipients)
+)
+# Rows come back in no promised order: SQLite would otherwise insert them one statement each. Each is found again
+# by its Message-ID.
+INSERT_MESSAGES = insert(Message).returning(Message.message_id, Message.id)
+INSERT_OUTBOX = insert(Outbox)
+
+
+def queue_acks(session: Session, settings: Settings, requests: Sequence[AckRequest], *, now: datetime) -> list[bool]:
+    """queue_ack for a whole ingest batch, in four statements however many tickets it opened.
+
+    The sender limit counts what this batch queues too, so a burst of new tickets in one poll stops at the limit.
+    A template that cannot be rendered costs the acknowledgement, never the ticket: it is logged and skipped.
+    """
+    rules = settings.autoreply
+    if not rules.enabled or not requests:
+        return [False] * len(requests)
+    own = set(settings.own_addresses)
+    wanted = [_deliverable(r.to, own) for r in requests]
+    addresses = sorted({to for to in wanted if to})
+    if not addresses or rules.max_per_sender_per_hour == 0:
+        return [False] * len(requests)
+    conn = session.connection()
+    sent = Counter(dict(conn.execute(RECENT_ACKS, dict(addresses=addresses, since=now - RATE_WINDOW)).all()))
+    messages, events, done = [], [], []
+    for request, to in zip(requests, wanted):
+        if to is None:
+            done.append(None)
+            continue
+        if sent[to] >= rules.max_per_sender_per_hour:
+            # Someone (or something) opening ticket after ticket: the tickets are kept, the answers stop.
+            log.info("no acknowledgement of ticket %s to %s: %d already in the last hour", request.ticket_id, to,
+                     sent[to])
+            events.append(_event(request.ticket_id, now, "not-acknowledged",
+                                 f"{sent[to]} acknowledgements to {to} in the last hour already"))
+            done.append(None)
+            continue
+        try:
+            row = _message_row(settings, request, to, now)
+        except (jinja2.TemplateError, OSError, ValueError):
+            log.exception("acknowledgement of ticket %s not sent: template %r cannot be rendered",
+                          request.ticket_id, rules.template)
+            done.append(None)
+            continue
+        sent[to] += 1
+        messages.append(row)
+        events.append(_event(request.ticket_id, now, "acknowledged", f"message {row['message_id']} to {to}"))
+        done.append(row)
+    if messages:
+        ids = dict(conn.execute(INSERT_MESSAGES, messages).all())
+        conn.execute(INSERT_OUTBOX, [
+            dict(message_id=ids[row["message_id"]], ticket_id=row["ticket_id"], kind=ACK, status=QUEUED,
+                 recipients=row["to_addrs"], attempts=0, next_attempt_at=now, lease_until=None, last_error="",
+                 created_at=now, sent_at=None)
+            for row in messages
+        ])
+    if events:
+        conn.execute(INSERT_EVENT, events)
+    return [row is not None for row in done]
+
+
+def render_ack(settings: Settings, *, ticket_id: int, subject: str, queue: str, priority: str, sender: str) -> str:
+    """The text of the acknowledgement, from the `[autoreply] template` in templates/.
+
+    The template sees: ticket_id, tag ("[#12]"), subject (the customer's), shop (`[smtp] from_name`),
+    first_response (the seconds promised by the matching [[sla]], None when none promises a first response),
+    business_hours (true when SLA clocks count business hours only), sla (the policy's name or None); and the
+    filter `duration("en"|"pt"|"es")`, which writes first_response in words.
+    """
+    policy = timing.match_sla(settings.sla, queue=queue, priority=priority, sender_domain=sender)
+    template = _environment(str(resource_dir("templates"))).get_template(settings.autoreply.template)
+    return template.render(
+        ticket_id=ticket_id, tag=TicketTag(settings.tickets.subject_tag).render(ticket_id), subject=subject,
+        shop=settings.smtp.from_name, first_response=policy.first_response if policy else None,
+        business_hours=settings.business_hours is not None, sla=policy.name if policy else None,
+    )
+
+
+def human_duration(seconds: float, language: str = "en", *, days: bool = True) -> str:
+    """A duration in words: 14400 -> "4 hours", 5400 -> "1 hour and 30 minutes", "1 hora e 30 minutos" in pt.
+
+    Rounded up to the minute, so the promise is never shorter than the policy. Without `days` the hours run on
+    (26 hours): with business hours, one "day" of an SLA is 24 business hours, not one working day.
+    """
+    if language not in DURATION_WORDS:
+        raise ValueError(f"duration: no words for language {language!r}; known: {', '.join(DURATION_WORDS)}")
+    units, conjunction = DURATION_WORDS[language]
+    left = max(1, math.ceil(seconds / 60)) * 60
+    parts = []
+    for (one, many), size in zip(units, UNIT_SECONDS):
+        if size == UNIT_SECONDS[0] and not days:
+            continue
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count} {one if count == 1 else many}")
+    if len(parts) == 1:
+        return parts[0]
+    return f"{', '.join(parts[:-1])} {conjunction} {parts[-1]}"
+
+
+@jinja2.pass_context
+def _duration_filter(context: jinja2.runtime.Context, seconds: float, language: str = "en") -> str:
+    return human_duration(seconds, language, days=not context.get("business_hours", False))
+
+
+@functools.cache
+def _environment(folder: str) -> jinja2.Environment:
+    # Plain text: nothing to escape. A variable the template names but we do not give is an error, not a blank.
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder), autoescape=False, undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["duration"] = _duration_filter
+    return env
+
+
+def _deliverable(to: str, own: set[str]) -> str | None:
+    """The address to acknowledge to, or None when it must get none (empty, ours, or nobody reads it)."""
+    to = (to or "").strip().lower()
+    if "@" not in to or to in own or NO_REPLY_LOCAL_PART.match(to):
+        return None
+    return to
+
+
+def _from_address(settings: Settings, mailbox: str | None) -> str:
+    # As actions.reply: the address of the mailbox the customer wrote to, which is the one they will answer.
+    for box in settings.mailboxes:
+        if box.name == mailbox:
+            return box.address
+    return settings.mailboxes[0].address if settings.mailboxes else FALLBACK_FROM_ADDRESS
+
+
+def _message_row(settings: Settings, request: AckRequest, to: str, now: datetime) -> dict:
+    body = render_ack(settings, ticket_id=request.ticket_id, subject=request.subject, queue=request.queue,
+                      priority=request.priority, sender=to)
+    address = _from_address(settings, request.mailbox)
+    tag = TicketTag(settings.tickets.subject_tag).render(request.ticket_id)
+    references = list(request.references)
+    outgoing = compose.build(
+        from_address=address, from_name=settings.smtp.from_name, to=[to],
+        subject=compose.reply_subject(request.subject, tag), body=body, date=now, ticket_id=request.ticket_id,
+        in_reply_to=request.in_reply_to, references=references, auto_submitted=AUTO_SUBMITTED,
+    )
+    return dict(
+        ticket_id=request.ticket_id, direction=OUT, message_id=outgoing.message_id,
+        in_reply_to=request.in_reply_to or "", references=" ".join(references), from_addr=address,
+        from_name=settings.smtp.from_name[:200], to_addrs=to, subject=outgoing.subject, date=now, received_at=now,
+        text=body, html=None, matched_by=None, loop=None, mailbox=request.mailbox, defects="", raw=outgoing.raw,
+        operator_id=None,
+    )
+
+
+def _event(ticket_id: int, at: datetime, kind: str, detail: str) -> dict:
+    return dict(ticket_id=ticket_id, at=at, kind=kind, actor=None, detail=detail)
