@@ -34,7 +34,7 @@ def duration(seconds: float | None) -> str:
 
 
 def percent(rate: Rate) -> str:
-    """'75%', or — when no ticket had a verdict; the hits and total go in the cell's title."""
+    """'75%', or — when no ticket had a verdict (the template shows hits/total beside it)."""
     return NONE if rate.percent is None else f"{rate.percent:.0f}%"
 
 
