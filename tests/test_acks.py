@@ -100,7 +100,8 @@ def test_the_promise_is_left_out_when_no_sla_applies(store):
 
 
 def test_with_business_hours_the_promise_says_so_and_counts_hours_not_days(store):
-    put(store, make_mail(), settings=replace(SETTINGS, business_hours=BusinessHoursSettings(weekly={0: (("09:00", "18:00"),)})))
+    hours = BusinessHoursSettings(weekly={0: (("09:00", "18:00"),)})
+    put(store, make_mail(), settings=replace(SETTINGS, business_hours=hours))
     [(_, message)] = acks(store)
     assert "within 24 hours, counted in our business hours." in message.text
 
@@ -163,13 +164,16 @@ def test_no_acknowledgement_to_an_address_nobody_reads(store, sender):
 def test_no_sixth_acknowledgement_in_an_hour_to_one_sender(store):
     for n in range(6):
         at = T0 + timedelta(minutes=10 * n)
-        assert put(store, make_mail(message_id=f"n{n}@customer.example", subject=f"Question {n}"), at=at).result == CREATED
+        mail = make_mail(message_id=f"n{n}@customer.example", subject=f"Question {n}")
+        assert put(store, mail, at=at).result == CREATED
     assert [message.subject for _, message in acks(store)] == [f"Re: Question {n} [#{n + 1}]" for n in range(5)]
     with store.reading() as session:
-        sixth = session.scalars(select(Event.detail).where(Event.ticket_id == 6, Event.kind == "not-acknowledged")).all()
+        sixth = session.scalars(
+            select(Event.detail).where(Event.ticket_id == 6, Event.kind == "not-acknowledged")).all()
     assert sixth == ["5 acknowledgements to ana@customer.example in the last hour already"]
-    # Another customer is not held back by her, and she gets answers again once the hour has passed.
-    put(store, make_mail(message_id="bob@customer.example", sender="bob@customer.example"), at=T0 + timedelta(minutes=55))
+    # Another customer is not held back by her, and she gets answers again once the first of hers is an hour old.
+    bob = make_mail(message_id="bob@customer.example", sender="bob@customer.example")
+    put(store, bob, at=T0 + timedelta(minutes=55))
     put(store, make_mail(message_id="n6@customer.example", subject="Question 6"), at=T0 + timedelta(minutes=61))
     assert [row.recipients for row, _ in acks(store)][5:] == ["bob@customer.example", "ana@customer.example"]
 
@@ -185,9 +189,12 @@ def test_the_sender_limit_holds_within_one_polled_batch(store):
 def test_acknowledging_a_batch_costs_a_few_statements_not_some_per_ticket(store):
     def statements(settings: Settings, first: int) -> int:
         seen = []
-        # Transaction control is the batch's own business, whatever acknowledgements do.
-        listener = lambda conn, cursor, statement, *rest: seen.append(statement) if "SAVEPOINT" not in statement \
-            else None  # noqa: E731
+
+        def listener(conn, cursor, statement, *rest) -> None:
+            # Savepoints are the batch's own business, whatever acknowledgements do.
+            if "SAVEPOINT" not in statement:
+                seen.append(statement)
+
         mails = [Fetched(make_mail(message_id=f"s{first + n}@c.example", sender=f"c{first + n}@c.example",
                                    subject=f"Order {first + n}"), T0) for n in range(20)]
         event.listen(store.engine, "before_cursor_execute", listener)
@@ -207,8 +214,8 @@ def test_acknowledging_a_batch_costs_a_few_statements_not_some_per_ticket(store)
 
 def test_a_reply_on_an_existing_ticket_gets_no_acknowledgement(store):
     first = put(store, make_mail())
-    answer = make_mail(message_id="m2@customer.example", subject="Re: Where is my order?", in_reply_to="m1@customer.example",
-                       references=["m1@customer.example"])
+    answer = make_mail(message_id="m2@customer.example", subject="Re: Where is my order?",
+                       in_reply_to="m1@customer.example", references=["m1@customer.example"])
     assert put(store, answer, at=T0 + timedelta(minutes=5)) == type(first)(APPENDED, first.ticket_id)
     # And one that threads only by the ticket tag in its subject.
     tagged = make_mail(message_id="m3@customer.example", subject=f"Still waiting [#{first.ticket_id}]")
@@ -271,7 +278,8 @@ def test_a_template_that_cannot_be_rendered_costs_the_acknowledgement_not_the_ti
 
 def test_an_acknowledgement_goes_out_from_the_mailbox_the_customer_wrote_to(store):
     with store.transaction() as session:
-        ingest(session, make_mail(to="sales@shop.example"), settings=SETTINGS, received_at=T0, now=T0, mailbox="sales")
+        ingest(session, make_mail(to="sales@shop.example"), settings=SETTINGS, received_at=T0, now=T0,
+               mailbox="sales")
     [(_, message)] = acks(store)
     assert message.from_addr == "sales@shop.example"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import queue
 import re
 import signal
@@ -36,7 +35,6 @@ LOGIN = re.compile(r"log in as (\w+) / (\S+) \(admin\)")
 TEMP_DIR = re.compile(r"temporary dir:\s+(\S+)")
 DATABASE = re.compile(r"database:\s+(\S+)")
 SMTP_PORT = re.compile(r"sandbox SMTP:\s+127\.0\.0\.1:(\d+)")
-HAS_OUTBOX = importlib.util.find_spec("mailticket.service.outbox") is not None
 
 
 @dataclass
@@ -239,7 +237,6 @@ def test_a_customer_answer_from_the_sandbox_page_lands_on_the_ticket(chromium, d
     page.context.close()
 
 
-@pytest.mark.skipif(not HAS_OUTBOX, reason="the outbox sender (mailticket.service.outbox) is not there yet")
 def test_an_operator_reply_reaches_the_sandbox_and_the_answer_with_a_new_subject_threads_back(chromium, demo):
     (ticket_id,) = demo.query("SELECT id FROM tickets WHERE subject = 'Cobrança em duplicidade no cartão'")[0]
     page = log_in(chromium, demo)
@@ -281,8 +278,7 @@ def test_ctrl_c_stops_the_demo_with_exit_0_and_removes_its_temporary_dir(tmp_pat
     assert code == 0, demo.errors
     assert took < STOP_WITHIN
     assert not demo.folder.exists()
-    if HAS_OUTBOX:  # until then the scheduler logs the missing sender's import error every 2 s
-        assert "Traceback" not in demo.errors
+    assert "Traceback" not in demo.errors
 
 
 def test_the_demo_says_so_and_exits_1_when_its_port_is_taken(tmp_path):

@@ -62,7 +62,7 @@ def test_serve_polls_answers_healthz_and_stops_cleanly_on_sigterm(tmp_path, sqli
         store, deadline = Store(sqlite_url), time.monotonic() + 30
         while time.monotonic() < deadline:
             with store.reading() as session:
-                if session.scalar(select(func.count()).select_from(Message)) == 3:
+                if session.scalar(select(func.count()).select_from(Message).where(Message.direction == "in")) == 3:
                     break
             time.sleep(0.2)
         else:

@@ -4,8 +4,10 @@ real ingest, actions, outbox (to an aiosmtpd sink), scheduler job and queue page
 from __future__ import annotations
 
 import dataclasses
+import email.policy
 import re
 from datetime import datetime, timedelta
+from email.parser import BytesParser
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -205,7 +207,7 @@ def test_a_breach_is_marked_and_escalated_once(store, smtp_sink):
     with store.transaction() as s:
         s.scalar(select(Operator).where(Operator.username == "boss")).email = "boss@shop.example"
         s.scalar(select(Operator).where(Operator.username == "olga")).email = "olga@shop.example"
-    ticket_id = make_ticket(store, settings=TIGHT, sender="ana@customer.example")
+    ticket_id = make_ticket(store, settings=TIGHT, sender="ana@customer.example", subject="Café com defeito")
 
     assert check(store, TIGHT, T0 + timedelta(minutes=59)) == 0
     assert check(store, TIGHT, T0 + timedelta(hours=1)) == 1
@@ -232,7 +234,12 @@ def test_a_breach_is_marked_and_escalated_once(store, smtp_sink):
     assert flush_sync(store, with_sink(TIGHT, smtp_sink), now=T0 + timedelta(hours=3)).sent == 1
     [mail] = smtp_sink.messages
     assert mail.recipients == ("boss@shop.example",)
-    assert b"Ticket #%d missed its SLA" % ticket_id in mail.raw and b"Auto-Submitted: auto-generated" in mail.raw
+    parsed = BytesParser(policy=email.policy.default).parsebytes(mail.raw)
+    assert parsed["Subject"] == f"SLA missed: Café com defeito [#{ticket_id}]"
+    assert (parsed["Auto-Submitted"], parsed["X-Mailticket-Loop"]) == ("auto-generated", str(ticket_id))
+    assert parsed.get_content().replace("\r\n", "\n").startswith(f"Ticket #{ticket_id} missed its SLA (policy tight):\n\n"
+                                           "- the first response was due 2026-11-02 11:00 UTC\n\n")
+    assert "Customer: ana@customer.example" in parsed.get_content()
     with store.reading() as s:
         directions = s.scalars(select(Message.direction).where(Message.ticket_id == ticket_id)
                                .order_by(Message.id)).all()

@@ -66,7 +66,11 @@ def queue_ack(
     session: Session, settings: Settings, *, ticket_id: int, to: str, subject: str, in_reply_to: str | None,
     references: Sequence[str], mailbox: str | None, queue: str, priority: str, now: datetime,
 ) -> bool:
-    """Queues the acknowledgement of a new ticket in the caller's transaction; True when one was queued."""
+    """Queues the acknowledgement of a new ticket in the caller's transaction; True when one was queued.
+
+    `to` is the ticket's customer (the sender limit counts acknowledgements through the customer's tickets);
+    `in_reply_to` and `references` are the customer's message's, so that the ack threads under it.
+    """
     request = AckRequest(ticket_id, to, subject, in_reply_to, tuple(references), mailbox, queue, priority)
     return queue_acks(session, settings, [request], now=now)[0]
 

@@ -20,9 +20,12 @@ verdicts recorded when the events happen, and the job that marks breaches and es
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
 
 from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -31,6 +34,7 @@ from mailticket import timing
 from mailticket.config import BusinessHoursSettings, Settings, SlaSettings
 from mailticket.db.models import NOTE, PENDING, QUEUED, RESOLVED, Customer, Event, Message, Operator, Outbox, Ticket
 from mailticket.mail import compose
+from mailticket.mail.loops import LOOP_HEADER
 from mailticket.service.history import record
 from mailticket.threads import TicketTag
 
@@ -45,6 +49,7 @@ NOTIFICATION = "notification"
 AUTO_GENERATED = "auto-generated"
 ESCALATION_SENDER_NAME = "mailticket"
 FIRST_RESPONSE, RESOLUTION = "first response", "resolution"
+CRLF = "\r\n"
 
 
 @dataclass(frozen=True)
@@ -344,8 +349,7 @@ def _escalate(session: Session, settings: Settings, tickets: list, now: datetime
         sender = _mailbox_address(settings, row)
         subject = f"SLA missed: {row.subject or '(no subject)'} {tag.render(row.id)}"
         body = escalation_text(settings, row, missed)
-        mail = compose.build(from_address=sender, from_name=ESCALATION_SENDER_NAME, to=to, subject=subject,
-                             body=body, date=now, ticket_id=row.id, auto_submitted=AUTO_GENERATED)
+        mail = notification_mail(sender=sender, to=to, subject=subject, body=body, date=now, ticket_id=row.id)
         messages.append(dict(ticket_id=row.id, direction=NOTE, message_id=mail.message_id, in_reply_to="",
                              references="", from_addr=sender, from_name=ESCALATION_SENDER_NAME,
                              to_addrs=", ".join(to), subject=mail.subject, date=now, received_at=now, text=body,
@@ -361,6 +365,38 @@ def _escalate(session: Session, settings: Settings, tickets: list, now: datetime
         events.extend(dict(ticket_id=ticket_id, at=now, kind="escalated", actor=None,
                            detail=f"notification {mail_id} to {', '.join(to)}") for ticket_id, to, mail_id in sent_to)
     return events
+
+
+def notification_mail(*, sender: str, to: list[str], subject: str, body: str, date: datetime,
+                      ticket_id: int) -> compose.Outgoing:
+    """A plain-text notification to our own staff, with the headers compose.build gives (Message-ID, Date,
+    Auto-Submitted, the loop header).
+
+    Written out directly because compose.build (the stdlib's EmailMessage, which parses every header it is given)
+    takes about 1.1 ms a message, and a pass that escalates 100 tickets must stay within 100 ms; this takes
+    under 0.1 ms. Addresses that are not ASCII need SMTPUTF8 handling, so they go the long way.
+    """
+    if not (sender.isascii() and all(address.isascii() for address in to)):
+        return compose.build(from_address=sender, from_name=ESCALATION_SENDER_NAME, to=to, subject=subject,
+                             body=body, date=date, ticket_id=ticket_id, auto_submitted=AUTO_GENERATED)
+    message_id = compose.new_message_id(sender)
+    charset = "us-ascii" if subject.isascii() else "utf-8"
+    head = [
+        f"From: {formataddr((ESCALATION_SENDER_NAME, sender))}",
+        f"To: {', '.join(to)}",
+        f"Subject: {Header(subject, charset, header_name='Subject').encode(linesep=CRLF)}",
+        f"Date: {format_datetime(date)}",
+        f"Message-ID: <{message_id}>",
+        f"Auto-Submitted: {AUTO_GENERATED}",
+        f"{LOOP_HEADER}: {ticket_id}",
+        "MIME-Version: 1.0",
+        'Content-Type: text/plain; charset="utf-8"',
+        "Content-Transfer-Encoding: base64",
+    ]
+    text = body.replace("\r\n", "\n").replace("\n", CRLF).encode("utf-8")
+    # CRLF line ends as on the wire, as compose.build stores them.
+    raw = (CRLF.join(head) + CRLF + CRLF).encode("ascii") + base64.encodebytes(text).replace(b"\n", CRLF.encode())
+    return compose.Outgoing(message_id, subject, raw)
 
 
 def escalation_text(settings: Settings, row, missed: list[tuple[str, datetime]]) -> str:
