@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import selectors
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -188,37 +189,63 @@ class MailboxConnection:
         """Waits in IMAP IDLE (RFC 2177) for at most `timeout` seconds; True as soon as the server says that new
         mail arrived in the selected folder, False at the timeout or within `tick` once `interrupted()` is true.
 
-        Other news (flags another client set, expunges) does not end the wait. A connection the server closed
-        raises MailboxError (transient), so that the caller reconnects.
+        Other news (flags another client set, expunges, keep-alives) does not end the wait. A connection the
+        server closed raises MailboxError (transient), so that the caller reconnects.
         """
         client = self.client
+        deadline = time.monotonic() + timeout
         with self._errors("waiting for new mail (IDLE)"):
-            # Mail announced in reply to an earlier command (or to the last DONE) was not seen by the caller yet.
+            # Mail announced in reply to an earlier command was not reported to the caller yet.
             if self._take_pending_exists():
                 return True
-            client.idle()
-            arrived = self._take_pending_exists()  # announced before the server's "+ idling"
-            deadline = time.monotonic() + timeout
-            try:
-                while not arrived and not interrupted():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    wait = min(tick, left)
-                    started = time.monotonic()
-                    responses = client.idle_check(timeout=wait)
-                    arrived = _announces_mail(responses)
-                    if not responses and time.monotonic() - started < wait / 2:
-                        # Readable yet nothing in it: the server closed the connection. DONE below fails and says so.
-                        break
-            finally:
-                _text, responses = client.idle_done()
-            return arrived or _announces_mail(responses) or self._take_pending_exists()
+            while True:
+                client.idle()
+                try:
+                    news = self._wait_for_news(deadline, interrupted, tick)
+                finally:
+                    # The server's news is read only after DONE, in blocking mode and whole lines at a time:
+                    # imapclient's idle_check reads without blocking and drops a response that comes in pieces.
+                    _text, responses = client.idle_done()
+                if _announces_mail(responses) or self._take_pending_exists():
+                    return True
+                if not news or interrupted() or time.monotonic() >= deadline:
+                    return False
+
+    def _wait_for_news(self, deadline: float, interrupted: Callable[[], bool], tick: float) -> bool:
+        """True once the server sent anything during IDLE; False at the deadline or once interrupted."""
+        sock = self.client.socket()
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ)
+            while not interrupted():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if self._buffered() or selector.select(min(tick, left)):
+                    return True  # also when the server closed the connection: DONE then fails and says so
+        return False
+
+    def _buffered(self) -> bool:
+        """Whether a response already sits in imaplib's read buffer (or TLS's), where the socket does not show it."""
+        sock = self.client.socket()
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            return bool(self.client._imap.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            sock.settimeout(timeout)
 
     def _take_pending_exists(self) -> bool:
-        # imaplib keeps untagged responses that came with other commands' answers in this dict; imapclient reads
-        # it the same way after SELECT. Taking EXISTS out means each announcement is reported once.
-        return bool(self.client._imap.untagged_responses.pop("EXISTS", None))
+        # imaplib keeps the untagged responses that came with other commands' answers in this dict (imapclient
+        # reads it the same way after SELECT). Emptying it reports each EXISTS once, and keeps a watching
+        # connection's flag and keep-alive news from piling up there over the days.
+        pending = self.client._imap.untagged_responses
+        arrived = bool(pending.pop("EXISTS", None))
+        pending.clear()
+        return arrived
 
     def batches(self, after_uid: int, *, batch_size: int, max_batch_bytes: int) -> Iterator[list[Fetched]]:
         """Messages with UID > after_uid, ascending, in batches: one FETCH round trip per batch."""

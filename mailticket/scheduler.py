@@ -144,7 +144,6 @@ class Jobs:
 
         self._once_per_period("sla", self.settings.scheduler.sla_interval, work)
 
-
     # --- IMAP IDLE -----------------------------------------------------------------------------------------
 
     def start_watchers(self) -> None:

@@ -32,17 +32,30 @@ def _engine():
 def run_migrations() -> None:
     engine = _engine()
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=Base.metadata,
-            # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
-            render_as_batch=True,
-            compare_type=True,
-            render_item=_render_item,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        # Batch mode rebuilds a SQLite table by copying it and dropping the original, which the foreign keys of
+        # other tables' rows would refuse. The pragma is ignored inside a transaction, so it is set on the
+        # driver's connection before one begins, and the keys are checked once at the end instead.
+        sqlite = connection.dialect.name == "sqlite"
+        driver = connection.connection.driver_connection
+        if sqlite:
+            driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=Base.metadata,
+                # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
+                render_as_batch=True,
+                compare_type=True,
+                render_item=_render_item,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                    raise RuntimeError(f"the migration left rows whose foreign keys point nowhere: {broken[:5]}")
+            connection.commit()
+        finally:
+            if sqlite:
+                driver.execute("PRAGMA foreign_keys=ON")
 
 
 run_migrations()

@@ -1,4 +1,4 @@
-"""Three `serve` processes on one PostgreSQL database and one mailbox, one killed half way: nothing twice, nothing lost."""
+"""Three `serve` processes on one PostgreSQL database and one mailbox, one SIGKILLed half way: nothing twice or lost."""
 
 from __future__ import annotations
 

@@ -149,3 +149,19 @@ def _read_lines(proc: subprocess.Popen, lines: queue.Queue) -> None:
     # The one reader of the pipe, until it closes: the test looks for the ready line while serve runs.
     for line in proc.stdout:
         lines.put(line)
+
+
+def test_news_other_than_new_mail_does_not_end_the_wait(dovecot, box):
+    dovecot.deliver(box.username, [make_mail()])
+    with MailboxConnection(box) as conn:
+        conn.examine()
+        other = dovecot.client(box.username)
+        try:
+            other.select_folder("INBOX")
+            threading.Timer(0.3, other.add_flags, args=([1], ["\\Flagged"])).start()
+            began = time.monotonic()
+            assert conn.idle_wait(2.0) is False
+            assert time.monotonic() - began >= 1.9
+        finally:
+            time.sleep(0.1)
+            other.logout()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from mailticket.config import LimitSettings, MailboxSettings, Settings, TicketSettings
+from mailticket.config import AutoreplySettings, LimitSettings, MailboxSettings, Settings, TicketSettings
 from mailticket.db.models import OUT, RESOLVED, Event, Message, Participant, Quarantine, Ticket
 from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, ingest
 from tests.mails import SUPPORT, make_mail
@@ -18,6 +18,8 @@ SETTINGS = Settings(
     mailboxes=(MailboxSettings(name="support", host="localhost", username="u", password="p", address=SUPPORT),),
     limits=LimitSettings(max_message_bytes=200_000, max_attachment_bytes=100_000),
     tickets=TicketSettings(reopen_days=7, subject_threading_days=5),
+    # Acknowledgements are tests/test_acks.py's subject; here only inbound mail is counted.
+    autoreply=AutoreplySettings(enabled=False),
 )
 
 

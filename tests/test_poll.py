@@ -34,8 +34,12 @@ def settings_for(box: MailboxSettings, **changes) -> Settings:
 
 
 def count(store: Store, model) -> int:
+    """Rows of a table; for messages, the inbound ones (acknowledgements go out on new tickets)."""
+    query = select(func.count()).select_from(model)
+    if model is Message:
+        query = query.where(Message.direction == "in")
     with store.reading() as session:
-        return session.scalar(select(func.count()).select_from(model))
+        return session.scalar(query)
 
 
 def conversation(n: int, replies: int = 0) -> list[bytes]:
@@ -163,7 +167,7 @@ def test_poll_once_killed_in_the_middle_of_a_batch_loses_and_doubles_nothing(tmp
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
     with store.reading() as session:
-        ids = session.scalars(select(Message.message_id)).all()
+        ids = session.scalars(select(Message.message_id).where(Message.direction == "in")).all()
     assert len(ids) == len(set(ids)) == 2000
     assert count(store, Ticket) == 400
     assert all(SEEN in flags for flags in dovecot.flags(box.username).values())

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from email.parser import BytesParser
 from zoneinfo import ZoneInfo
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, insert, select
 
@@ -25,7 +24,7 @@ from mailticket.service.outbox import flush_sync
 from mailticket.web.app import create_app
 from mailticket.web.queue import queue_rows
 from tests.factories import PASSWORD, SETTINGS, T0, make_operator, make_ticket
-from tests.mails import SUPPORT, make_mail
+from tests.mails import SUPPORT
 from tests.smtp_sink import SmtpSink, smtp_sink  # noqa: F401
 
 HOUR = 3600.0
@@ -237,9 +236,10 @@ def test_a_breach_is_marked_and_escalated_once(store, smtp_sink):
     parsed = BytesParser(policy=email.policy.default).parsebytes(mail.raw)
     assert parsed["Subject"] == f"SLA missed: Café com defeito [#{ticket_id}]"
     assert (parsed["Auto-Submitted"], parsed["X-Mailticket-Loop"]) == ("auto-generated", str(ticket_id))
-    assert parsed.get_content().replace("\r\n", "\n").startswith(f"Ticket #{ticket_id} missed its SLA (policy tight):\n\n"
-                                           "- the first response was due 2026-11-02 11:00 UTC\n\n")
-    assert "Customer: ana@customer.example" in parsed.get_content()
+    text = parsed.get_content().replace("\r\n", "\n")
+    assert text.startswith(f"Ticket #{ticket_id} missed its SLA (policy tight):\n\n"
+                           "- the first response was due 2026-11-02 11:00 UTC\n\n")
+    assert "Customer: ana@customer.example" in text
     with store.reading() as s:
         directions = s.scalars(select(Message.direction).where(Message.ticket_id == ticket_id)
                                .order_by(Message.id)).all()
@@ -299,6 +299,23 @@ def test_a_reply_sent_together_with_a_status_change_to_pending_still_records_the
     assert ticket.first_response_breached is False
     assert ticket.status == "pending" and ticket.sla_paused_since == T0 + timedelta(minutes=30)
     assert ticket.sla_check_at is None
+
+
+def test_a_reply_that_leaves_while_the_ticket_is_pending_counts_from_when_the_clock_stopped(store, smtp_sink):
+    # SPEC §7: pending pauses the SLA clocks. The reply went out with "pending" at 30 min; the relay was down
+    # until after the hour, but the clock had stood still since 30 min. The figure is still the real wait.
+    make_operator(store, "olga")
+    settings = with_sink(TIGHT, smtp_sink)
+    ticket_id = make_ticket(store, settings=TIGHT)
+    reply(store, ticket_id, T0 + timedelta(minutes=30), settings=TIGHT, status="pending")
+    smtp_sink.stop()
+    assert flush_sync(store, settings, now=T0 + timedelta(minutes=31)).sent == 0
+    smtp_sink.start()
+
+    assert flush_sync(store, settings, now=T0 + timedelta(hours=1, minutes=30)).sent == 1
+
+    ticket = ticket_of(store, ticket_id)
+    assert (ticket.first_response_seconds, ticket.first_response_breached) == (90 * 60.0, False)
 
 
 def test_an_internal_note_is_not_a_response(store, smtp_sink):
@@ -382,6 +399,18 @@ def test_a_reply_that_never_left_the_outbox_is_not_a_response(store, smtp_sink):
     ticket = ticket_of(store, ticket_id)
     assert ticket.first_response_at == T0 + timedelta(hours=1, minutes=30)
     assert ticket.first_response_breached is True
+
+
+def test_a_first_reply_that_bounced_opens_the_first_response_verdict_again():
+    due = T0 + timedelta(hours=1)
+    met = sla.Clock(status="open", created_at=T0, first_response_at=None, first_response_due_at=due,
+                    resolution_due_at=due + timedelta(hours=1), sla_paused_since=None, sla_paused_seconds=0.0,
+                    first_response_breached=False, resolution_breached=None, sla_check_at=None,
+                    resolution_seconds=None)
+    again = sla.first_response_verdict(met)
+    assert (again.first_response_breached, again.sla_check_at) == (None, due)
+    missed = sla.first_response_verdict(dataclasses.replace(met, first_response_breached=True))
+    assert missed.first_response_breached is True  # a breach stays
 
 
 # -- resolution --------------------------------------------------------------------------------------------------------

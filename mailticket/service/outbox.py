@@ -330,3 +330,6 @@ def _reopen(session: Session, ticket_id: int, written_at: datetime, sent_at: dat
             Outbox.ticket_id == ticket_id, Outbox.kind == REPLY, Outbox.status == SENT))
         ticket.first_response_at = first
         ticket.first_response_seconds = timing.first_response_seconds(ticket.created_at, first)
+        session.flush()
+        # The first-response verdict follows the response that now stands (or none).
+        sla.on_first_response(session, ticket_id)

@@ -104,6 +104,7 @@ def changes(before: Clock, after: Clock) -> dict[str, object]:
 
 # -- the rules (pure) ---------------------------------------------------------------------------------------------
 
+MAX_CALENDARS = 16
 _CALENDARS: dict[int, tuple[BusinessHoursSettings | None, timing.BusinessCalendar]] = {}
 
 
@@ -112,6 +113,8 @@ def calendar_for(settings: Settings | None) -> timing.BusinessCalendar:
     hours = settings.business_hours if settings is not None else None
     kept = _CALENDARS.get(id(hours))
     if kept is None or kept[0] is not hours:
+        if len(_CALENDARS) >= MAX_CALENDARS:
+            _CALENDARS.clear()  # a process has one configuration; tests make a few
         kept = _CALENDARS[id(hours)] = (hours, timing.BusinessCalendar(hours))
     return kept[1]
 
@@ -191,14 +194,19 @@ def _resolved(c: Clock) -> Clock:
 
 
 def first_response_verdict(clock: Clock) -> Clock:
-    """The first-response verdict once first_response_at (the first reply SENT) is known."""
+    """The first-response verdict once first_response_at (the first reply SENT) is known; when it went back to
+    None (the first reply bounced), a met verdict is open again and the job looks at the due time again."""
     sent = clock.first_response_at
-    if sent is None or clock.first_response_due_at is None:
+    if clock.first_response_due_at is None:
         return clock
-    stop = clock.sla_paused_since
-    # A reply queued together with "pending" leaves later: the clock stopped when the ticket went pending.
-    effective = min(sent, stop) if stop is not None else sent
-    c = replace(clock, first_response_breached=effective > clock.first_response_due_at)
+    if sent is None:
+        c = replace(clock, first_response_breached=None if clock.first_response_breached is False
+                    else clock.first_response_breached)
+    else:
+        stop = clock.sla_paused_since
+        # A reply queued together with "pending" leaves later: the clock stopped when the ticket went pending.
+        effective = min(sent, stop) if stop is not None else sent
+        c = replace(clock, first_response_breached=effective > clock.first_response_due_at)
     return replace(c, sla_check_at=c.next_check())
 
 
@@ -272,7 +280,8 @@ def on_status_in_db(session: Session, ticket_id: int, status: str, at: datetime,
 
 
 def on_first_response(session: Session, ticket_id: int) -> None:
-    """For the outbox, once first_response_at is set by the first reply SENT: the first-response verdict."""
+    """For the outbox, once first_response_at is set by the first reply SENT (or reset, after a bounce): the
+    first-response verdict."""
     before = _read(session, ticket_id)
     if before is not None:
         _write(session, ticket_id, before, first_response_verdict(before))
@@ -347,7 +356,8 @@ def _escalate(session: Session, settings: Settings, tickets: list, now: datetime
                                detail="no mail sent: no admin has an e-mail address"))
             continue
         sender = _mailbox_address(settings, row)
-        subject = f"SLA missed: {row.subject or '(no subject)'} {tag.render(row.id)}"
+        subject, marker = f"SLA missed: {row.subject or '(no subject)'}", tag.render(row.id)
+        subject = subject if marker in subject else f"{subject} {marker}"
         body = escalation_text(settings, row, missed)
         mail = notification_mail(sender=sender, to=to, subject=subject, body=body, date=now, ticket_id=row.id)
         messages.append(dict(ticket_id=row.id, direction=NOTE, message_id=mail.message_id, in_reply_to="",

@@ -336,7 +336,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
     def set_status(me: Me, ticket_id: TicketId, request: StatusRequest) -> dict[str, Any]:
         """Sets the ticket's status and answers with its summary."""
         with store.transaction() as session:
-            ticket = actions.set_status(session, ticket_id, request.status, me)
+            ticket = actions.set_status(session, ticket_id, request.status, me, settings=settings)
             return ticket_summary(ticket)
 
     return router

@@ -184,7 +184,7 @@ def note(request: Request, ticket_id: TicketId, me: Posting, body: TextField = "
 def set_status(request: Request, ticket_id: TicketId, me: Posting, status: Annotated[str, Form(max_length=16)] = ""):
     try:
         with web(request).store.transaction() as session:
-            actions.set_status(session, ticket_id, status, me)
+            actions.set_status(session, ticket_id, status, me, settings=web(request).settings)
     except actions.ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=str(refused))
     flash(request, f"Status set to {status}")

@@ -78,7 +78,7 @@ def queue_rows(session: Session, *, view: str, queue: str | None, operator_id: i
     if queue:
         query = query.where(Ticket.queue == queue)
     if sort == DUE:
-        pass
+        query = query.order_by(DUE_AT.is_(None), DUE_AT, Ticket.id)
     elif view in (WAITING, OPEN, "mine"):
         # Oldest waiting first; tickets with nothing waiting after them.
         query = query.order_by(Ticket.waiting_since.is_(None), Ticket.waiting_since, Ticket.id)
