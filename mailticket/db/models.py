@@ -110,8 +110,12 @@ class Ticket(Base):
     resolution_breached: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     sla_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    # Set when an admin merged this ticket into another; its mail then lands in that one.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
+    # The routing rule (SPEC issue 6) that set the queue and priority, by name.
+    routed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
-    customer: Mapped[Customer] = relationship(lazy="joined")
+    customer: Mapped[Customer] = relationship(lazy="joined", foreign_keys=[customer_id])
 
     __table_args__ = (
         Index("ix_tickets_status_waiting", "status", "waiting_since"),
@@ -292,3 +296,36 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CannedReply(Base):
+    """A saved answer admins keep; placeholders like {customer_name} are filled in the reply form."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CustomerAddress(Base):
+    """Further addresses of a customer: mail from any of them is that customer's."""
+
+    __tablename__ = "customer_addresses"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Csat(Base):
+    """The customer's satisfaction rating of a resolved ticket: one per ticket, a later answer replaces it."""
+
+    __tablename__ = "csat"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    answered_at: Mapped[datetime] = mapped_column(UtcDateTime())
