@@ -31,7 +31,7 @@ NEW_COLUMNS = {
         "resolution_seconds": None, "reply_count": 0, "reopen_count": 0, "first_responder_id": None,
         "sla_name": None, "first_response_due_at": None, "resolution_due_at": None, "sla_paused_since": None,
         "sla_paused_seconds": 0, "first_response_breached": None, "resolution_breached": None,
-        "escalated_at": None, "sla_check_at": None,
+        "escalated_at": None, "sla_check_at": None, "merged_into_id": None, "routed_by": None,
     },
     "messages": {"operator_id": None},
 }
