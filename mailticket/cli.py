@@ -14,6 +14,8 @@ from mailticket import config as config_module
 from mailticket.config import ConfigError, Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+# `ticket list --search` shows at most this many tickets, newest first.
+CLI_SEARCH_LIMIT = 500
 
 
 class UsageError(Exception):
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     ticket_list = ticket.add_parser("list")
     ticket_list.add_argument("--status", choices=("open", "pending", "resolved"))
     ticket_list.add_argument("--json", action="store_true")
+    ticket_list.add_argument("--search", metavar="TEXT",
+                             help="full-text search (subject, messages, addresses, names, ticket number), newest first")
     ticket_list.set_defaults(run=cmd_ticket_list)
     ticket_show = ticket.add_parser("show")
     ticket_show.add_argument("id", type=int)
@@ -130,7 +134,12 @@ def cmd_ticket_list(args: argparse.Namespace) -> int:
 
     store = open_store(load_settings(args))
     with store.reading() as session:
-        rows = find_tickets(session, status=args.status)
+        if args.search:
+            from mailticket.service.search import search
+
+            rows = search(session, args.search, status=args.status, limit=CLI_SEARCH_LIMIT)
+        else:
+            rows = find_tickets(session, status=args.status)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK

@@ -94,6 +94,19 @@ class SlaSettings:
 
 
 @dataclass(frozen=True)
+class RouteSettings:
+    """One [[route]] rule (issue 6): every match key given must fit; the actions set queue and priority."""
+    name: str
+    to: str | None = None  # a recipient address (To or Cc)
+    from_addr: str | None = None  # TOML key `from`
+    from_domain: str | None = None
+    subject_keywords: tuple[str, ...] = ()
+    body_keywords: tuple[str, ...] = ()
+    queue: str | None = None
+    priority: str | None = None
+
+
+@dataclass(frozen=True)
 class BusinessHoursSettings:
     timezone: str = "UTC"
     # weekday (0 = Monday) -> list of (start, end) as "HH:MM" strings
@@ -106,6 +119,12 @@ class AutoreplySettings:
     enabled: bool = True
     template: str = "ack_en.txt"
     max_per_sender_per_hour: int = 5
+
+
+@dataclass(frozen=True)
+class CsatSettings:
+    enabled: bool = True  # the resolution mail carries a satisfaction survey link
+    valid_days: float = 14.0  # the link's lifetime
 
 
 @dataclass(frozen=True)
@@ -125,9 +144,11 @@ class Settings:
     claims: ClaimSettings = field(default_factory=ClaimSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     sla: tuple[SlaSettings, ...] = ()
+    routes: tuple[RouteSettings, ...] = ()
     business_hours: BusinessHoursSettings | None = None
     autoreply: AutoreplySettings = field(default_factory=AutoreplySettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    csat: CsatSettings = field(default_factory=CsatSettings)
     log_level: str = "info"
 
     def mailbox(self, name: str) -> MailboxSettings:
@@ -161,6 +182,7 @@ SECURITY_MODES = ("tls", "starttls", "none")
 IMAP_PORTS = {"tls": 993, "starttls": 143, "none": 143}  # when [[mailbox]] port is absent
 SMTP_PORTS = {"tls": 465, "starttls": 587, "none": 25}  # when [smtp] port is absent
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+PRIORITIES = ("low", "normal", "high", "urgent")
 MIN_SECRET_KEY_LENGTH = 16
 
 
@@ -237,6 +259,12 @@ def _days(value: Any) -> float:
     _expect(value, (int, float), "a number of days")
     _ensure(value >= 0, f"must be 0 or more, not {value}")
     return float(value)
+
+
+def _positive_days(value: Any) -> float:
+    days = _days(value)
+    _ensure(days > 0, f"must be more than 0 days, not {value}")
+    return days
 
 
 def _choice(*allowed: str) -> Callable[[Any], str]:
@@ -339,6 +367,15 @@ def _holidays(value: Any) -> tuple[str, ...]:
     return tuple(sorted(days))
 
 
+def _keywords(value: Any) -> tuple[str, ...]:
+    wanted = 'an array of words or phrases, like ["devolução", "troca"]'
+    _expect(value, list, wanted)
+    _ensure(value, "must not be empty: list at least one keyword, or leave the key out")
+    for item in value:
+        _ensure(isinstance(item, str) and item.strip(), f"must be {wanted}, and {_show(item)} is not one")
+    return tuple(item.strip() for item in value)
+
+
 class Key(NamedTuple):
     """One TOML key: how to check its value, whether it must be given, and whether it is a secret
     (then KEY, KEY_env and KEY_file are its three forms, at most one of them given)."""
@@ -357,7 +394,7 @@ def _any_secret(value: str) -> str:
 
 
 # The whole file. Key names are the dataclass field names, except [business_hours] mon..sun
-# (-> weekly) and [log] level (-> Settings.log_level).
+# (-> weekly), [log] level (-> Settings.log_level) and [[route]] from (-> RouteSettings.from_addr).
 SCHEMA: dict[str, dict[str, Key]] = {
     "database": {"url": Key(_database_url, secret=True)},
     "mailbox": {
@@ -376,13 +413,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "sla": {"name": Key(_text, True), "first_response": _DURATION_KEY, "resolution": _DURATION_KEY,
             "queue": Key(_text), "priority": Key(_text),
             "sender_domain": Key(_matching(_DOMAIN, 'a domain like "partner.example"', lower=True))},
+    "route": {"name": Key(_text, True),
+              "to": Key(_matching(_EMAIL, 'an e-mail address like "trocas@shop.example"', lower=True)),
+              "from": Key(_matching(_EMAIL, 'an e-mail address like "orders@partner.example"', lower=True)),
+              "from_domain": Key(_matching(_DOMAIN, 'a domain like "partner.example"', lower=True)),
+              "subject_keywords": Key(_keywords), "body_keywords": Key(_keywords),
+              "queue": Key(_text), "priority": Key(_choice(*PRIORITIES))},
     "business_hours": {"timezone": Key(_timezone), **{day: Key(_hours) for day in WEEKDAYS},
                        "holidays": Key(_holidays)},
     "autoreply": {"enabled": Key(_bool), "template": Key(_text), "max_per_sender_per_hour": Key(_integer(0))},
     "limits": {"max_message_bytes": Key(_size), "max_attachment_bytes": Key(_size)},
+    "csat": {"enabled": Key(_bool), "valid_days": Key(_positive_days)},
     "log": {"level": Key(_choice(*LOG_LEVELS))},
 }
-ARRAY_SECTIONS = ("mailbox", "sla")  # written [[mailbox]], [[sla]]: one block per entry
+ARRAY_SECTIONS = ("mailbox", "sla", "route")  # written [[mailbox]], [[sla]], [[route]]: one block per entry
+ROUTE_MATCH_KEYS = ("to", "from", "from_domain", "subject_keywords", "body_keywords")
+ROUTE_ACTIONS = ("queue", "priority")
 
 
 def allowed_keys(section: str) -> list[str]:
@@ -496,6 +542,13 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
     for where, sla in sections["sla"]:
         if "first_response" not in sla and "resolution" not in sla:
             raise reader.error(f"{where} needs first_response, resolution or both")
+    for where, rule in sections["route"]:
+        if not any(key in rule for key in ROUTE_MATCH_KEYS):
+            raise reader.error(f"{where} needs at least one match key: {', '.join(ROUTE_MATCH_KEYS)}")
+        if not any(key in rule for key in ROUTE_ACTIONS):
+            raise reader.error(f"{where} needs an action: queue, priority or both")
+        if "from" in rule:  # `from` is a Python keyword
+            rule["from_addr"] = rule.pop("from")
     smtp, web, claims, hours = sections["smtp"], sections["web"], sections["claims"], sections["business_hours"]
     smtp.setdefault("port", SMTP_PORTS[smtp.get("security", "starttls")])
     if ("username" in smtp) != ("password" in smtp):
@@ -516,8 +569,10 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
         smtp=SmtpSettings(**smtp), web=WebSettings(**web), tickets=TicketSettings(**sections["tickets"]),
         claims=ClaimSettings(**claims), scheduler=SchedulerSettings(**sections["scheduler"]),
         sla=tuple(SlaSettings(**sla) for _, sla in sections["sla"]),
+        routes=tuple(RouteSettings(**rule) for _, rule in sections["route"]),
         business_hours=BusinessHoursSettings(weekly={d: h for d, h in weekly.items() if h}, **hours)
         if "business_hours" in raw else None,
         autoreply=AutoreplySettings(**sections["autoreply"]), limits=LimitSettings(**sections["limits"]),
+        csat=CsatSettings(**sections["csat"]),
         log_level=sections["log"].get("level", Settings.log_level),
     )

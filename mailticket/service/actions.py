@@ -13,6 +13,7 @@ from mailticket.mail import compose
 from mailticket.service.claims import TicketNotFound, db_now, take_for_reply
 from mailticket.service.history import record
 from mailticket.service import sla  # issue 4: SLA clocks follow status changes
+from mailticket.service import csat  # issue 6: the resolution mail carries the survey link
 from mailticket.threads import TicketTag
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -112,6 +113,8 @@ def set_status(session: Session, ticket_id: int, status: str, operator: Operator
     ticket.status = status
     ticket.resolved_at = now if status == RESOLVED else None
     ticket.updated_at = now
+    if status == RESOLVED:
+        csat.on_resolved(session, settings, ticket, now)  # issue 6: a notification, never a response
     return ticket
 
 

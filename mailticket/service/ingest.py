@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailticket import threads
+from mailticket import routing, threads
 from mailticket.config import Settings
 from mailticket.db.models import (
     IN,
@@ -20,6 +20,7 @@ from mailticket.db.models import (
     PENDING,
     Attachment,
     Customer,
+    CustomerAddress,
     Message,
     Participant,
     Event,
@@ -40,6 +41,8 @@ MAX_REFERENCES = 20
 IN_CLAUSE_CHUNK = 500
 # Tickets of one sender with one subject looked at by the subject rule.
 SUBJECT_CANDIDATES = 5
+# A chain of merges (A into B, then B into C) is followed this far; merge refuses cycles, this bounds a broken one.
+MAX_MERGE_HOPS = 10
 UNKNOWN_SENDER = "unknown@invalid"
 CREATED, APPENDED, DUPLICATE, QUARANTINED = "created", "appended", "duplicate", "quarantined"
 
@@ -48,14 +51,18 @@ log = logging.getLogger(__name__)
 # Statements built once, so that SQLAlchemy compiles each of them once.
 TAKES_PART = select(Participant.ticket_id).where(
     Participant.ticket_id == bindparam("t"), Participant.address == bindparam("a"))
+# The customer of an address: its own, else the one it was added to (issue 6); one query, the primary first.
+CUSTOMER_OF_ADDRESS = func.coalesce(
+    select(Customer.id).where(Customer.address == bindparam("a")).scalar_subquery(),
+    select(CustomerAddress.customer_id).where(CustomerAddress.address == bindparam("a")).scalar_subquery(),
+)
 BY_SUBJECT = (
     select(Ticket.id, Ticket.last_message_at)
-    .join(Customer, Customer.id == Ticket.customer_id)
-    .where(Customer.address == bindparam("a"), Ticket.subject_key == bindparam("k"))
+    .where(Ticket.customer_id == CUSTOMER_OF_ADDRESS, Ticket.subject_key == bindparam("k"))
     .order_by(Ticket.last_message_at.desc())
     .limit(SUBJECT_CANDIDATES)
 )
-CUSTOMER_BY_ADDRESS = select(Customer.id).where(Customer.address == bindparam("a"))
+CUSTOMER_BY_ADDRESS = select(CUSTOMER_OF_ADDRESS)
 INSERT_CUSTOMER = insert(Customer).returning(Customer.id)
 INSERT_TICKET = insert(Ticket).returning(Ticket.id)
 INSERT_MESSAGE_RETURNING_ID = insert(Message).returning(Message.id)
@@ -136,8 +143,10 @@ class _TicketState:
     last_message_at: datetime
     waiting_since: datetime | None
     queue: str
+    merged_into_id: int | None = None  # issue 6: an admin merged it; its mail goes there
     dirty: bool = False
     reopened: bool = False
+    priority: str = "normal"  # set at creation, for the acknowledgement's SLA
 
 
 def ingest(
@@ -209,6 +218,8 @@ class _Batch:
         return self.known.get(message_id)
 
     def takes_part(self, ticket_id: int, address: str) -> bool:
+        # The participants of a merged ticket moved to the survivor with its messages.
+        ticket_id = self._survivor(ticket_id)
         if (ticket_id, address) in self.participants:
             return True
         found = self.conn.execute(TAKES_PART, dict(t=ticket_id, a=address)).first() is not None
@@ -269,10 +280,22 @@ class _Batch:
         for start in range(0, len(wanted), IN_CLAUSE_CHUNK):
             rows = self.conn.execute(
                 select(Ticket.id, Ticket.status, Ticket.resolved_at, Ticket.last_message_at, Ticket.waiting_since,
-                       Ticket.queue).where(Ticket.id.in_(wanted[start:start + IN_CLAUSE_CHUNK]))
+                       Ticket.queue, Ticket.merged_into_id)
+                .where(Ticket.id.in_(wanted[start:start + IN_CLAUSE_CHUNK]))
             )
             for row in rows:
                 self.tickets[row.id] = _TicketState(*row)
+
+    def _survivor(self, ticket_id: int) -> int:
+        """The ticket that holds `ticket_id`'s mail now: itself, or the one it was merged into (chains too)."""
+        for _ in range(MAX_MERGE_HOPS):
+            self._load_tickets({ticket_id})
+            state = self.tickets.get(ticket_id)
+            if state is None or state.merged_into_id is None:
+                return ticket_id
+            ticket_id = state.merged_into_id
+        self._load_tickets({ticket_id})
+        return ticket_id
 
     def _thread(self, item: Fetched, msg: Inbound, loop: str | None, bounced: tuple[str, ...]) -> Outcome:
         rules = self.settings.tickets
@@ -285,8 +308,8 @@ class _Batch:
             return Outcome(DUPLICATE)
         matched_by, result, ticket = found.rule, APPENDED, None
         if found.ticket_id is not None:
-            self._load_tickets({found.ticket_id})
-            ticket = self.tickets[found.ticket_id]
+            # A merged ticket's mail (its tag, its subject) lands in the ticket it was merged into (issue 6).
+            ticket = self.tickets[self._survivor(found.ticket_id)]
             action = threads.follow_up(ticket.status, ticket.resolved_at, self.now, rules.reopen_days)
             if action == "reopen":
                 # issue 4 (SLA): the clock stopped at resolution runs again; the resolution is open again.
@@ -309,7 +332,7 @@ class _Batch:
             self.acks.append(acks.AckRequest(
                 ticket_id=ticket.id, to=msg.from_addr, subject=_clean(msg.subject),
                 in_reply_to=None if msg.synthetic_id else msg.message_id, references=msg.references,
-                mailbox=self.mailbox, queue=ticket.queue, priority="normal"))
+                mailbox=self.mailbox, queue=ticket.queue, priority=ticket.priority))
         for original in bounced:
             # One of our replies came back: its outbox row fails and its ticket gets a note (SPEC §5).
             if mark_bounced(self.session, original, _bounce_reason(msg), self.now) is not None:
@@ -341,17 +364,26 @@ class _Batch:
     def _new_ticket(self, item: Fetched, msg: Inbound, *, queue: str, follows: int | None) -> _TicketState:
         # issue 4 (SLA): the policy and its due times go in with the row.
         customer = msg.from_addr or UNKNOWN_SENDER
-        sla_columns = sla.new_ticket_columns(self.settings.sla, self.calendar, queue=queue, priority="normal",
+        # issue 6 (routing): the first [[route]] that fits sets queue and priority, before the SLA is chosen on them.
+        rule = routing.route(self.settings.routes, to_addrs=msg.to_addrs, from_addr=msg.from_addr,
+                             subject=msg.subject, body=msg.text)
+        queue = rule.queue if rule and rule.queue else queue
+        priority = rule.priority if rule and rule.priority else "normal"
+        sla_columns = sla.new_ticket_columns(self.settings.sla, self.calendar, queue=queue, priority=priority,
                                              customer=customer, created_at=item.received_at)
         # Inserted at once: later messages of the batch may name it by subject or tag.
         ticket_id = self.conn.execute(INSERT_TICKET, dict(
             subject=_clean(msg.subject), subject_key=threads.subject_key(msg.subject, tag=self.tag),
-            status=OPEN, queue=queue, priority="normal", mailbox=self.mailbox, customer_id=self._customer(msg),
+            status=OPEN, queue=queue, priority=priority, mailbox=self.mailbox, customer_id=self._customer(msg),
+            routed_by=rule.name if rule else None,
             follows_ticket_id=follows, created_at=item.received_at, updated_at=self.now,
             last_message_at=item.received_at, waiting_since=None, handle_seconds=0.0, **sla_columns,
         )).scalar_one()
-        self.tickets[ticket_id] = state = _TicketState(ticket_id, OPEN, None, item.received_at, None, queue)
+        self.tickets[ticket_id] = state = _TicketState(ticket_id, OPEN, None, item.received_at, None, queue,
+                                                       priority=priority)
         self._event(ticket_id, "created", f"from {customer}")
+        if rule is not None:
+            self._event(ticket_id, "routed", f"rule {rule.name}: queue {queue}, priority {priority}")
         if sla_columns["sla_name"] is not None:
             self._event(ticket_id, "sla", sla.describe(sla_columns))
         return state

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailticket.config import Settings
-from mailticket.db.models import Operator, Ticket
+from mailticket.db.models import Csat, Operator, Ticket
 from mailticket.reports import Report, TicketFigures, build_report
 
 DEFAULT_DAYS = 30  # the default period: the last 30 days, today included
@@ -89,12 +89,14 @@ def parse_period(since: str | None, until: str | None, *, today: date, zone: str
 
 
 def figures(session: Session, since: datetime, until: datetime) -> list[TicketFigures]:
-    """The tickets created in [since, until), oldest first, with their first responder's name: one query."""
+    """The tickets created in [since, until), oldest first, with their first responder's name and CSAT: one query."""
     rows = session.execute(
         select(Ticket.id, Ticket.queue, Ticket.created_at, Ticket.first_response_seconds, Ticket.handle_seconds,
                Ticket.resolution_seconds, Ticket.first_response_breached, Ticket.resolution_breached,
-               Ticket.reply_count, Ticket.reopen_count, Operator.name, Operator.username)
+               Ticket.reply_count, Ticket.reopen_count, Operator.name, Operator.username,
+               Csat.rating.label("csat_rating"))
         .outerjoin(Operator, Operator.id == Ticket.first_responder_id)
+        .outerjoin(Csat, Csat.ticket_id == Ticket.id)  # issue 6: the customer's survey answer, if any
         .where(Ticket.created_at >= since, Ticket.created_at < until)
         .order_by(Ticket.created_at, Ticket.id)
     ).all()
@@ -112,7 +114,7 @@ def figures(session: Session, since: datetime, until: datetime) -> list[TicketFi
             sla_resolution_met=_met(row.resolution_breached),
             replies_before_resolution=row.reply_count or 0,
             reopened=(row.reopen_count or 0) > 0,
-            csat=None,  # no satisfaction survey exists yet
+            csat=row.csat_rating,
         )
         for row in rows
     ]

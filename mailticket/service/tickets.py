@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from mailticket.db.models import Claim, Customer, Message, Operator, Ticket
@@ -24,10 +24,11 @@ def find_tickets(session: Session, *, status: str | None = None, q: str | None =
     if status:
         query = query.where(Ticket.status == status)
     if q:
-        # A plain substring search; LIKE wildcards typed by the caller match literally.
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(Ticket.subject.ilike(pattern, escape="\\"),
-                                Customer.address.ilike(pattern, escape="\\")))
+        # Full-text over subject, messages, addresses and names, plus the ticket number (service/search.py);
+        # the list keeps its ticket order and `after` paging.
+        from mailticket.service.search import matching_ticket_ids  # search builds on this module
+
+        query = query.where(matching_ticket_ids(session, q))
     tickets = [ticket_summary(t) for t in session.scalars(query)]
     claims = live_claims(session, [t["id"] for t in tickets])
     return [{**t, "claim": claims.get(t["id"])} for t in tickets]

@@ -266,7 +266,8 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         me: Me,
         status: Annotated[Status | None, Query(description="only tickets with this status")] = None,
         q: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS,
-                                       description="substring of the subject or the customer's address")] = None,
+                                       description="words of the subject, message text, sender address or name, "
+                                                   "or the ticket number (full-text, accents ignored)")] = None,
         after: Annotated[int, Query(ge=0, description="only tickets with a greater id: pass the last id seen "
                                                       "to fetch the next page")] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = MAX_LIST_LIMIT,

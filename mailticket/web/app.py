@@ -25,6 +25,8 @@ from mailticket.resources import resource_dir
 from mailticket.service.claims import TicketNotFound
 from mailticket.web import admin, api, auth, customers, pages, queue
 from mailticket.web import report  # the report page (issue 4, point 7)
+from mailticket.web import search  # the search page (issue 6, point 3)
+from mailticket.web import canned, csat  # issue 6: canned replies, the public satisfaction survey
 from mailticket.web.core import LoginRequired, Web, make_templates, redirect, wants_json, web
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,9 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
         return Response(metrics.exposition(metrics_registry), media_type=metrics.CONTENT_TYPE)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, pages, customers, admin, report):
+    for module in (auth, queue, pages, customers, admin, report, search):
+        app.include_router(module.router)
+    for module in (canned, csat):  # issue 6
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Path, Request
 
 from mailticket.service import actions
+from mailticket.service import customers as customer_service  # issue 6: addresses
+from mailticket.service.claims import db_now
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
 from mailticket.web.core import flash, local_path, redirect, web
@@ -17,15 +19,38 @@ CustomerId = Annotated[int, Path(ge=1, le=MAX_ID)]
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/customers/{customer_id}")
-def customer_page(request: Request, customer_id: CustomerId, me: SignedIn):
+def render_customer(request: Request, customer_id: int, status: int = 200, *, error: str | None = None,
+                    address_draft: str = ""):
     app = web(request)
     with app.store.reading() as session:
         customer = reads.customer(session, customer_id)
         if customer is None:
             raise HTTPException(404, f"no customer {customer_id}")
         tickets = reads.customer_tickets(session, customer_id)
-    return app.render(request, "customer.html", customer=customer, tickets=tickets)
+        addresses = customer_service.addresses(session, customer_id)
+        ticket_notes = reads.customer_ticket_notes(session, customer_id)
+    return app.render(request, "customer.html", status, customer=customer, tickets=tickets, addresses=addresses,
+                      ticket_notes=ticket_notes, error=error, address_draft=address_draft)
+
+
+@router.get("/customers/{customer_id}")
+def customer_page(request: Request, customer_id: CustomerId, me: SignedIn):
+    return render_customer(request, customer_id)
+
+
+@router.post("/customers/{customer_id}/addresses")
+def add_address(request: Request, customer_id: CustomerId, me: Posting,
+                address: Annotated[str, Form(max_length=1000)] = ""):
+    """Issue 6: mail from the added address belongs to this customer from now on."""
+    try:
+        with web(request).store.transaction() as session:
+            added = customer_service.add_address(session, customer_id, address, db_now(session))
+    except actions.ActionError as refused:
+        # An unknown customer is a 404 from render_customer itself.
+        return render_customer(request, customer_id, 422, error=f"Address not added: {refused}",
+                               address_draft=address)
+    flash(request, f"Address {added} added")
+    return redirect(f"/customers/{customer_id}")
 
 
 @router.post("/customers/{customer_id}/notes")

@@ -21,6 +21,8 @@ from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
 from mailticket.db.models import Operator
 from mailticket.service import actions
 from mailticket.service import claims as claim_service
+from mailticket.service import merge as merge_service  # issue 6: merge
+from mailticket.service import canned as canned_replies, csat  # issue 6
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
 from mailticket.web.core import flash, format_clock, local_path, redirect, web
@@ -64,6 +66,9 @@ def render_ticket(request: Request, me: Operator, ticket_id: int, status: int = 
     app = web(request)
     with app.store.reading() as session:
         page = reads.ticket_page(session, ticket_id)
+        # issue 6: the canned replies filled for this ticket, and the customer's survey answer.
+        canned = canned_replies.for_ticket(session, page.ticket, me)
+        csat_rating = csat.rating(session, ticket_id)
     holding = page.held_by(me.id)
     live = page.live_claim()
     return app.render(
@@ -71,7 +76,7 @@ def render_ticket(request: Request, me: Operator, ticket_id: int, status: int = 
         holding=holding, show_reply=holding or draft is not None, draft=draft or Draft(),
         can_reclaim=draft is not None and not holding and live is None, error=error, note_draft=note_draft,
         heartbeat=app.settings.claims.heartbeat, reply_statuses=REPLY_STATUSES, statuses=actions.STATUSES,
-        priorities=actions.PRIORITIES,
+        priorities=actions.PRIORITIES, canned=canned, csat_rating=csat_rating,
     )
 
 
@@ -210,6 +215,32 @@ def set_priority(request: Request, ticket_id: TicketId, me: Posting,
 @router.post("/tickets/{ticket_id}/queue")
 def set_queue(request: Request, ticket_id: TicketId, me: Posting, queue: Annotated[str, Form(max_length=200)] = ""):
     return _set_field(request, ticket_id, me, "queue", queue)
+
+
+# "123" or "#123": the number of the ticket to merge into.
+MERGE_TARGET = re.compile(r"#?\s*([0-9]{1,10})")
+
+
+@router.post("/tickets/{ticket_id}/merge")
+def merge(request: Request, ticket_id: TicketId, me: Posting, into: Annotated[str, Form(max_length=32)] = ""):
+    """Issue 6: an admin merges this (duplicate) ticket into another; the answer shows the survivor."""
+    if not me.is_admin:
+        raise HTTPException(403, "only an admin may merge tickets")
+    target = MERGE_TARGET.fullmatch(into.strip())
+    if target is None or not 1 <= int(target.group(1)) <= MAX_ID:
+        return render_ticket(request, me, ticket_id, 422, error="Not merged: give the number of the ticket to merge into")
+    into_id = int(target.group(1))
+    try:
+        with web(request).store.transaction() as session:
+            merge_service.merge(session, ticket_id, into_id, me, claim_service.db_now(session))
+    except merge_service.MergeError as refused:
+        return render_ticket(request, me, ticket_id, 409, error=f"Not merged: {refused}")
+    except claim_service.TicketNotFound as missing:
+        if missing.args and missing.args[0] == into_id:
+            return render_ticket(request, me, ticket_id, 422, error=f"Not merged: there is no ticket #{into_id}")
+        raise
+    flash(request, f"Ticket #{ticket_id} merged into #{into_id}")
+    return redirect(ticket_url(into_id))
 
 
 @router.get("/attachments/{attachment_id}")

@@ -9,11 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from mailticket.claims import ClaimView
-from mailticket.db.models import Attachment, Claim, Customer, Event, Message, Operator, Outbox, Ticket
+from mailticket.db.models import NOTE, Attachment, Claim, Customer, Event, Message, Operator, Outbox, Ticket
 from mailticket.service.claims import TicketNotFound, db_now, read_claim
 
 # How many of a customer's tickets a page lists.
 CUSTOMER_TICKETS = 100
+# How many internal notes of a customer's tickets the customer page shows, newest first.
+CUSTOMER_NOTES = 50
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,12 @@ def live_claims(session: Session) -> list[LiveClaim]:
         .order_by(Claim.expires_at)
     ).all()
     return [LiveClaim(r.ticket_id, r.subject, r.name or r.username, r.claimed_at, r.expires_at) for r in rows]
+
+
+def customer_ticket_notes(session: Session, customer_id: int) -> list[Message]:
+    """Issue 6: the internal notes operators wrote on this customer's tickets, newest first."""
+    return list(session.scalars(
+        select(Message).join(Ticket, Ticket.id == Message.ticket_id)
+        .where(Ticket.customer_id == customer_id, Message.direction == NOTE)
+        .order_by(Message.received_at.desc(), Message.id.desc()).limit(CUSTOMER_NOTES)
+    ))

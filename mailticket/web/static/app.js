@@ -68,6 +68,23 @@
     }
   }
 
+  // Canned replies (issue 6): insert the chosen text (filled by the server) at the cursor, without a reload.
+  function cannedInsert(button) {
+    var select = document.getElementById("canned-select");
+    var body = document.getElementById("reply-body");
+    if (!select || !body) { return; }
+    button.addEventListener("click", function (event) {
+      var option = select.options[select.selectedIndex];
+      if (!option) { return; }
+      event.preventDefault();
+      var text = option.getAttribute("data-body") || "";
+      var start = body.selectionStart, end = body.selectionEnd;
+      body.setRangeText(text, start, end, "end");
+      body.dispatchEvent(new Event("input", { bubbles: true }));
+      body.focus();
+    });
+  }
+
   function refreshingQueue(head) {
     var seconds = parseInt(head.getAttribute("data-refresh") || "0", 10);
     if (seconds <= 0) { return; }
@@ -81,6 +98,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("reply-form");
     if (form) { replyForm(form); }
+    var insert = document.getElementById("canned-insert");
+    if (insert) { cannedInsert(insert); }
     var head = document.querySelector("[data-refresh]");
     if (head) { refreshingQueue(head); }
   });

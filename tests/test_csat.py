@@ -1,0 +1,219 @@
+"""The satisfaction survey on real SQLite and PostgreSQL: the resolution mail and its signed link, the public page
+(one answer per ticket, a later one replaces it), forged and expired links refused, the figure on the ticket and in
+the report; and a survey mail is never the first response."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import timedelta
+
+import pytest
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
+
+from mailticket.config import CsatSettings, WebSettings
+from mailticket.db.models import Csat, Message, Operator, Outbox, Ticket
+from mailticket.service import actions, csat, operators
+from mailticket.service.outbox import Counts, flush_sync
+from mailticket.service.report_data import figures
+from mailticket.web.app import create_app
+from tests.factories import SETTINGS, T0, make_operator, make_ticket
+from tests.smtp_sink import smtp_sink  # noqa: F401
+from tests.test_web import Browser, element
+
+SECRET = "csat-test-secret-key-0123456789"
+BASE_URL = "https://support.shop.example"
+SURVEY_SETTINGS = dataclasses.replace(
+    SETTINGS, web=WebSettings(secret_key=SECRET, base_url=BASE_URL), csat=CsatSettings(enabled=True, valid_days=14),
+)
+RESOLVED_AT = T0 + timedelta(hours=2)
+# The page's clock: a day after the resolution, well within the link's 14 days.
+ANSWERED_AT = RESOLVED_AT + timedelta(days=1)
+LINK = re.compile(re.escape(BASE_URL) + r"/csat/([A-Za-z0-9_.\-]+)")
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(monkeypatch):
+    monkeypatch.setattr(operators, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+def resolve(store, ticket_id: int, *, settings=SURVEY_SETTINGS, at=RESOLVED_AT) -> None:
+    operator_id = make_operator(store, f"op{ticket_id}")
+    with store.transaction() as session:
+        actions.set_status(session, ticket_id, "resolved", session.get(Operator, operator_id), now=at,
+                           settings=settings)
+
+
+def survey_mails(store, ticket_id: int) -> list[tuple[Outbox, Message]]:
+    with store.reading() as session:
+        return session.execute(
+            select(Outbox, Message).join(Message, Message.id == Outbox.message_id)
+            .where(Outbox.ticket_id == ticket_id, Outbox.kind == csat.NOTIFICATION).options(undefer(Message.raw))
+        ).all()
+
+
+def token_of(store, ticket_id: int) -> str:
+    [(_row, message)] = survey_mails(store, ticket_id)
+    return LINK.search(message.text).group(1)
+
+
+def client(store, *, now=ANSWERED_AT, settings=SURVEY_SETTINGS) -> TestClient:
+    return TestClient(create_app(settings, store, clock=lambda: now), follow_redirects=False)
+
+
+def answers(store) -> list[tuple[int, int, str]]:
+    with store.reading() as session:
+        return [(r.ticket_id, r.rating, r.comment) for r in session.scalars(select(Csat).order_by(Csat.ticket_id))]
+
+
+# The resolution mail
+
+def test_resolving_queues_the_resolution_mail_with_a_signed_link(store):
+    ticket = make_ticket(store, sender="ana@customer.example", subject="Where is my order?")
+    resolve(store, ticket)
+
+    [(row, message)] = survey_mails(store, ticket)
+    assert (row.status, row.recipients, row.next_attempt_at) == ("queued", "ana@customer.example", RESOLVED_AT)
+    assert message.direction == "out" and message.operator_id is None
+    assert "[#%d]" % ticket in message.subject
+    assert b"Auto-Submitted: auto-generated" in message.raw
+    token = LINK.search(message.text).group(1)
+    assert csat.read_token(SECRET, token, valid_days=14, now=ANSWERED_AT) == ticket
+
+
+def test_no_resolution_mail_when_the_survey_is_off(store):
+    ticket = make_ticket(store)
+    resolve(store, ticket, settings=dataclasses.replace(SURVEY_SETTINGS, csat=CsatSettings(enabled=False)))
+    assert survey_mails(store, ticket) == []
+
+
+def test_the_survey_mail_is_not_the_first_response(store, smtp_sink):
+    ticket = make_ticket(store)
+    resolve(store, ticket)
+    assert flush_sync(store, dataclasses.replace(SURVEY_SETTINGS, smtp=smtp_sink.settings()),
+                      now=RESOLVED_AT + timedelta(minutes=1)) == Counts(sent=1)
+    with store.reading() as session:
+        sent = session.get(Ticket, ticket)
+        assert (sent.first_response_at, sent.first_response_seconds) == (None, None)
+    assert len(smtp_sink.messages) == 1
+
+
+# The public page
+
+def test_a_valid_link_records_once_and_a_second_answer_replaces_it(store):
+    ticket = make_ticket(store, subject="Broken lid")
+    resolve(store, ticket)
+    token = token_of(store, ticket)
+    page = client(store)
+
+    form = page.get(f"/csat/{token}")
+    assert form.status_code == 200 and 'id="csat-form"' in form.text and "Broken lid" in form.text
+    assert "set-cookie" not in form.headers  # no session for the customer
+
+    first = page.post(f"/csat/{token}", data={"token": token, "rating": "4", "comment": "Quick, thanks"})
+    assert first.status_code == 200 and 'id="csat-thanks"' in first.text
+    assert answers(store) == [(ticket, 4, "Quick, thanks")]
+
+    again = page.post(f"/csat/{token}", data={"token": token, "rating": "2", "comment": ""})
+    assert again.status_code == 200
+    assert answers(store) == [(ticket, 2, "")]
+    with store.reading() as session:
+        assert session.get(Csat, ticket).answered_at == ANSWERED_AT
+
+
+@pytest.mark.parametrize("forge", [
+    lambda token: token[:-2] + ("AA" if not token.endswith("AA") else "BB"),  # a changed signature
+    lambda token: csat.make_token("another-secret-key-entirely", 1, RESOLVED_AT),  # signed with another key
+    lambda token: "not-a-token",
+])
+def test_a_forged_link_is_refused_with_400(store, forge):
+    ticket = make_ticket(store)
+    resolve(store, ticket)
+    forged = forge(token_of(store, ticket))
+    page = client(store)
+
+    shown = page.get(f"/csat/{forged}")
+    assert shown.status_code == 400 and "not valid" in element(shown.text, "csat-refused")
+    posted = page.post(f"/csat/{forged}", data={"token": forged, "rating": "5"})
+    assert posted.status_code == 400
+    assert answers(store) == []
+
+
+def test_an_expired_link_is_refused_with_410(store):
+    ticket = make_ticket(store)
+    resolve(store, ticket)
+    token = token_of(store, ticket)
+    late = client(store, now=RESOLVED_AT + timedelta(days=14, seconds=1))
+
+    shown = late.get(f"/csat/{token}")
+    assert shown.status_code == 410 and "expired" in element(shown.text, "csat-refused")
+    assert late.post(f"/csat/{token}", data={"token": token, "rating": "5"}).status_code == 410
+    assert answers(store) == []
+    # The last moment of its 14 days it still works.
+    assert client(store, now=RESOLVED_AT + timedelta(days=14)).get(f"/csat/{token}").status_code == 200
+
+
+def test_the_expiry_follows_the_configured_days(store):
+    ticket = make_ticket(store)
+    resolve(store, ticket)
+    token = token_of(store, ticket)
+    with pytest.raises(csat.ExpiredToken):
+        csat.read_token(SECRET, token, valid_days=1, now=RESOLVED_AT + timedelta(days=2))
+    assert csat.read_token(SECRET, token, valid_days=3, now=RESOLVED_AT + timedelta(days=2)) == ticket
+
+
+def test_a_form_whose_hidden_token_differs_from_the_link_is_refused(store):
+    first = make_ticket(store, message_id="a@x.example", sender="a@x.example", subject="First")
+    second = make_ticket(store, message_id="b@x.example", sender="b@x.example", subject="Second")
+    assert first != second
+    resolve(store, first)
+    resolve(store, second)
+    page = client(store)
+    refused = page.post(f"/csat/{token_of(store, first)}", data={"token": token_of(store, second), "rating": "1"})
+    assert refused.status_code == 403
+    cross_site = page.post(f"/csat/{token_of(store, first)}", headers={"Origin": "https://evil.example"},
+                           data={"token": token_of(store, first), "rating": "1"})
+    assert cross_site.status_code == 403
+    assert answers(store) == []
+
+
+@pytest.mark.parametrize("rating", ["0", "6", "", "five", "-1"])
+def test_a_rating_outside_one_to_five_shows_the_form_again(store, rating):
+    ticket = make_ticket(store)
+    resolve(store, ticket)
+    token = token_of(store, ticket)
+    answer = client(store).post(f"/csat/{token}", data={"token": token, "rating": rating, "comment": "kept"})
+    assert answer.status_code == 422 and "rating from 1" in answer.text and "kept</textarea>" in answer.text
+    assert answers(store) == []
+
+
+# The figure on the ticket and in the report
+
+def answer_survey(store, ticket: int, rating: int) -> None:
+    token = token_of(store, ticket)
+    assert client(store).post(f"/csat/{token}", data={"token": token, "rating": str(rating)}).status_code == 200
+
+
+def test_the_ticket_page_and_the_report_show_the_csat(store):
+    tickets = [make_ticket(store, sender=f"c{n}@customer.example", message_id=f"r{n}@customer.example",
+                           subject=f"Order {n}") for n in range(3)]
+    for ticket, rating in zip(tickets[:2], (5, 4)):
+        resolve(store, ticket)
+        answer_survey(store, ticket, rating)
+
+    with store.reading() as session:
+        assert [f.csat for f in figures(session, T0, T0 + timedelta(days=1))] == [5, 4, None]
+
+    make_operator(store, "ana")
+    # Over plain http: the operators' session cookie of an https base_url would not come back to the test client.
+    plain = dataclasses.replace(SURVEY_SETTINGS, web=WebSettings(secret_key=SECRET))
+    browser = Browser(create_app(plain, store, clock=lambda: ANSWERED_AT))
+    assert browser.log_in("ana").status_code == 303
+    ticket_page = browser.get(f"/tickets/{tickets[1]}").text
+    assert re.sub(r"<[^>]+>", "", element(ticket_page, "ticket-csat")) == "4/5"
+    assert element(browser.get(f"/tickets/{tickets[2]}").text, "ticket-csat") is None
+    report = browser.get("/report?since=2026-11-02&until=2026-11-03").text
+    assert re.sub(r"<[^>]+>", "", element(report, "summary-csat")).strip() == "4.5"
