@@ -217,3 +217,23 @@ def test_the_ticket_page_and_the_report_show_the_csat(store):
     assert element(browser.get(f"/tickets/{tickets[2]}").text, "ticket-csat") is None
     report = browser.get("/report?since=2026-11-02&until=2026-11-03").text
     assert re.sub(r"<[^>]+>", "", element(report, "summary-csat")).strip() == "4.5"
+
+
+# Configuration
+
+def test_the_csat_section_is_read_and_checked(tmp_path):
+    from mailticket.config import ConfigError, load
+
+    path = tmp_path / "config.toml"
+    assert load(_write(path, "")).csat == CsatSettings(enabled=True, valid_days=14.0)
+    assert load(_write(path, "[csat]\nenabled = false\nvalid_days = 3\n")).csat == CsatSettings(False, 3.0)
+    for bad, reason in (("valid_days = 0", "csat.valid_days must be more than 0 days"),
+                        ('enabled = "yes"', "csat.enabled must be true or false"),
+                        ("days = 3", "unknown key csat.days")):
+        with pytest.raises(ConfigError, match=re.escape(reason)):
+            load(_write(path, f"[csat]\n{bad}\n"))
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path

@@ -48,9 +48,9 @@ def add_address(session: Session, customer_id: int, text: str, now: datetime) ->
     insert_for = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     added = session.connection().execute(
         insert_for(CustomerAddress).values(address=address, customer_id=customer_id, created_at=now)
-        .on_conflict_do_nothing(index_elements=["address"])
-    ).rowcount
-    if added != 1:
+        .on_conflict_do_nothing(index_elements=["address"]).returning(CustomerAddress.address)
+    ).first()
+    if added is None:
         # Another operator added it a moment ago.
         raise ActionError(f"{address} was just added to a customer by someone else")
     return address

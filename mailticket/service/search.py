@@ -27,6 +27,7 @@ MAX_TERMS = 16
 SCAN_PAGE = 200
 # Characters of message text shown around the first hit.
 SNIPPET_CHARS = 160
+SQLITE_MAX_ROWID = 2**63 - 1
 
 SQLITE_MATCHES = text(
     "SELECT m.id, m.ticket_id FROM message_search JOIN messages m ON m.id = message_search.rowid "
@@ -105,15 +106,17 @@ def _newest_matches(session: Session, q: str, limit: int, status: str | None) ->
     found: dict[int, int] = {}
     sqlite = session.get_bind().dialect.name == "sqlite"
     match = fts5_query(q) if sqlite else None
-    below = 2**63 - 1
     base = None if sqlite else _message_matches(session, q)
-    if (sqlite and match is None) or (not sqlite and base is None):
+    if match is None and base is None:
         return found
+    below: int | None = None  # the oldest message id read so far
     while len(found) < limit:
         if sqlite:
-            rows = session.execute(SQLITE_MATCHES, dict(match=match, below=below, page=SCAN_PAGE)).all()
+            rows = session.execute(SQLITE_MATCHES, dict(match=match, below=below or SQLITE_MAX_ROWID,
+                                                        page=SCAN_PAGE)).all()
         else:
-            rows = session.execute(base.where(Message.id < below).order_by(Message.id.desc()).limit(SCAN_PAGE)).all()
+            page = base if below is None else base.where(Message.id < below)
+            rows = session.execute(page.order_by(Message.id.desc()).limit(SCAN_PAGE)).all()
         if status is not None and rows:
             wanted = set(session.scalars(select(Ticket.id).where(
                 Ticket.id.in_({r.ticket_id for r in rows}), Ticket.status == status)))
