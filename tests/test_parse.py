@@ -277,9 +277,9 @@ def test_protocol_relative_images_count_as_remote():
     assert "tracker.example" not in msg.html
 
 
-def test_links_keep_their_target_and_get_noopener_noreferrer():
+def test_links_keep_their_address_open_in_a_new_tab_and_get_noopener_noreferrer():
     html = fixture("html-only-with-inline-image.eml").html
-    assert '<a href="https://shop.example/track" rel="noopener noreferrer">good link</a>' in html
+    assert '<a href="https://shop.example/track" target="_blank" rel="noopener noreferrer">good link</a>' in html
 
 
 def test_data_urls_are_not_allowed_as_links():
