@@ -1,7 +1,6 @@
 """Browser-test harness: the real app served by uvicorn on loopback, headless Chromium through Playwright.
 
-Register with `pytest_plugins = ["tests.dovecot", "tests.browser"]` in tests/conftest.py; until then
-tests/test_browser.py lists it in its own `pytest_plugins`. Fixtures (and the `login()` helper):
+Registered through `pytest_plugins` in tests/conftest.py. Fixtures (and the `login()` helper):
 
 - `chromium`: one headless Chromium (Debian's /usr/bin/chromium) per test module;
 - `serve_app(settings, store, clock=...)`: runs `create_app` with uvicorn in a thread of its own on a free

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from mailticket.db.store import Store
 from tests.factories import make_ticket

@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from mailticket.clock import utcnow
 from mailticket.config import AutoreplySettings, MailboxSettings, Settings, SmtpSettings
@@ -22,10 +21,9 @@ from mailticket.db.store import Store
 from mailticket.service import actions
 from mailticket.service.claims import claim
 from mailticket.service.operators import add_operator
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_pg_database
 from tests.dovecot import free_port
 from tests.mails import SUPPORT
-from tests.smtp_sink import smtp_sink  # noqa: F401
 from tests.test_poll import conversation
 from tests.test_serve import wait_for
 
@@ -48,14 +46,8 @@ STEP = 0.05  # seconds between looks at the database while waiting
 @pytest.fixture
 def cluster_db() -> Iterator[str]:
     """A fresh PostgreSQL database of its own, without tables: `mailticket migrate` makes them."""
-    name = f"mailticket_cluster_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield admin.url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_pg_database("mailticket_cluster") as url:
+        yield url
 
 
 class Instance:

@@ -21,7 +21,6 @@ from mailticket.service.outbox import Counts, flush_sync
 from mailticket.service.report_data import figures
 from mailticket.web.app import create_app
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
-from tests.smtp_sink import smtp_sink  # noqa: F401
 from tests.test_web import Browser, element
 
 SECRET = "csat-test-secret-key-0123456789"

@@ -23,7 +23,6 @@ from playwright.sync_api import Browser, Page, expect
 from mailticket.demo_mail import SUPPORT_ADDRESS
 from tests.dovecot import free_port
 
-pytest_plugins = ["tests.browser"]  # the `chromium` fixture
 
 START_TIMEOUT = 60.0
 STOP_WITHIN = 10.0

@@ -19,7 +19,7 @@ from mailticket.web.app import create_app
 from tests.dovecot import free_port
 from tests.factories import SETTINGS, make_operator, make_ticket
 from tests.mails import SUPPORT, make_mail
-from tests.smtp_sink import TEMPORARY, smtp_sink  # noqa: F401
+from tests.smtp_sink import TEMPORARY
 from tests.test_api import Caller, token_for
 from tests.test_web import signed_in
 

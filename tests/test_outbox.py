@@ -24,7 +24,7 @@ from mailticket.service import actions, outbox
 from mailticket.service.claims import claim
 from mailticket.service.outbox import Counts, flush_sync
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
-from tests.smtp_sink import DATA, PERMANENT, RCPT, TEMPORARY, SmtpSink, self_signed, smtp_sink  # noqa: F401
+from tests.smtp_sink import DATA, PERMANENT, RCPT, TEMPORARY, SmtpSink, self_signed
 
 REPO = Path(__file__).resolve().parents[1]
 T1 = T0 + timedelta(hours=1)  # the operator replies

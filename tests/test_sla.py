@@ -25,7 +25,7 @@ from mailticket.web.app import create_app
 from mailticket.web.queue import queue_rows
 from tests.factories import PASSWORD, SETTINGS, T0, make_operator, make_ticket
 from tests.mails import SUPPORT
-from tests.smtp_sink import SmtpSink, smtp_sink  # noqa: F401
+from tests.smtp_sink import SmtpSink
 
 HOUR = 3600.0
 DAY = 24 * HOUR

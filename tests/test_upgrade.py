@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import inspect, select, text
 
 from mailticket.config import AutoreplySettings
 from mailticket.db.migrate import current, head, upgrade
 from mailticket.db.models import Attachment, Message, Quarantine, Ticket
 from mailticket.db.store import Store
 from mailticket.service.ingest import ingest
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_pg_database
 from tests.factories import SETTINGS
 from tests.mails import make_mail
 
@@ -46,14 +45,8 @@ def empty_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/upgrade.db"
         return
-    name = f"mailticket_upgrade_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield admin.url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_pg_database("mailticket_upgrade") as url:
+        yield url
 
 
 def stamp(store: Store, at: datetime | None):
