@@ -120,6 +120,7 @@ class Ticket(Base):
     __table_args__ = (
         Index("ix_tickets_status_waiting", "status", "waiting_since"),
         Index("ix_tickets_customer_subject", "customer_id", "subject_key", "last_message_at"),
+        Index("ix_tickets_queue", "queue"),
     )
 
 
