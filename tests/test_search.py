@@ -80,10 +80,9 @@ def test_it_finds_by_customer_address_name_and_ticket_number(store):
 
 def test_notes_and_replies_are_searched_too(store):
     ticket = make_ticket(store)
+    operator_id = make_operator(store, "ana")
     with store.transaction() as session:
-        operator = session.get(Operator, make_operator(store, "ana"))
-    with store.transaction() as session:
-        operator = session.get(Operator, operator.id)
+        operator = session.get(Operator, operator_id)
         actions.add_note(session, ticket, operator, "Cliente ligou: quer reembolso por transferência.")
     assert find(store, "transferencia") == [ticket]
 
