@@ -478,3 +478,21 @@ def test_the_queue_shows_who_holds_each_claim(sqlite_store, serve_app, operator_
     carla.goto("/?view=all")
     expect(carla.locator(f"#ticket-row-{ana_ticket} td.claim")).to_have_text("free")
     expect(carla.locator(f"#ticket-row-{bruno_ticket} td.claim")).to_have_text(re.compile(r"^Bruno" + until))
+
+
+def test_an_operator_finds_a_ticket_by_a_portuguese_word_typed_without_accents(sqlite_store, serve_app,
+                                                                                operator_page):
+    store = sqlite_store
+    wanted = make_ticket(store, sender="maria@customer.example", subject="Pedido 4411",
+                         body="Quero fazer a devolução do tênis, veio com defeito.", message_id="s1@c.example")
+    other = make_ticket(store, sender="joao@customer.example", subject="Pedido 4412",
+                        body="Quando chega o meu pedido?", message_id="s2@c.example")
+    make_operator(store, "ana", name="Ana Lima")
+    ana = operator_page(serve_app(settings(), store), "ana")
+    ana.goto("/")
+    ana.fill("#top-search-q", "devolucao tenis")
+    ana.press("#top-search-q", "Enter")
+    expect(ana.locator(f"#search-row-{wanted}")).to_be_visible()
+    expect(ana.locator(f"#search-row-{other}")).to_have_count(0)
+    ana.click(f"#search-row-{wanted} td.subject a")
+    expect(ana.locator("h1")).to_contain_text("Pedido 4411")

@@ -17,7 +17,7 @@ from tests.factories import make_operator, make_ticket
 THREADS = 32
 ROUNDS = 500
 PROCESSES = 4
-PROCESS_ROUNDS = 200
+PROCESS_ROUNDS = 500
 TTL = 900
 
 

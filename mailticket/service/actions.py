@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -9,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from mailticket.config import Settings
 from mailticket.db.models import IN, NOTE, OUT, QUEUED, RESOLVED, STATUSES, Customer, Message, Operator, Outbox, Ticket
+from mailticket.db.models import Attachment  # issue 4: attachments on replies
 from mailticket.mail import compose
 from mailticket.service.claims import TicketNotFound, db_now, take_for_reply
 from mailticket.service.history import record
@@ -18,6 +21,8 @@ from mailticket.threads import TicketTag
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 MAX_BODY_CHARS = 100_000
+# A MIME type as "type/subtype"; anything else is sent and stored as application/octet-stream.
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
 
 
 class ActionError(ValueError):
@@ -34,13 +39,21 @@ def get_ticket(session: Session, ticket_id: int) -> Ticket:
 def reply(
     session: Session, settings: Settings, ticket_id: int, operator: Operator, body: str, claim_token: str | None,
     *, keep_claim: bool = False, status: str | None = None, now: datetime | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> Message:
-    """Queues a reply to the customer; refused with ClaimLost unless the live claim is held with this token."""
+    """Queues a reply to the customer; refused with ClaimLost unless the live claim is held with this token.
+
+    `attachments` are (filename, content type, bytes): sent with the mail and kept as Attachment rows.
+    """
     body = body.replace("\x00", "")
     if not body.strip():
         raise ActionError("the reply is empty")
     if len(body) > MAX_BODY_CHARS:
         raise ActionError(f"the reply is longer than {MAX_BODY_CHARS} characters")
+    parts = [clean_attachment(*part) for part in attachments]
+    limit = settings.limits.max_attachment_bytes
+    if sum(len(data) for _, _, data in parts) > limit:
+        raise ActionError(f"the attachments are too big: together at most {limit} bytes")
     if status is not None and status not in STATUSES:
         raise ActionError(f"unknown status {status!r}")
     now = now or db_now(session)
@@ -56,7 +69,7 @@ def reply(
         from_address=address, from_name=settings.smtp.from_name, to=[ticket.customer.address],
         subject=compose.reply_subject(ticket.subject, TicketTag(settings.tickets.subject_tag).render(ticket.id)),
         body=body, date=now, ticket_id=ticket.id, in_reply_to=last_in.message_id if last_in else None,
-        references=references,
+        references=references, attachments=parts,
     )
     message = Message(
         ticket_id=ticket.id, direction=OUT, message_id=outgoing.message_id, from_addr=address,
@@ -66,6 +79,9 @@ def reply(
     )
     session.add(message)
     session.flush()
+    for filename, content_type, data in parts:
+        session.add(Attachment(message_id=message.id, filename=filename, content_type=content_type, size=len(data),
+                               data=data, inline=False))
     session.add(Outbox(message_id=message.id, ticket_id=ticket.id, kind="reply", status=QUEUED,
                        recipients=ticket.customer.address, attempts=0, next_attempt_at=now, created_at=now))
     # The customer has an answer on its way; the ticket no longer waits on us.
@@ -77,6 +93,15 @@ def reply(
     if status is not None and status != ticket.status:
         set_status(session, ticket.id, status, operator, now=now, settings=settings)
     return message
+
+
+def clean_attachment(filename: str, content_type: str, data: bytes) -> tuple[str, str, bytes]:
+    """A name without folders or control characters (at most 255), and a plain "type/subtype"."""
+    name = re.sub(r"[\x00-\x1f\x7f]", "", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    content_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if not _CONTENT_TYPE.fullmatch(content_type) or len(content_type) > 255:
+        content_type = "application/octet-stream"
+    return (name[:255] or "attachment"), content_type, bytes(data)
 
 
 def add_note(session: Session, ticket_id: int, operator: Operator, body: str, now: datetime | None = None) -> Message:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi import APIRouter, File, Form, HTTPException, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -158,20 +158,48 @@ def reply(
     request: Request, ticket_id: TicketId, me: Posting, body: TextField = "",
     claim_token: Annotated[str, Form(max_length=200)] = "", keep_claim: Annotated[bool, Form()] = False,
     status: Annotated[str, Form(max_length=16)] = "",
+    attachments: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI copies defaults)
 ):
     app = web(request)
     draft = Draft(body, keep_claim, status if status in REPLY_STATUSES else "")
+    files = read_uploads(attachments, app.settings.limits.max_attachment_bytes)
+    # A browser cannot be handed files back: a refusal says to choose them again; the text is kept.
+    again = " (choose the attachments again)" if attachments and any(a.filename for a in attachments) else ""
+    if files is None:
+        limit = app.settings.limits.max_attachment_bytes
+        return render_ticket(request, me, ticket_id, 422, draft=draft,
+                             error=f"Not sent: the attachments are too big, together at most {limit} bytes{again}")
     try:
         with app.store.transaction() as session:
             actions.reply(session, app.settings, ticket_id, me, body, claim_token or None, keep_claim=keep_claim,
-                          status=status or None)
+                          status=status or None, attachments=files)
     except ClaimLost as lost:
         metrics.claim_conflict(metrics.CLAIM_LOST)  # metrics hook
-        return render_ticket(request, me, ticket_id, 409, error=f"Not sent: {lost}", draft=draft)
+        return render_ticket(request, me, ticket_id, 409, error=f"Not sent: {lost}{again}", draft=draft)
     except actions.ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=f"Not sent: {refused}", draft=draft)
+        return render_ticket(request, me, ticket_id, 422, error=f"Not sent: {refused}{again}", draft=draft)
     flash(request, "Reply queued")
     return redirect(ticket_url(ticket_id))
+
+
+def read_uploads(uploads: list[UploadFile], limit: int) -> list[tuple[str, str, bytes]] | None:
+    """(name, content type, bytes) of each chosen file; None when together they exceed `limit` bytes.
+
+    An empty file input still posts one nameless, empty part: it is no attachment.
+    """
+    files: list[tuple[str, str, bytes]] = []
+    left = limit
+    for upload in uploads:
+        if not isinstance(upload, UploadFile):
+            continue
+        data = upload.file.read(left + 1)
+        if len(data) > left:
+            return None
+        if not upload.filename and not data:
+            continue
+        left -= len(data)
+        files.append((upload.filename or "attachment", upload.content_type or "application/octet-stream", data))
+    return files
 
 
 @router.post("/tickets/{ticket_id}/note")
