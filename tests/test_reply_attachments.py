@@ -66,9 +66,14 @@ def test_an_empty_file_input_sends_no_attachment(app, store):
     ticket = make_ticket(store)
     ana = signed_in(app, store, "ana")
     token = claimed(ana, ticket)
-    # What a browser posts for a file input left empty: one part without a name or content.
-    sent = ana.post(f"/tickets/{ticket}/reply", {"body": "No files.", "claim_token": token},
-                    files=[("attachments", ("", b"", "application/octet-stream"))])
+    # What a browser posts for a file input left empty: one part named "" without content.
+    fields = {"csrf_token": ana.csrf, "body": "No files.", "claim_token": token}
+    raw = b"".join(f'--B\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                   for k, v in fields.items())
+    raw += (b'--B\r\nContent-Disposition: form-data; name="attachments"; filename=""\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n\r\n--B--\r\n")
+    sent = ana.client.post(f"/tickets/{ticket}/reply", content=raw,
+                           headers={"content-type": "multipart/form-data; boundary=B"})
     assert sent.status_code == 303
     assert count(store, select(func.count()).select_from(Attachment)) == 0
     with store.reading() as session:

@@ -118,15 +118,13 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
         # No login: scrapers carry no session; the figures are counts, never ticket contents.
         return Response(metrics.exposition(metrics_registry), media_type=metrics.CONTENT_TYPE)
 
+    # The API first: routes are tried in order, and its calls (claims above all) are the hot path.
+    api.install(app, settings, store)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, pages, customers, admin, report, search):
-        app.include_router(module.router)
-    for module in (canned, csat):  # issue 6
+    for module in (auth, queue, pages, customers, admin, report, search, canned, csat):
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)
-    if hasattr(api, "install"):
-        api.install(app, settings, store)
     return app
 
 

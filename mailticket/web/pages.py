@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Path, Request, UploadF
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from mailticket import metrics
 from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
@@ -190,7 +191,7 @@ def read_uploads(uploads: list[UploadFile], limit: int) -> list[tuple[str, str, 
     files: list[tuple[str, str, bytes]] = []
     left = limit
     for upload in uploads:
-        if not isinstance(upload, UploadFile):
+        if not isinstance(upload, StarletteUpload):  # FastAPI's UploadFile annotates; Starlette's arrives
             continue
         data = upload.file.read(left + 1)
         if len(data) > left:
