@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert
 
-from mailticket.db.models import Claim, Customer, Message, Operator, Ticket
+from mailticket.db.models import Customer, Message, Ticket
 from mailticket.db.store import Store
 from mailticket.service.operators import add_operator, new_token
 
