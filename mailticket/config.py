@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 
+# The From address when no [[mailbox]] is configured (a web-only instance).
+FALLBACK_FROM_ADDRESS = "support@localhost"
+
+
 class ConfigError(Exception):
     """A config problem, in one sentence naming file and key; the CLI prints it and exits 2."""
 
@@ -156,6 +160,13 @@ class Settings:
             if box.name == name:
                 return box
         raise ConfigError(f"{self.path}: no [[mailbox]] named {name!r}")
+
+    def address_of(self, mailbox: str | None) -> str:
+        """The address we write from for mail of this mailbox: the one the customer wrote to and will answer."""
+        for box in self.mailboxes:
+            if box.name == mailbox:
+                return box.address
+        return self.mailboxes[0].address if self.mailboxes else FALLBACK_FROM_ADDRESS
 
     @property
     def own_addresses(self) -> tuple[str, ...]:

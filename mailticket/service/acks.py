@@ -36,7 +36,6 @@ AUTO_SUBMITTED = "auto-replied"
 RATE_WINDOW = timedelta(hours=1)
 # Addresses nobody reads (no-reply@, donotreply@, noreply-orders@...): an acknowledgement there is wasted.
 NO_REPLY_LOCAL_PART = re.compile(r"^(no|do[-_.]?not)[-_.]?reply\b", re.IGNORECASE)
-FALLBACK_FROM_ADDRESS = "support@localhost"
 # Words for the `duration` template filter: language -> (day, hour, minute) as (singular, plural), and "and".
 DURATION_WORDS = {
     "en": ((("day", "days"), ("hour", "hours"), ("minute", "minutes")), "and"),
@@ -209,18 +208,10 @@ def _deliverable(to: str, own: set[str]) -> str | None:
     return to
 
 
-def _from_address(settings: Settings, mailbox: str | None) -> str:
-    # As actions.reply: the address of the mailbox the customer wrote to, which is the one they will answer.
-    for box in settings.mailboxes:
-        if box.name == mailbox:
-            return box.address
-    return settings.mailboxes[0].address if settings.mailboxes else FALLBACK_FROM_ADDRESS
-
-
 def _message_row(settings: Settings, request: AckRequest, to: str, now: datetime) -> dict:
     body = render_ack(settings, ticket_id=request.ticket_id, subject=request.subject, queue=request.queue,
                       priority=request.priority, sender=to)
-    address = _from_address(settings, request.mailbox)
+    address = settings.address_of(request.mailbox)
     tag = TicketTag(settings.tickets.subject_tag).render(request.ticket_id)
     references = list(request.references)
     outgoing = compose.build(

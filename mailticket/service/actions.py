@@ -63,7 +63,7 @@ def reply(
         select(Message).where(Message.ticket_id == ticket_id, Message.direction == IN)
         .order_by(Message.received_at.desc(), Message.id.desc()).limit(1)
     )
-    address = _mailbox_address(settings, ticket)
+    address = settings.address_of(ticket.mailbox)
     references = (last_in.references.split() if last_in and last_in.references else [])
     outgoing = compose.build(
         from_address=address, from_name=settings.smtp.from_name, to=[ticket.customer.address],
@@ -169,10 +169,3 @@ def set_customer_notes(session: Session, customer_id: int, notes: str) -> Custom
         raise ActionError(f"no customer {customer_id}")
     customer.notes = notes.replace("\x00", "")[:MAX_BODY_CHARS]
     return customer
-
-
-def _mailbox_address(settings: Settings, ticket: Ticket) -> str:
-    for box in settings.mailboxes:
-        if box.name == ticket.mailbox:
-            return box.address
-    return settings.mailboxes[0].address if settings.mailboxes else "support@localhost"

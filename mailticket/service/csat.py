@@ -33,7 +33,6 @@ TEMPLATE = "resolved_en.txt"
 AUTO_SUBMITTED = "auto-generated"
 RATINGS = range(1, 6)
 MAX_COMMENT_CHARS = 5000
-FALLBACK_FROM_ADDRESS = "support@localhost"
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ def on_resolved(session: Session, settings: Settings | None, ticket: Ticket, now
         .order_by(Message.received_at.desc(), Message.id.desc()).limit(1)
     )
     references = last_in.references.split() if last_in and last_in.references else []
-    address = _from_address(settings, ticket.mailbox)
+    address = settings.address_of(ticket.mailbox)
     outgoing = compose.build(
         from_address=address, from_name=settings.smtp.from_name, to=[to],
         subject=compose.reply_subject(ticket.subject, tag), body=body, date=now, ticket_id=ticket.id,
@@ -190,11 +189,3 @@ def _environment(folder: str) -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(folder), autoescape=False, undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
     )
-
-
-def _from_address(settings: Settings, mailbox: str | None) -> str:
-    # As actions.reply: the address of the mailbox the customer wrote to.
-    for box in settings.mailboxes:
-        if box.name == mailbox:
-            return box.address
-    return settings.mailboxes[0].address if settings.mailboxes else FALLBACK_FROM_ADDRESS

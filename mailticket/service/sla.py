@@ -343,8 +343,6 @@ def check(session: Session, settings: Settings, now: datetime, *, limit: int = C
 def _escalate(session: Session, settings: Settings, tickets: list, now: datetime) -> list[dict]:
     """One notification per ticket to the admins, through the outbox, kept on the ticket as an internal note (never
     a reply: it is not shown as one, and never goes to the customer). Returns the history rows."""
-    from mailticket.service.actions import _mailbox_address  # the same From as the ticket's replies
-
     conn = session.connection()
     admins = list(dict.fromkeys(a.strip() for a in conn.execute(ADMINS).scalars() if a.strip()))
     tag = TicketTag(settings.tickets.subject_tag)
@@ -355,7 +353,7 @@ def _escalate(session: Session, settings: Settings, tickets: list, now: datetime
             events.append(dict(ticket_id=row.id, at=now, kind="escalated", actor=None,
                                detail="no mail sent: no admin has an e-mail address"))
             continue
-        sender = _mailbox_address(settings, row)
+        sender = settings.address_of(row.mailbox)  # the same From as the ticket's replies
         subject, marker = f"SLA missed: {row.subject or '(no subject)'}", tag.render(row.id)
         subject = subject if marker in subject else f"{subject} {marker}"
         body = escalation_text(settings, row, missed)
