@@ -17,10 +17,10 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from mailticket.db.models import Customer, Message, Ticket
+from mailticket.db.models import Message, Ticket
 from mailticket.db.store import Store
 from mailticket.service.search import search
-from bench.web import ms, percentile
+from bench.web import insert_customers, ms, percentile
 
 TICKETS = 100_000
 MESSAGES_PER_TICKET = 5
@@ -67,8 +67,7 @@ def fill(url: str, tickets: int) -> list[str]:
     rnd.shuffle(rare)
     with store.transaction() as session:
         conn = session.connection()
-        conn.execute(insert(Customer), [dict(address=f"c{i}@mail.example", name=f"Cliente {i} Souza", notes="",
-                                             created_at=T0) for i in range(1, CUSTOMERS + 1)])
+        insert_customers(conn, "Cliente {i} Souza")
         for start in range(1, tickets + 1, 10_000):
             rows, messages = [], []
             for t in range(start, min(start + 10_000, tickets + 1)):

@@ -39,6 +39,12 @@ TEXT = ("Bom dia, o meu pedido ainda não chegou e o rastreio não atualiza há 
         "Podem verificar com a transportadora? Obrigado. ") * 3
 
 
+def insert_customers(conn, name: str) -> None:
+    """CUSTOMERS customers c1@mail.example ..., named by `name` with {i}, in one statement."""
+    conn.execute(insert(Customer), [dict(address=f"c{i}@mail.example", name=name.format(i=i), notes="",
+                                         created_at=T0) for i in range(1, CUSTOMERS + 1)])
+
+
 def fill(url: str, tickets: int) -> None:
     """Bulk rows straight into the tables: the benchmark measures reading them, not ingesting them."""
     store = Store(url)
@@ -46,8 +52,7 @@ def fill(url: str, tickets: int) -> None:
     rnd = random.Random(7)
     with store.transaction() as session:
         conn = session.connection()
-        conn.execute(insert(Customer), [dict(address=f"c{i}@mail.example", name=f"Customer {i}", notes="",
-                                             created_at=T0) for i in range(1, CUSTOMERS + 1)])
+        insert_customers(conn, "Customer {i}")
         for start in range(1, tickets + 1, 10_000):
             rows, messages = [], []
             for t in range(start, min(start + 10_000, tickets + 1)):
