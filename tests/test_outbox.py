@@ -189,6 +189,8 @@ def test_retries_back_off_exponentially(store, smtp_sink):
 def test_two_flushers_never_send_the_same_row(store, smtp_sink):
     queue_replies(store, 60)
     settings = settings_for(smtp_sink)
+    # A slow relay keeps each pass busy long enough that the other instance always finds rows left to take.
+    smtp_sink.delay_answer(0.05)
     start = threading.Barrier(2)
     results: list[Counts] = []
 
