@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 # How long a SQLite writer waits for another writer before giving up (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READONLY = "mailticket_readonly"
+# A server checkpoints SQLite's WAL this often in a thread of its own: a checkpoint syncs the database file,
+# tens of milliseconds on a slow disk, which would otherwise land on the request whose commit triggers it.
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+# ...and commits still checkpoint when the WAL passes this many pages (about 40 MB), should that thread lag.
+WAL_SAFETY_PAGES = 10_000
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
@@ -35,6 +43,8 @@ def make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if background_checkpoints:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_SAFETY_PAGES}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
@@ -54,18 +64,23 @@ def make_engine(url: str) -> Engine:
 class Store:
     """The database: `transaction()` for work that writes, `reading()` for pages and reports."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, background_checkpoints: bool = False) -> None:
+        """`background_checkpoints` (for the long-running server): SQLite's WAL is copied back into the
+        database by a thread of its own, not by whichever request's commit crosses the WAL's size limit."""
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, background_checkpoints=background_checkpoints)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(
-            self.engine.execution_options(**{READONLY: True}), expire_on_commit=False
-        )
+        self._read_engine = self.engine.execution_options(**{READONLY: True})
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         # SQLite has one writer at a time. Its busy handler makes waiting writers sleep in growing steps
         # (up to 100 ms), so threads of one process queue here instead and take turns at once. This only
         # orders the writers: every rule (claims, outbox picks) is still enforced by the database, which
-        # also guards against other processes.
-        self._write_turn = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        # also guards against other processes. Reentrant, so that a caller holding the turn (see
+        # `turn_if_free`) can open its transaction.
+        self._write_turn = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        self._stop_checkpoints = threading.Event()
+        if background_checkpoints and self.dialect == "sqlite":
+            threading.Thread(target=self._checkpoint_loop, daemon=True, name="wal-checkpoint").start()
 
     @property
     def dialect(self) -> str:
@@ -82,6 +97,36 @@ class Store:
         with self._read_sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A bare connection for one or two Core reads: cheaper than a session on a hot path."""
+        with self._read_engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def turn_if_free(self) -> Iterator[bool]:
+        """SQLite: this thread holds the write turn for the block if no other thread had it (True), without
+        waiting; a transaction opened inside then starts at once. Always False on PostgreSQL."""
+        if self.dialect != "sqlite" or not self._write_turn.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._write_turn.release()
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_SECONDS):
+            try:
+                conn = self.engine.raw_connection()
+                try:
+                    # PASSIVE: copies what no reader still needs, never waits for or blocks a writer.
+                    conn.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                finally:
+                    conn.close()
+            except Exception:  # noqa: BLE001 - the next round tries again; the safety limit bounds the WAL
+                log.warning("WAL checkpoint failed", exc_info=True)
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
@@ -96,4 +141,5 @@ class Store:
         upgrade(self.engine, revision)
 
     def dispose(self) -> None:
+        self._stop_checkpoints.set()
         self.engine.dispose()

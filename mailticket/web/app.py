@@ -72,6 +72,20 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class SessionsOutsideApi:
+    """Starlette's signed-cookie sessions for the pages; the JSON API authenticates by token and skips them."""
+
+    def __init__(self, app: ASGIApp, **options) -> None:
+        self.app = app
+        self.sessions = SessionMiddleware(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(api.PREFIX + "/"):
+            await self.app(scope, receive, send)
+        else:
+            await self.sessions(scope, receive, send)
+
+
 class BodyLimit:
     """Answers 413 to a request announcing a body over MAX_REQUEST_BYTES, before any parser reads it."""
 
@@ -97,7 +111,7 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     app.state.web = Web(settings=settings, store=store, clock=clock,
                         templates=make_templates(str(resource_dir("templates"))))
     app.add_middleware(
-        SessionMiddleware, secret_key=settings.web.secret_key, session_cookie=SESSION_COOKIE,
+        SessionsOutsideApi, secret_key=settings.web.secret_key, session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE, same_site="lax",
         https_only=settings.web.base_url.startswith("https://") or settings.web.session_cookie_secure,
     )

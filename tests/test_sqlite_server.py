@@ -1,0 +1,97 @@
+"""How the server stays quick on SQLite: claim calls on the event loop or in a worker, WAL checkpoints off the
+request path."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert
+
+from mailticket.db import store as store_module
+from mailticket.db.models import Event
+from mailticket.db.store import Store
+from tests.browser import running_app
+from tests.factories import T0, make_operator, make_ticket
+from tests.test_api import API, API_SETTINGS, token_for
+
+# Bounds on waits that only a broken server would reach.
+PATIENCE = 10
+
+
+def test_a_claim_waiting_for_another_writer_leaves_the_server_answering(sqlite_url):
+    store = Store(sqlite_url)
+    ticket = make_ticket(store, sender="carla@customer.example", subject="Where is my order?")
+    make_operator(store, "ana")
+    headers = {"Authorization": f"Bearer {token_for(store, 'ana')}"}
+    writing, finish = threading.Event(), threading.Event()
+
+    def long_writer() -> None:  # the poller storing a big batch, say
+        with store.transaction():
+            writing.set()
+            finish.wait(3 * PATIENCE)
+
+    writer = threading.Thread(target=long_writer)
+    with running_app(API_SETTINGS, store) as base, ThreadPoolExecutor(1) as pool:
+        writer.start()
+        assert writing.wait(PATIENCE)
+        claim = pool.submit(httpx.post, f"{base}{API}/tickets/{ticket}/claim", headers=headers, timeout=3 * PATIENCE)
+        time.sleep(0.3)
+        assert not claim.done()  # it waits its turn to write...
+
+        # ...in a worker thread: the server still answers the others meanwhile.
+        listed = httpx.get(f"{base}{API}/tickets", headers=headers, timeout=PATIENCE)
+        assert listed.status_code == 200 and [t["id"] for t in listed.json()] == [ticket]
+        assert not claim.done()
+
+        finish.set()
+        answer = claim.result(timeout=3 * PATIENCE)
+        assert answer.status_code == 200 and answer.json()["holder"] == "Ana"
+        # Once nobody else writes, the next calls run on the event loop, and work the same.
+        assert httpx.delete(f"{base}{API}/tickets/{ticket}/claim", headers=headers).status_code == 204
+        assert httpx.post(f"{base}{API}/tickets/{ticket}/claim", headers=headers).status_code == 200
+    writer.join(PATIENCE)
+    store.dispose()
+
+
+def _add_events(store: Store, count: int) -> None:
+    ticket = make_ticket(store, sender="carla@customer.example", subject="Where is my order?")
+    with store.transaction() as session:
+        session.execute(insert(Event), [dict(ticket_id=ticket, at=T0, kind="note", actor="ana", detail="x" * 500)
+                                        for _ in range(count)])
+
+
+def _checkpointed(path: Path) -> None:
+    """Starts from an empty WAL: everything so far copied into the database file."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def test_a_serving_store_copies_the_wal_into_the_database_in_the_background(sqlite_url, monkeypatch):
+    monkeypatch.setattr(store_module, "CHECKPOINT_INTERVAL_SECONDS", 0.1)
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    _checkpointed(path)
+    size_before = path.stat().st_size
+    store = Store(sqlite_url, background_checkpoints=True)
+    with store.read_connection() as conn:
+        # Commits leave checkpoints to the thread, up to a safety limit.
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == store_module.WAL_SAFETY_PAGES
+
+    _add_events(store, 1000)  # about 500 KB: far below the 1,000 pages at which a commit would checkpoint
+
+    deadline = time.monotonic() + PATIENCE
+    while path.stat().st_size == size_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size > size_before + 400_000
+    store.dispose()
+
+
+def test_a_command_leaves_checkpoints_to_sqlite_as_usual(sqlite_url):
+    store = Store(sqlite_url)
+    with store.read_connection() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000  # SQLite's default
+    store.dispose()
