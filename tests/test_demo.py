@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from mailticket.demo_mail import SUPPORT_ADDRESS
 from tests.dovecot import free_port
@@ -205,6 +205,15 @@ def test_the_sandbox_page_needs_a_login(chromium, demo):
     context.close()
 
 
+def answer_form(sent: Locator) -> Locator:
+    """The answer form of one sent mail, unfolded: only the newest is open, and an acknowledgement the demo
+    sends meanwhile can be newer than the mail the test looks at."""
+    details = sent.locator("details.answer")
+    if details.get_attribute("open") is None:
+        details.locator("summary").click()
+    return sent.locator("form.answer-form")
+
+
 def test_a_customer_answer_from_the_sandbox_page_lands_on_the_ticket(chromium, demo):
     (ticket_id,) = demo.query("SELECT id FROM tickets WHERE subject = 'Pedido #48213 atrasado'")[0]
     send_as_mailticket(demo, to="mariana.costa@gmail.com", subject=f"Re: Pedido #48213 atrasado [#{ticket_id}]",
@@ -221,7 +230,7 @@ def test_a_customer_answer_from_the_sandbox_page_lands_on_the_ticket(chromium, d
     refused = page.request.post(f"{demo.url}/demo/answer", form={"number": "1", "subject": "x", "body": "y"})
     assert refused.status == 403
 
-    form = sent.locator("form.answer-form")
+    form = answer_form(sent)
     form.locator("textarea[name=body]").fill("Recebi o código de rastreio, obrigada!")
     form.locator("button[type=submit]").click()
     expect(page.locator("#flash")).to_contain_text("mariana.costa@gmail.com answered")
@@ -252,7 +261,7 @@ def test_an_operator_reply_reaches_the_sandbox_and_the_answer_with_a_new_subject
         time.sleep(0.5)
         page.reload()
     expect(sent).to_contain_text("To ju.pereira@uol.com.br")
-    form = sent.locator("form.answer-form")
+    form = answer_form(sent)
     form.locator("input[name=subject]").fill("Estorno recebido")  # a new subject: only the headers thread it
     form.locator("textarea[name=body]").fill("O estorno apareceu na fatura. Obrigada!")
     form.locator("button[type=submit]").click()
