@@ -23,22 +23,35 @@ from tests.test_api import API, API_SETTINGS, token_for
 PATIENCE = 10
 
 
+class LongWriter:
+    """Another thread of the process in a long write transaction (the poller storing a big batch, say)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.writing, self.finish = store, threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._write)
+
+    def _write(self) -> None:
+        with self.store.transaction() as session:
+            session.connection()  # BEGIN IMMEDIATE: SQLite's write lock is taken
+            self.writing.set()
+            self.finish.wait(3 * PATIENCE)
+
+    def __enter__(self) -> LongWriter:
+        self.thread.start()
+        assert self.writing.wait(PATIENCE)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.finish.set()
+        self.thread.join(PATIENCE)
+
+
 def test_a_claim_waiting_for_another_writer_leaves_the_server_answering(sqlite_url):
     store = Store(sqlite_url)
     ticket = make_ticket(store, sender="carla@customer.example", subject="Where is my order?")
     make_operator(store, "ana")
     headers = {"Authorization": f"Bearer {token_for(store, 'ana')}"}
-    writing, finish = threading.Event(), threading.Event()
-
-    def long_writer() -> None:  # the poller storing a big batch, say
-        with store.transaction():
-            writing.set()
-            finish.wait(3 * PATIENCE)
-
-    writer = threading.Thread(target=long_writer)
-    with running_app(API_SETTINGS, store) as base, ThreadPoolExecutor(1) as pool:
-        writer.start()
-        assert writing.wait(PATIENCE)
+    with running_app(API_SETTINGS, store) as base, ThreadPoolExecutor(1) as pool, LongWriter(store) as writer:
         claim = pool.submit(httpx.post, f"{base}{API}/tickets/{ticket}/claim", headers=headers, timeout=3 * PATIENCE)
         time.sleep(0.3)
         assert not claim.done()  # it waits its turn to write...
@@ -48,13 +61,22 @@ def test_a_claim_waiting_for_another_writer_leaves_the_server_answering(sqlite_u
         assert listed.status_code == 200 and [t["id"] for t in listed.json()] == [ticket]
         assert not claim.done()
 
-        finish.set()
+        writer.finish.set()
         answer = claim.result(timeout=3 * PATIENCE)
         assert answer.status_code == 200 and answer.json()["holder"] == "Ana"
         # Once nobody else writes, the next calls run on the event loop, and work the same.
         assert httpx.delete(f"{base}{API}/tickets/{ticket}/claim", headers=headers).status_code == 204
         assert httpx.post(f"{base}{API}/tickets/{ticket}/claim", headers=headers).status_code == 200
-    writer.join(PATIENCE)
+    store.dispose()
+
+
+def test_healthz_and_the_watchdog_see_a_busy_database_as_alive(sqlite_url):
+    store = Store(sqlite_url)
+    with running_app(API_SETTINGS, store) as base, LongWriter(store) as writer:
+        answer = httpx.get(f"{base}/healthz", timeout=PATIENCE)
+        assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+        assert store.ping()  # what the watchdog asks before it pets systemd
+        assert writer.thread.is_alive()  # all while the write was still open
     store.dispose()
 
 

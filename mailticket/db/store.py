@@ -129,7 +129,9 @@ class Store:
 
     def ping(self) -> bool:
         try:
-            with self.engine.connect() as conn:
+            # A reader: on SQLite a writer's connection would wait behind a long write, and /healthz and the
+            # systemd watchdog would take a busy database for a dead one.
+            with self.read_connection() as conn:
                 conn.execute(text("SELECT 1"))
             return True
         except Exception:  # noqa: BLE001 - any failure means "not reachable" for /healthz
