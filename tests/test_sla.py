@@ -25,7 +25,7 @@ from mailticket.web.app import create_app
 from mailticket.web.queue import queue_rows
 from tests.factories import PASSWORD, SETTINGS, T0, make_operator, make_ticket
 from tests.mails import SUPPORT
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import PERMANENT, SmtpSink
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -152,6 +152,24 @@ def test_pending_over_the_weekend_pauses_only_business_time(store):
     # Due Monday 11:00 without the pause (Friday 16-18, Monday 9-11), 1.5 business hours later with it.
     assert ticket.first_response_due_at == datetime(2026, 11, 30, 12, 30, tzinfo=LISBON)
     assert ticket.sla_check_at == ticket.first_response_due_at
+
+
+def test_a_pending_reply_refused_after_the_weekend_reopens_with_only_business_time_paused(store, smtp_sink):
+    # The reply went out with "pending" on Friday 17:30; the relay refused it for good on Monday 10:00, and the
+    # ticket is open again. As when the customer writes back: 30 min on Friday and 1 h on Monday were paused.
+    make_operator(store, "olga")
+    friday = datetime(2026, 11, 27, 16, 0, tzinfo=LISBON)
+    ticket_id = make_ticket(store, settings=BUSINESS, at=friday)
+    reply(store, ticket_id, friday + timedelta(hours=1, minutes=30), settings=BUSINESS, status="pending")
+    smtp_sink.refuse(PERMANENT)
+
+    monday = datetime(2026, 11, 30, 10, 0, tzinfo=LISBON)
+    assert flush_sync(store, with_sink(BUSINESS, smtp_sink), now=monday).failed == 1
+
+    ticket = ticket_of(store, ticket_id)
+    assert ticket.status == "open" and ticket.sla_paused_since is None
+    assert ticket.sla_paused_seconds == 1.5 * HOUR
+    assert ticket.first_response_due_at == datetime(2026, 11, 30, 12, 30, tzinfo=LISBON)
 
 
 # -- the clock stops while pending ----------------------------------------------------------------------------------

@@ -335,7 +335,7 @@ class _Batch:
                 mailbox=self.mailbox, queue=ticket.queue, priority=ticket.priority))
         for original in bounced:
             # One of our replies came back: its outbox row fails and its ticket gets a note (SPEC §5).
-            if mark_bounced(self.session, original, _bounce_reason(msg), self.now) is not None:
+            if mark_bounced(self.session, original, _bounce_reason(msg), self.now, self.settings) is not None:
                 break
         if item.received_at > ticket.last_message_at:
             ticket.last_message_at = item.received_at

@@ -123,7 +123,7 @@ async def flush(store: Store, settings: Settings, *, now: datetime | None = None
 
     Once `stopping()` is true (a shutdown), no new send starts: rows not yet sent are handed back at once.
     """
-    run = _Pass(store, settings.smtp, now, tls_context, stopping, connections)
+    run = _Pass(store, settings, now, tls_context, stopping, connections)
     queue: asyncio.Queue[tuple[Picked, float] | None] = asyncio.Queue(maxsize=PICK_CHUNK)
     picked = 0
     with run.executor:
@@ -153,7 +153,8 @@ def flush_sync(store: Store, settings: Settings, **kw) -> Counts:
     return asyncio.run(flush(store, settings, **kw))
 
 
-def mark_bounced(session: Session, message_id: str, reason: str, now: datetime) -> int | None:
+def mark_bounced(session: Session, message_id: str, reason: str, now: datetime,
+                 settings: Settings | None = None) -> int | None:
     """A bounce (DSN) of our mail, found by its Message-ID: the row fails and its ticket gets a note.
 
     Returns the ticket id; None when the id is not one of our outbox messages or it had failed already
@@ -166,17 +167,17 @@ def mark_bounced(session: Session, message_id: str, reason: str, now: datetime) 
     reason = f"the recipient's server sent it back: {reason}"
     if session.connection().execute(BOUNCED, {"row": outbox_id, "error": reason}).rowcount != 1:
         return None
-    return _undeliverable(session, outbox_id, reason, now, event="bounced")
+    return _undeliverable(session, outbox_id, reason, now, event="bounced", settings=settings)
 
 
 class _Pass:
     """One pass's state: counts, whether to stop, and the threads that talk to the store."""
 
-    def __init__(self, store: Store, settings: SmtpSettings, now: datetime | None,
+    def __init__(self, store: Store, settings: Settings, now: datetime | None,
                  tls_context: ssl.SSLContext | None, stopping: Callable[[], bool], connections: int) -> None:
         self.store, self.settings, self.now, self.tls_context = store, settings, now, tls_context
         self.stopping = stopping
-        self.lease = lease_seconds(settings)
+        self.lease = lease_seconds(settings.smtp)
         # SQLite has one writer: threads would only queue on its lock (and sleep in its busy handler). PostgreSQL
         # commits several transactions at once, and a commit there waits for the disk, so each worker gets one.
         threads = 1 if store.dialect == "sqlite" else connections + 1
@@ -192,7 +193,7 @@ class _Pass:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     async def work(self, queue: asyncio.Queue) -> None:
-        async with smtp.Connection(self.settings, tls_context=self.tls_context) as conn:
+        async with smtp.Connection(self.settings.smtp, tls_context=self.tls_context) as conn:
             while (item := await queue.get()) is not None:
                 try:
                     await self._deliver(conn, *item)
@@ -209,11 +210,13 @@ class _Pass:
         try:
             refused = await conn.send(row.raw, row.sender, row.recipients)
         except smtp.PermanentFailure as exc:
-            error, outcome = str(exc), await self.call(_give_up, self.store, row, str(exc), self.now)
+            error = str(exc)
+            outcome = await self.call(_give_up, self.store, row, error, self.now, self.settings)
         except smtp.TemporaryFailure as exc:
             if isinstance(exc, smtp.RelayUnavailable):
                 self.unavailable = exc
-            error, outcome = str(exc), await self.call(_retry, self.store, row, str(exc), self.now)
+            error = str(exc)
+            outcome = await self.call(_retry, self.store, row, error, self.now, self.settings)
         else:
             if refused:
                 log.warning("message %s: accepted, but not for %s", row.message_id, refused)
@@ -273,26 +276,28 @@ def _sent(store: Store, row: Picked, refused: dict[str, str], now: datetime | No
         return SENT_
 
 
-def _retry(store: Store, row: Picked, error: str, now: datetime | None) -> str:
+def _retry(store: Store, row: Picked, error: str, now: datetime | None, settings: Settings) -> str:
     if row.attempts >= MAX_ATTEMPTS:
-        return _give_up(store, row, f"{error} (gave up after {row.attempts} attempts)", now)
+        return _give_up(store, row, f"{error} (gave up after {row.attempts} attempts)", now, settings)
     with store.transaction() as session:
         due = (now or db_now(session)) + backoff(row.attempts)
         done = session.connection().execute(RETRY, {**_fence(row), "due": due, "error": error}).rowcount
         return RETRIED if done == 1 else LOST
 
 
-def _give_up(store: Store, row: Picked, reason: str, now: datetime | None) -> str:
+def _give_up(store: Store, row: Picked, reason: str, now: datetime | None, settings: Settings) -> str:
     with store.transaction() as session:
         at = now or db_now(session)
         if session.connection().execute(GIVE_UP, {**_fence(row), "error": reason}).rowcount != 1:
             return LOST
-        _undeliverable(session, row.id, reason, at, event="undelivered")
+        _undeliverable(session, row.id, reason, at, event="undelivered", settings=settings)
         return GAVE_UP
 
 
-def _undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, *, event: str) -> int:
-    """The operators' side of a failed row: a note, a history entry, and for a reply the ticket open again."""
+def _undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, *, event: str,
+                   settings: Settings | None) -> int:
+    """The operators' side of a failed row: a note, a history entry, and for a reply the ticket open again
+    (a pending ticket's pause counted in the business hours of `settings`)."""
     row = session.execute(
         select(Outbox.ticket_id, Outbox.kind, Outbox.recipients, Outbox.sent_at, Message.message_id,
                Message.received_at.label("written_at"))
@@ -306,13 +311,13 @@ def _undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, 
                         from_addr="", from_name="mailticket", subject="", received_at=at, date=at, text=text))
     record(session, row.ticket_id, event, at, None, f"{what} {row.message_id} to {row.recipients}: {reason}")
     if row.kind == REPLY:
-        _reopen(session, row.ticket_id, row.written_at, row.sent_at, at)
+        _reopen(session, row.ticket_id, row.written_at, row.sent_at, at, settings)
     return row.ticket_id
 
 
 def _reopen(session: Session, ticket_id: int, written_at: datetime, sent_at: datetime | None,
-            at: datetime) -> None:
-    ticket = set_status(session, ticket_id, OPEN, None, now=at)
+            at: datetime, settings: Settings | None) -> None:
+    ticket = set_status(session, ticket_id, OPEN, None, now=at, settings=settings)
     # The customer waits again since their oldest message that no delivered reply came after.
     last_delivered = session.scalar(
         select(func.max(Message.received_at)).join(Outbox, Outbox.message_id == Message.id)
