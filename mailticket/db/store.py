@@ -61,6 +61,15 @@ def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     return engine
 
 
+# A unit of work: an ORM session, or a bare Core connection where a hot path spares itself the session.
+Db = Session | Connection
+
+
+def core(db: Db) -> Connection:
+    """The Core connection of a unit of work, whichever form it takes."""
+    return db if isinstance(db, Connection) else db.connection()
+
+
 class Store:
     """The database: `transaction()` for work that writes, `reading()` for pages and reports."""
 
@@ -91,6 +100,12 @@ class Store:
         """One unit of work: committed when the block ends, rolled back if it raises."""
         with self._write_turn, self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def core_transaction(self) -> Iterator[Connection]:
+        """`transaction()` on a bare connection, for a few Core statements on a hot path (the API's claim calls)."""
+        with self._write_turn, self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
