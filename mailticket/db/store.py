@@ -53,10 +53,10 @@ def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     def _on_begin(conn):
         # Writers take the write lock up front: a deferred transaction that later upgrades
         # to a writer fails at once with "database is locked" instead of waiting its turn.
-        if conn.get_execution_options().get(READONLY):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        statement = "BEGIN" if conn.get_execution_options().get(READONLY) else "BEGIN IMMEDIATE"
+        # Straight to the driver: this runs at the start of every transaction, and needs none of the
+        # statement machinery.
+        conn.connection.driver_connection.execute(statement)
 
     return engine
 
