@@ -82,11 +82,15 @@ def test_a_missing_token_is_401(api):
 
 
 def test_a_disabled_operators_token_stops_working_at_once(api):
-    store, _, _, callers = api
+    store, ticket, _, callers = api
     assert callers["ana"].get("/tickets").status_code == 200
+    assert callers["ana"].post(f"/tickets/{ticket}/claim").status_code == 200
     with store.transaction() as session:
         operators.disable(session, "ana")
     assert_error(callers["ana"].get("/tickets"), 401)
+    # Claim and release look the token up in their own transaction: the same answer there.
+    assert_error(callers["ana"].delete(f"/tickets/{ticket}/claim"), 401)
+    assert_error(callers["ana"].post(f"/tickets/{ticket + 1}/claim"), 401)
     assert callers["bob"].get("/tickets").status_code == 200
 
 
