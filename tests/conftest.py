@@ -14,6 +14,8 @@ from sqlalchemy import create_engine, text
 
 from mailticket.db.models import Base
 from mailticket.db.store import Store
+from mailticket.web.app import create_app
+from tests.factories import NOW, WEB_SETTINGS
 
 pytest_plugins = ["tests.dovecot", "tests.browser", "tests.smtp_sink"]
 
@@ -80,6 +82,22 @@ def db_url(request) -> str:
     url = request.getfixturevalue("pg_database")
     _empty_pg(url)
     return url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_url(request, tmp_path) -> Iterator[str]:
+    """A database with no tables at all, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/upgrade.db"
+        return
+    with fresh_pg_database("mailticket_upgrade") as url:
+        yield url
+
+
+@pytest.fixture
+def app(store):
+    """The web app on `store`, its clock stopped at NOW."""
+    return create_app(WEB_SETTINGS, store, clock=lambda: NOW)
 
 
 @pytest.fixture

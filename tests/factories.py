@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import dataclasses
+from datetime import datetime, timedelta, timezone
 
-from mailticket.config import AutoreplySettings, MailboxSettings, Settings
+from mailticket.config import AutoreplySettings, ClaimSettings, MailboxSettings, Settings, WebSettings
 from mailticket.db.store import Store
 from mailticket.service.ingest import ingest
 from mailticket.service.operators import add_operator
@@ -17,6 +18,13 @@ SETTINGS = Settings(
     mailboxes=(MailboxSettings(name="support", host="localhost", username="u", password="p", address=SUPPORT),),
     autoreply=AutoreplySettings(enabled=False),
 )
+# The web tests' settings. Heartbeat 0: the page's script renews nothing, so tests decide when claims change.
+WEB_SETTINGS = dataclasses.replace(
+    SETTINGS, web=WebSettings(secret_key="test-secret-key-for-the-web-tests"),
+    claims=ClaimSettings(ttl=900, heartbeat=0),
+)
+# The web tests' display clock: waiting times are counted up to here.
+NOW = T0 + timedelta(hours=3)
 
 
 def make_ticket(store: Store, *, settings: Settings = SETTINGS, at: datetime = T0, **mail) -> int:

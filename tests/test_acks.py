@@ -26,7 +26,6 @@ from mailticket.service.acks import human_duration, queue_ack, render_ack
 from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, Fetched, ingest, ingest_batch
 from mailticket.service.outbox import Counts, flush_sync
 from tests.mails import SUPPORT, make_mail
-from tests.smtp_sink import smtp_sink  # noqa: F401 - the fixture
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 SHOP = "Example Shop"

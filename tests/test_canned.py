@@ -16,7 +16,7 @@ from mailticket.db.models import OUT, CannedReply, Message, Outbox
 from mailticket.db.store import Store
 from mailticket.service import canned
 from tests.factories import SETTINGS, make_operator, make_ticket
-from tests.test_web import app, claim_token, element, reply_text, signed_in  # noqa: F401 (app is a fixture)
+from tests.test_web import claim_token, element, reply_text, signed_in
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")
 

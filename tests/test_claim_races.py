@@ -6,7 +6,6 @@ import multiprocessing
 import threading
 from collections import Counter
 
-import pytest
 
 from mailticket.claims import ClaimConflict
 from mailticket.db.models import Operator

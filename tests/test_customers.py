@@ -5,25 +5,17 @@ from __future__ import annotations
 import html
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from mailticket.db.models import CustomerAddress, Operator, Ticket
 from mailticket.service import actions
-from mailticket.service import claims as claim_service
 from mailticket.service.ingest import APPENDED, CREATED, ingest
-from mailticket.web.app import create_app
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import make_mail
-from tests.test_web import NOW, WEB_SETTINGS, element, signed_in
+from tests.test_web import element, signed_in
 
 ANA = "ana@customer.example"
 ANA_AT_WORK = "ana.silva@work.example"
-
-
-@pytest.fixture
-def app(store):
-    return create_app(WEB_SETTINGS, store, clock=lambda: NOW)
 
 
 def put(store, at, **mail):

@@ -15,10 +15,10 @@ from mailticket.service import claims as claim_service
 from mailticket.service.claims import TicketNotFound
 from mailticket.service.ingest import APPENDED, ingest
 from mailticket.service.merge import MergeError, merge
-from mailticket.web.app import create_app
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import make_mail
-from tests.test_web import NOW, WEB_SETTINGS, element, signed_in
+from tests.factories import WEB_SETTINGS
+from tests.test_web import element, signed_in
 
 ANA = "ana@customer.example"
 LATER = T0 + timedelta(hours=2)
@@ -155,11 +155,6 @@ def test_merge_refuses_what_it_must(store):
     do_merge(store, duplicate, survivor, boss)
     assert refusal(other, duplicate) == f"ticket #{duplicate} was merged into #{survivor}; merge into that one"
     assert refusal(duplicate, other) == f"ticket #{duplicate} was already merged into #{survivor}"
-
-
-@pytest.fixture
-def app(store):
-    return create_app(WEB_SETTINGS, store, clock=lambda: NOW)
 
 
 def test_an_admin_merges_from_the_ticket_page(app, store):

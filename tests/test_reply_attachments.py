@@ -12,7 +12,8 @@ from mailticket.db.models import OUT, Attachment, Message, Outbox
 from mailticket.mail.parse import parse
 from mailticket.web.app import create_app
 from tests.factories import make_ticket
-from tests.test_web import NOW, WEB_SETTINGS, claim_token, count, element, reply_text, signed_in
+from tests.factories import NOW, WEB_SETTINGS
+from tests.test_web import claim_token, count, element, reply_text, signed_in
 
 PDF = b"%PDF-1.4 the quote\n\x00\xff binary too"
 
@@ -118,8 +119,3 @@ def test_the_other_buttons_of_the_reply_form_still_read_the_multipart_form(app, 
     assert answer.status_code in (200, 422)
     assert reply_text(answer.text).startswith(typed.rstrip("\n"))
     assert count(store, select(func.count()).select_from(Outbox)) == 0
-
-
-@pytest.fixture
-def app(store):
-    return create_app(WEB_SETTINGS, store, clock=lambda: NOW)

@@ -18,7 +18,8 @@ from mailticket.reports import CSV_HEADER
 from mailticket.service import operators
 from mailticket.service.report_data import BadPeriod, figures, parse_period
 from tests.factories import make_operator, make_ticket
-from tests.test_web import WEB_SETTINGS, Browser, element
+from tests.factories import WEB_SETTINGS
+from tests.test_web import Browser, element
 
 UTC = timezone.utc
 PERIOD = ("--since", "2026-11-02", "--until", "2026-11-05")

@@ -17,8 +17,7 @@ from mailticket.service.search import fts5_query, search, snippet, tsquery
 from tests.factories import T0, make_operator, make_ticket
 from tests.test_api import Caller, make_app, token_for
 from tests.test_cli import config_file, run
-from tests.test_upgrade import empty_url  # noqa: F401 - a fixture: a database without tables, on each backend
-from tests.test_web import app, signed_in  # noqa: F401 - `app` is a fixture
+from tests.test_web import signed_in
 
 HTML_ONLY = (
     b"From: Bea Lima <bea@cliente.example>\r\nTo: support@shop.example\r\nSubject: Pedido\r\n"

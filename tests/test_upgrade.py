@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -14,7 +13,6 @@ from mailticket.db.migrate import current, head, upgrade
 from mailticket.db.models import Attachment, Message, Quarantine, Ticket
 from mailticket.db.store import Store
 from mailticket.service.ingest import ingest
-from tests.conftest import fresh_pg_database
 from tests.factories import SETTINGS
 from tests.mails import make_mail
 
@@ -37,16 +35,6 @@ NEW_COLUMNS = {
 FIRST_TABLES = ("customers", "tickets", "messages", "attachments", "participants", "quarantine", "events",
                 "mailbox_state")
 KEYS = {"participants": ("ticket_id", "address")}
-
-
-@pytest.fixture(params=("sqlite", "postgresql"))
-def empty_url(request, tmp_path) -> Iterator[str]:
-    """A database with no tables at all, on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/upgrade.db"
-        return
-    with fresh_pg_database("mailticket_upgrade") as url:
-        yield url
 
 
 def stamp(store: Store, at: datetime | None):

@@ -12,29 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from mailticket.config import ClaimSettings, WebSettings
+from mailticket.config import WebSettings
 from mailticket.db.models import NOTE, Attachment, Message, Operator, Outbox, Ticket
 from mailticket.db.store import Store
 from mailticket.service import actions, operators
 from mailticket.service import claims as claim_service
 from mailticket.service.ingest import ingest
 from mailticket.web.app import create_app
-from tests.factories import PASSWORD, SETTINGS, T0, make_operator, make_ticket
+from tests.factories import PASSWORD, SETTINGS, T0, WEB_SETTINGS, make_operator, make_ticket
 from tests.mails import SUPPORT
-
-# Heartbeat 0: the page's script renews nothing, so tests decide when claims change.
-WEB_SETTINGS = dataclasses.replace(
-    SETTINGS, web=WebSettings(secret_key="test-secret-key-for-the-web-tests"),
-    claims=ClaimSettings(ttl=900, heartbeat=0),
-)
-# The display clock: waiting times are counted up to here.
-NOW = T0 + timedelta(hours=3)
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture
-def app(store):
-    return create_app(WEB_SETTINGS, store, clock=lambda: NOW)
 
 
 class Browser:
