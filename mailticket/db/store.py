@@ -71,7 +71,8 @@ def core(db: Db) -> Connection:
 
 
 class Store:
-    """The database: `transaction()` for work that writes, `reading()` for pages and reports."""
+    """The database: `transaction()` for work that writes, `reading()` for pages and reports, and their bare-connection
+    forms `core_transaction()` and `read_connection()` for the few Core statements of a hot path."""
 
     def __init__(self, url: str, *, background_checkpoints: bool = False) -> None:
         """`background_checkpoints` (for the long-running server): SQLite's WAL is copied back into the
