@@ -5,13 +5,12 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from mailticket.claims import ClaimConflict, ClaimView, NotHolder, conflict, lost
 from mailticket.clock import utcnow
-from mailticket.db.models import Claim, Operator, Ticket
+from mailticket.db.models import Claim, Operator, Ticket, UtcDateTime
 from mailticket.db.store import Db, core
 from mailticket.service.history import record
 
@@ -27,22 +26,21 @@ READ_CLAIM = (
     .where(Claim.ticket_id == bindparam("t"))
 )
 TICKET_EXISTS = select(Ticket.id).where(Ticket.id == bindparam("t"))
+# The common case in one statement: a ticket nobody holds. Its first claim inserts the row (the primary key
+# lets exactly one of several concurrent inserts through); a later one takes the free row. It returns the new
+# fence, or nothing for a held or expired claim or an unknown ticket, which take the slower path below.
+# Text rather than a dialect insert: SQLAlchemy compiles those anew on every call (they are never cached),
+# and this upsert is the same SQL on SQLite and PostgreSQL.
+TAKE_FREE_CLAIM = text(
+    "INSERT INTO claims (ticket_id, operator_id, token, fence, claimed_at, expires_at) "
+    "SELECT id, :op, :tok, 1, :now, :expires FROM tickets WHERE id = :t "
+    "ON CONFLICT (ticket_id) DO UPDATE SET operator_id = excluded.operator_id, token = excluded.token, "
+    "fence = claims.fence + 1, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at "
+    "WHERE claims.operator_id IS NULL RETURNING fence"
+).bindparams(bindparam("now", type_=UtcDateTime()), bindparam("expires", type_=UtcDateTime()))
 _CLAIM_VALUES = dict(operator_id=bindparam("op"), token=bindparam("tok"), claimed_at=bindparam("now"),
                      expires_at=bindparam("expires"))
-# First claim of a ticket: the primary key lets exactly one of several concurrent inserts through.
-FIRST_CLAIM = {
-    name: dialect.insert(Claim).values(ticket_id=bindparam("t"), fence=1, **_CLAIM_VALUES)
-    .on_conflict_do_nothing().returning(Claim.ticket_id)
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
-# The common case, a ticket nobody holds: taken in one statement, without reading the claim first.
-TAKE_FREE_CLAIM = (
-    update(Claim)
-    .where(Claim.ticket_id == bindparam("t"), Claim.operator_id.is_(None))
-    .values(fence=Claim.fence + 1, **_CLAIM_VALUES)
-    .returning(Claim.fence)
-)
-# Later claims: only a free or expired claim, and only the one we looked at (same fence), is taken.
+# An expired claim (or a free one another caller changed meanwhile): taken only as we saw it (same fence).
 TAKE_CLAIM = (
     update(Claim)
     .where(Claim.ticket_id == bindparam("t"), Claim.fence == bindparam("f"),
@@ -114,29 +112,26 @@ def claim(db: Db, ticket_id: int, operator: Operator, ttl: float, now: datetime 
     expires = now + timedelta(seconds=ttl)
     token = secrets.token_urlsafe(24)
     params = dict(t=ticket_id, op=operator.id, tok=token, now=now, expires=expires)
-    fence = conn.execute(TAKE_FREE_CLAIM, params).scalar()
-    if fence is not None:
-        record(db, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
-        return ClaimView(ticket_id, operator.id, operator.display_name, token, fence, now, expires)
-    # Held, expired, or never claimed: look at it.
     for _ in range(CLAIM_ATTEMPTS):
+        fence = conn.execute(TAKE_FREE_CLAIM, params).scalar()
+        if fence is not None:
+            record(db, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
+            return ClaimView(ticket_id, operator.id, operator.display_name, token, fence, now, expires)
+        # Held, expired, or no such ticket: look at it.
         view = read_claim(db, ticket_id)
-        if view is not None and view.live(now):
+        if view is None:
+            require_ticket(db, ticket_id)
+            continue
+        if view.live(now):
             if view.holder_id == operator.id:
                 return renew(db, ticket_id, operator, view.token, ttl, now)
             raise conflict(view)
-        if view is None:
-            require_ticket(db, ticket_id)
-            won = conn.execute(FIRST_CLAIM[conn.dialect.name], params).first() is not None
-        else:
-            won = conn.execute(TAKE_CLAIM, dict(params, f=view.fence, next_fence=view.fence + 1)).first() is not None
-        if won:
-            if view is not None and view.expired(now):
+        if conn.execute(TAKE_CLAIM, dict(params, f=view.fence, next_fence=view.fence + 1)).first() is not None:
+            if view.expired(now):
                 record(db, ticket_id, "expired", view.expires_at, view.holder_name,
                        f"taken over by {operator.username}")
             record(db, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
-            fence = (view.fence + 1) if view is not None else 1
-            return ClaimView(ticket_id, operator.id, operator.display_name, token, fence, now, expires)
+            return ClaimView(ticket_id, operator.id, operator.display_name, token, view.fence + 1, now, expires)
         # Another process got there first: look again, and report whoever holds it now.
     view = read_claim(db, ticket_id)
     if view is not None and view.live(now):

@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
+from mailticket.db.fast import FastConnection
 from mailticket.db.models import Operator
 
 # After this many failed logins in a row the account waits LOCKOUT before the next try.
@@ -81,7 +82,7 @@ CALLER_BY_TOKEN = select(Operator.id, Operator.username, Operator.name, Operator
 )
 
 
-def by_token(conn: Connection, token: str) -> Operator | None:
+def by_token(conn: Connection | FastConnection, token: str) -> Operator | None:
     """The enabled operator holding this API token, as a detached Operator; None for an unknown token."""
     if not token:
         return None
