@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
 
 from mailticket.db.fast import FastConnection
 
@@ -85,6 +87,7 @@ class Store:
         self._read_engine = self.engine.execution_options(**{READONLY: True})
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._prepared: dict = {}  # FastConnection's statements, compiled once per process
+        self._writer: PoolProxiedConnection | None = None  # see core_transaction
         # SQLite has one writer at a time. Its busy handler makes waiting writers sleep in growing steps
         # (up to 100 ms), so threads of one process queue here instead and take turns at once. This only
         # orders the writers: every rule (claims, outbox picks) is still enforced by the database, which
@@ -115,18 +118,25 @@ class Store:
                 yield conn
             return
         with self._write_turn:
-            pooled = self.engine.raw_connection()
+            # One driver connection serves these transactions: the write turn already lets one in at a time,
+            # and a pool checkout and return would cost as much as a statement.
+            if self._writer is None:
+                self._writer = self.engine.raw_connection()
+            driver = self._writer.driver_connection
             try:
-                driver = pooled.driver_connection
                 driver.execute("BEGIN IMMEDIATE")
                 try:
                     yield FastConnection(driver, self.engine.dialect, self._prepared)
                 except BaseException:
-                    driver.rollback()
+                    if driver.in_transaction:
+                        driver.rollback()
                     raise
                 driver.commit()
-            finally:
-                pooled.close()
+            except sqlite3.Error:
+                # A connection the database refused may be unusable: the next transaction opens a new one.
+                self._writer.invalidate()
+                self._writer = None
+                raise
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -180,4 +190,8 @@ class Store:
 
     def dispose(self) -> None:
         self._stop_checkpoints.set()
+        with self._write_turn:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self.engine.dispose()

@@ -13,6 +13,7 @@ from mailticket.clock import utcnow
 from mailticket.db.models import Claim, Operator, Ticket, UtcDateTime
 from mailticket.db.store import Db, core
 from mailticket.service.history import record
+from mailticket.service.operators import Actor
 
 # A claim lost to a concurrent writer between our read and our write is looked at again this often.
 CLAIM_ATTEMPTS = 3
@@ -105,7 +106,7 @@ def require_ticket(db: Db, ticket_id: int) -> None:
         raise TicketNotFound(ticket_id)
 
 
-def claim(db: Db, ticket_id: int, operator: Operator, ttl: float, now: datetime | None = None) -> ClaimView:
+def claim(db: Db, ticket_id: int, operator: Actor, ttl: float, now: datetime | None = None) -> ClaimView:
     """Takes the ticket for `operator`; raises ClaimConflict naming the holder when someone else has it."""
     now = now or db_now(db)
     conn = core(db)
@@ -139,7 +140,7 @@ def claim(db: Db, ticket_id: int, operator: Operator, ttl: float, now: datetime 
     raise ClaimConflict("the ticket is being claimed by someone else right now; try again")
 
 
-def renew(db: Db, ticket_id: int, operator: Operator, token: str | None, ttl: float,
+def renew(db: Db, ticket_id: int, operator: Actor, token: str | None, ttl: float,
           now: datetime | None = None) -> ClaimView:
     """Extends a live claim held with `token`; raises ClaimLost when it is gone."""
     now = now or db_now(db)
@@ -153,7 +154,7 @@ def renew(db: Db, ticket_id: int, operator: Operator, token: str | None, ttl: fl
     return read_claim(db, ticket_id)
 
 
-def release(db: Db, ticket_id: int, operator: Operator, *, now: datetime | None = None,
+def release(db: Db, ticket_id: int, operator: Actor, *, now: datetime | None = None,
             kind: str = "released") -> None:
     """Ends the caller's live claim and adds its period to the handle time; NotHolder when it is not theirs."""
     now = now or db_now(db)
@@ -169,7 +170,7 @@ def release(db: Db, ticket_id: int, operator: Operator, *, now: datetime | None 
     record(db, ticket_id, kind, now, operator.username)
 
 
-def break_claim(db: Db, ticket_id: int, admin: Operator, now: datetime | None = None) -> None:
+def break_claim(db: Db, ticket_id: int, admin: Actor, now: datetime | None = None) -> None:
     """An admin ends someone's claim; the broken period is not handle time (no reply or release ended it)."""
     now = now or db_now(db)
     if not admin.is_admin:
@@ -183,7 +184,7 @@ def break_claim(db: Db, ticket_id: int, admin: Operator, now: datetime | None = 
         record(db, ticket_id, "broken", now, admin.username, f"claim of {view.holder_name}")
 
 
-def take_for_reply(db: Db, ticket_id: int, operator: Operator, token: str | None, *, keep: bool,
+def take_for_reply(db: Db, ticket_id: int, operator: Actor, token: str | None, *, keep: bool,
                    now: datetime | None = None) -> None:
     """The fencing check of a reply, in the reply's transaction: the live claim held with this token.
 

@@ -36,6 +36,7 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
 
 Status = Literal["open", "pending", "resolved"]
 T = TypeVar("T")
+A = TypeVar("A", Operator, operators.Caller)
 
 
 def _without_nul(value: str) -> str:
@@ -294,8 +295,8 @@ class LeanApiRoute(ApiRoute):
         return lean
 
 
-def authorized(operator: Operator | None) -> Operator:
-    # by_token refuses disabled operators, so disabling one stops their token on the next request.
+def authorized(operator: A | None) -> A:
+    # The token reads refuse disabled operators, so disabling one stops their token on the next request.
     if operator is None:
         raise ApiError(401, "unknown or disabled API token", headers=WWW_AUTHENTICATE)
     return operator
@@ -370,7 +371,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         """Claims the ticket (or renews the caller's own live claim); 409 names whoever holds it."""
         def work() -> ClaimView:
             with store.core_transaction() as conn:
-                return claim_service.claim(conn, ticket_id, authorized(operators.by_token(conn, token)), ttl)
+                return claim_service.claim(conn, ticket_id, authorized(operators.caller_by_token(conn, token)), ttl)
 
         view = await quick(store, work)
         return {"token": view.token, "holder": view.holder_name, "expires_at": iso(view.expires_at)}
@@ -393,7 +394,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         """Releases the caller's claim; an admin breaks another operator's claim."""
         def work() -> None:
             with store.core_transaction() as conn:
-                me = authorized(operators.by_token(conn, token))
+                me = authorized(operators.caller_by_token(conn, token))
                 view = claim_service.read_claim(conn, ticket_id)
                 if me.is_admin and view is not None and view.holder_id not in (None, me.id):
                     claim_service.break_claim(conn, ticket_id, me)
