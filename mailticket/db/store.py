@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,20 +122,13 @@ class Store:
             if self._writer is None:
                 self._writer = self.engine.raw_connection()
             driver = self._writer.driver_connection
+            driver.execute("BEGIN IMMEDIATE")
             try:
-                driver.execute("BEGIN IMMEDIATE")
-                try:
-                    yield FastConnection(driver, self.engine.dialect, self._prepared)
-                except BaseException:
-                    if driver.in_transaction:
-                        driver.rollback()
-                    raise
+                yield FastConnection(driver, self.engine.dialect, self._prepared)
                 driver.commit()
-            except sqlite3.Error:
-                # A connection the database refused may be unusable: the next transaction opens a new one.
-                self._writer.invalidate()
-                self._writer = None
-                raise
+            finally:
+                if driver.in_transaction:  # the block raised, or the commit failed
+                    driver.rollback()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
