@@ -21,6 +21,7 @@ class Prepared:
     SQLAlchemy would apply to its parameters and to the columns it returns."""
 
     def __init__(self, statement: ClauseElement, dialect: Dialect, keys: Sequence[str]) -> None:
+        self.statement = statement  # see FastConnection.execute
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
             # Python-side column defaults are computed by SQLAlchemy's execution, which this bypasses.
@@ -37,10 +38,10 @@ class Prepared:
         self.binds = [(name, bind.required, fixed.get(name), process)
                       for name, bind, process in zip(self.names, binds, processors)]
         columns = _returned_columns(statement)
-        keys = [column.key for column in columns]
-        if len(set(keys)) != len(keys):
+        labels = [column.key for column in columns]
+        if len(set(labels)) != len(labels):
             raise ValueError(f"label the columns of {statement}: two share a name")
-        self.row = namedtuple("Row", keys) if keys else None
+        self.row = namedtuple("Row", labels) if labels else None
         self.result_processors: list[Processor] = [column.type.dialect_impl(dialect).result_processor(dialect, None)
                                                    for column in columns]
 
@@ -98,7 +99,8 @@ class FastConnection:
 
     def execute(self, statement: ClauseElement, params: Mapping[str, Any] | None = None) -> Result:
         params = params or {}
-        # By identity: the hot path's statements are module constants, built once (kept alive by the cache).
+        # By identity: the hot path's statements are module constants, built once; the cache keeps each one
+        # alive, so that its id is never another's.
         key = (id(statement), tuple(params))
         prepared = self._cache.get(key)
         if prepared is None:
