@@ -275,10 +275,10 @@ def test_a_bounce_of_our_reply_becomes_a_note_and_fails_the_row(store, smtp_sink
     later = T2 + timedelta(minutes=5)
 
     with store.transaction() as s:
-        assert outbox.mark_bounced(s, f"<{message_id}>", "550 5.1.1 user unknown", later) == ticket
+        assert outbox.mark_bounced(s, f"<{message_id}>", "550 5.1.1 user unknown", later, SETTINGS) == ticket
     with store.transaction() as s:  # the same DSN again, and one for mail that is not ours
-        assert outbox.mark_bounced(s, message_id, "550 5.1.1 user unknown", later) is None
-        assert outbox.mark_bounced(s, "stranger@elsewhere.example", "whatever", later) is None
+        assert outbox.mark_bounced(s, message_id, "550 5.1.1 user unknown", later, SETTINGS) is None
+        assert outbox.mark_bounced(s, "stranger@elsewhere.example", "whatever", later, SETTINGS) is None
 
     [row] = rows(store)
     assert row.status == "failed" and "user unknown" in row.last_error

@@ -116,8 +116,7 @@ def claim(db: Db, ticket_id: int, operator: Actor, ttl: float, now: datetime | N
     for _ in range(CLAIM_ATTEMPTS):
         fence = conn.execute(TAKE_FREE_CLAIM, params).scalar()
         if fence is not None:
-            record(db, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
-            return ClaimView(ticket_id, operator.id, operator.display_name, token, fence, now, expires)
+            return _granted(db, ticket_id, operator, token, fence, now, expires)
         # Held, expired, or no such ticket: look at it.
         view = read_claim(db, ticket_id)
         if view is None:
@@ -131,13 +130,18 @@ def claim(db: Db, ticket_id: int, operator: Actor, ttl: float, now: datetime | N
             if view.expired(now):
                 record(db, ticket_id, "expired", view.expires_at, view.holder_name,
                        f"taken over by {operator.username}")
-            record(db, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
-            return ClaimView(ticket_id, operator.id, operator.display_name, token, view.fence + 1, now, expires)
+            return _granted(db, ticket_id, operator, token, view.fence + 1, now, expires)
         # Another process got there first: look again, and report whoever holds it now.
     view = read_claim(db, ticket_id)
     if view is not None and view.live(now):
         raise conflict(view)
     raise ClaimConflict("the ticket is being claimed by someone else right now; try again")
+
+
+def _granted(db: Db, ticket_id: int, operator: Actor, token: str, fence: int, now: datetime,
+             expires: datetime) -> ClaimView:
+    record(db, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
+    return ClaimView(ticket_id, operator.id, operator.display_name, token, fence, now, expires)
 
 
 def renew(db: Db, ticket_id: int, operator: Actor, token: str | None, ttl: float,
@@ -147,9 +151,10 @@ def renew(db: Db, ticket_id: int, operator: Actor, token: str | None, ttl: float
     expires = now + timedelta(seconds=ttl)
     params = dict(t=ticket_id, op=operator.id, tok=token, now=now, expires=expires)
     if core(db).execute(RENEW, params).rowcount != 1:
-        if read_claim(db, ticket_id) is None:
+        view = read_claim(db, ticket_id)
+        if view is None:
             require_ticket(db, ticket_id)
-        raise lost(read_claim(db, ticket_id), operator.id, now)
+        raise lost(view, operator.id, now)
     record(db, ticket_id, "renewed", now, operator.username, f"until {expires.isoformat()}")
     return read_claim(db, ticket_id)
 

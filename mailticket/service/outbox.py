@@ -154,7 +154,7 @@ def flush_sync(store: Store, settings: Settings, **kw) -> Counts:
 
 
 def mark_bounced(session: Session, message_id: str, reason: str, now: datetime,
-                 settings: Settings | None = None) -> int | None:
+                 settings: Settings) -> int | None:
     """A bounce (DSN) of our mail, found by its Message-ID: the row fails and its ticket gets a note.
 
     Returns the ticket id; None when the id is not one of our outbox messages or it had failed already
@@ -295,7 +295,7 @@ def _give_up(store: Store, row: Picked, reason: str, now: datetime | None, setti
 
 
 def _undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, *, event: str,
-                   settings: Settings | None) -> int:
+                   settings: Settings) -> int:
     """The operators' side of a failed row: a note, a history entry, and for a reply the ticket open again
     (a pending ticket's pause counted in the business hours of `settings`)."""
     row = session.execute(
@@ -316,7 +316,7 @@ def _undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, 
 
 
 def _reopen(session: Session, ticket_id: int, written_at: datetime, sent_at: datetime | None,
-            at: datetime, settings: Settings | None) -> None:
+            at: datetime, settings: Settings) -> None:
     ticket = set_status(session, ticket_id, OPEN, None, now=at, settings=settings)
     # The customer waits again since their oldest message that no delivered reply came after.
     last_delivered = session.scalar(
