@@ -126,7 +126,8 @@ def test_subject_sender_and_attachment_names_agree_with_stalwart(name):
     subject, address, names = _expected(json.loads(eml.with_suffix(".json").read_text()))
     msg = parse(eml.read_bytes())
     assert _like(subject).fullmatch(msg.subject), (subject, msg.subject)
-    assert msg.from_addr == address
+    # An address without a domain ("<moderator>") is nobody we could answer: we keep no address then.
+    assert msg.from_addr == (address if "@" in address else "")
     ours = [a.filename for a in msg.attachments]
     if name in STALWART_DISAGREEMENTS:
         # Subject and sender still agree; the attachment names are where we decided otherwise (see the list).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -425,12 +424,11 @@ def test_random_bytes_never_raise():
         parse(rng.randbytes(rng.randrange(2000)))
 
 
-def test_a_huge_references_header_is_handled_in_linear_time():
+def test_a_huge_references_header_keeps_the_thread_root_and_the_newest_ids():
     ids = " ".join(f"<id{i}@example.com>" for i in range(20_000))
-    started = time.perf_counter()
     msg = mail(f"References: {ids}")
-    assert len(msg.references) == 20_000
-    assert time.perf_counter() - started < 2.0
+    assert msg.references[0] == "id0@example.com"
+    assert msg.references[1:] == tuple(f"id{i}@example.com" for i in range(19_901, 20_000))
 
 
 def test_size_and_content_type_describe_the_raw_message():

@@ -1,4 +1,4 @@
-"""Decoding of raw mail text: charsets with fallbacks, RFC 2047 words, addresses, ids, dates."""
+"""Decoding of raw mail text: charsets with fallbacks, RFC 2047 words, ids, dates (addresses: mail/address.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import codecs
 import functools
 import re
 from datetime import datetime, timezone
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 MAX_ID_LENGTH = 998  # RFC 5322 line limit; anything longer is garbage, not an id
+# Ids kept from one header: the first (a thread's root) and the newest; a hostile References can carry thousands.
+MAX_IDS = 100
 
 # Charsets tried, in order, after the declared one fails: most mislabelled mail is UTF-8 or
 # Windows-1252; Latin-1 maps every byte, so the chain always ends with text.
@@ -36,14 +38,6 @@ ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
 ANGLE_ID = re.compile(r"<([^<>]*)>")
 ID_SEPARATORS = re.compile(r"[\s,]+")
-# One mailbox of an address list in the shapes nearly all mail uses: "Name" <a@b>, Name <a@b>, a@b.
-# Anything else (comments, groups, routes, odd quoting) goes to the stdlib parser, which is slower.
-SIMPLE_MAILBOX = re.compile(
-    r'\s*(?:(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<name>[^",<>;:@()\\]*?))\s*<(?P<angle>[^<>\s"]*)>'
-    r'|(?P<bare>[^\s",<>;:()\\]+@[^\s",<>;:()\\]+))\s*(?:,|$)'
-)
-QUOTED_PAIR = re.compile(r"\\(.)")
-BARE_ADDRESS = re.compile(r"[^\s<>,;:\"()\[\]]+@[^\s<>,;:\"()\[\]]+")
 
 
 @functools.lru_cache(maxsize=256)
@@ -181,52 +175,18 @@ def message_ids(value: str | None, bare_needs_at: bool = True) -> list[str]:
         # Ids written without brackets; in References/In-Reply-To only tokens that look like ids,
         # so that "your message of Tue, 1 Oct" yields nothing.
         tokens = [t for t in ID_SEPARATORS.split(value) if t and (not bare_needs_at or "@" in t)]
+    if len(tokens) > MAX_IDS:
+        tokens = [tokens[0], *tokens[-(MAX_IDS - 1):]]
     seen: set[str] = set()
     ids = []
     for token in tokens:
         token = "".join(token.split())  # folding inside an id
-        if token and len(token) <= MAX_ID_LENGTH and token not in seen:
+        # Control characters and brackets in an id would break the header we write it into when we answer.
+        if (token and len(token) <= MAX_ID_LENGTH and token.isprintable() and "<" not in token and ">" not in token
+                and token not in seen):
             seen.add(token)
             ids.append(token)
     return ids
-
-
-def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
-    """(name, address) pairs when the value is a plain list of simple mailboxes, else None."""
-    pairs = []
-    pos, end = 0, len(value.rstrip())
-    while pos < end:
-        match = SIMPLE_MAILBOX.match(value, pos)
-        if match is None or match.end() == pos:
-            return None
-        if match["bare"]:
-            pairs.append(("", match["bare"]))
-        else:
-            name = QUOTED_PAIR.sub(r"\1", match["quoted"]) if match["quoted"] is not None else match["name"]
-            pairs.append((name, match["angle"]))
-        pos = match.end()
-    return pairs
-
-
-def addresses(values: list[str]) -> list[tuple[str, str]]:
-    """(decoded display name, lower-cased addr-spec) pairs from raw address header values."""
-    found: list[tuple[str, str]] = []
-    for value in values:
-        if "@" not in value and "<" not in value:
-            # "From: Whomever" (RFC 2046's examples, "undisclosed-recipients:;") names nobody we can answer.
-            if value.strip():
-                found.append((decode_words(value).strip(), ""))
-            continue
-        pairs = _simple_addresses(value)
-        if pairs is None:
-            try:
-                pairs = getaddresses([value])
-            except Exception:
-                pairs = []
-        pairs = [(decode_words(name).strip(), addr.strip().lower()) for name, addr in pairs if addr.strip()]
-        # When the address parser gives up, salvage anything shaped like an address.
-        found.extend(pairs or [("", addr.lower()) for addr in BARE_ADDRESS.findall(value)])
-    return found
 
 
 def parse_date(value: str | None) -> datetime | None:

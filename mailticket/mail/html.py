@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import re
-from html import escape
+from collections import Counter
+from html import escape, unescape
 from html.parser import HTMLParser
 
 import nh3
@@ -67,8 +68,85 @@ _CLEAN_OPTIONS = dict(
 _clean = nh3.Cleaner(**_CLEAN_OPTIONS).clean if hasattr(nh3, "Cleaner") else functools.partial(nh3.clean, **_CLEAN_OPTIONS)
 
 
+# The sanitiser's parser (html5ever) walks the stack of open elements at many tags, so its time grows with the
+# square of the nesting: 200,000 nested <div> would take minutes. Real mail nests tables a few dozen deep.
+MAX_DEPTH = 256
+# html.parser, which lays the text out, takes about 10 µs a tag: a big newsletter has a few thousand of them.
+MAX_TAGS = 50_000
+TAG_OPEN_OR_CLOSE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
+VOID_TAGS = frozenset("area base br col embed hr img input keygen link meta param source track wbr".split())
+# Tags that end an open element of the same name (a new <p> or <li> closes the last one), as browsers read them,
+# when only inline elements lie between the two: a new list or table in between nests instead.
+SIBLING_CLOSING_TAGS = frozenset("p li dt dd tr td th option optgroup".split())
+INLINE_TAGS = frozenset("a abbr b big cite code em font i label q s small span strike strong sub sup tt u".split())
+SIBLING_LOOKBACK = 4
+# What is left of HTML too deep to parse: the text between tags. [^<>] keeps the scan linear on "<<<<".
+ANY_TAG = re.compile(r"<[^<>]*>")
+
+
+class TooComplex(ValueError):
+    """HTML with more than MAX_TAGS tags or nested deeper than MAX_DEPTH: shown as text instead."""
+
+
+def complexity(html: str) -> str | None:
+    """Why `html` is too complex to parse in reasonable time, or None."""
+    if html.count("<") > MAX_TAGS:
+        return f"HTML with more than {MAX_TAGS} tags"
+    if too_deep(html):
+        return f"HTML nested deeper than {MAX_DEPTH} elements"
+    return None
+
+
+def too_deep(html: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the elements of `html` may nest deeper than `limit`, judged in one linear pass over its tags.
+
+    It errs on the deep side (a stray close tag is ignored as a browser would, comments are not skipped): HTML it
+    refuses is shown as plain text, never lost.
+    """
+    stack: list[str] = []
+    open_names: Counter[str] = Counter()
+    for match in TAG_OPEN_OR_CLOSE.finditer(html):
+        name = match.group(2).lower()
+        if match.group(1):  # a close tag ends the innermost open element of its name, and all inside it
+            if open_names[name]:
+                # Each element is pushed once and popped once: the whole pass stays linear.
+                while stack:
+                    top = stack.pop()
+                    open_names[top] -= 1
+                    if top == name:
+                        break
+            continue
+        if name in VOID_TAGS:
+            continue
+        if name in SIBLING_CLOSING_TAGS:
+            for back in range(1, min(SIBLING_LOOKBACK, len(stack)) + 1):
+                if stack[-back] == name:
+                    for top in stack[-back:]:
+                        open_names[top] -= 1
+                    del stack[-back:]
+                    break
+                if stack[-back] not in INLINE_TAGS:
+                    break
+        stack.append(name)
+        open_names[name] += 1
+        if len(stack) > limit:
+            return True
+    return False
+
+
+def strip_tags(html: str) -> str:
+    """The text between the tags, for HTML too broken or too deep to parse."""
+    return SPACES.sub(" ", unescape(ANY_TAG.sub(" ", html))).strip()
+
+
 def sanitize(html: str) -> str:
-    """The HTML with scripts, handlers, styles and remote content removed; links get rel=noopener."""
+    """The HTML with scripts, handlers, styles and remote content removed; links get rel=noopener.
+
+    Raises TooComplex for HTML too big or too deep (see `complexity`), before the sanitiser spends minutes on it.
+    """
+    reason = complexity(html)
+    if reason is not None:
+        raise TooComplex(reason)
     return _clean(html)
 
 
@@ -86,7 +164,6 @@ LINE_TAGS = frozenset(
 SKIPPED_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript"})
 SPACES = re.compile(r"[ \t\r\n\f\v]+")
 BLANK_LINES = re.compile(r"\n{3,}")
-TAG = re.compile(r"<[^>]*>")
 
 
 class _TextExtractor(HTMLParser):
@@ -146,14 +223,27 @@ class _TextExtractor(HTMLParser):
             self._write(data)
 
 
+# The elements the text extractor needs; the rest is unwrapped by nh3 first. nh3's output is well-formed (no
+# comment or tag left open), which html.parser reads in linear time: on raw mail it can take quadratic time
+# ("<!--" repeated, unclosed).
+_STRUCTURE = nh3.Cleaner(
+    tags=set(PARAGRAPH_TAGS | LINE_TAGS | {"br", "td", "th", "li", "pre"}), clean_content_tags=set(SKIPPED_TAGS),
+    attributes={}, strip_comments=True, link_rel=None,
+).clean if hasattr(nh3, "Cleaner") else functools.partial(
+    nh3.clean, tags=set(PARAGRAPH_TAGS | LINE_TAGS | {"br", "td", "th", "li", "pre"}),
+    clean_content_tags=set(SKIPPED_TAGS), attributes={}, strip_comments=True, link_rel=None)
+
+
 def to_text(html: str) -> str:
     """Plain text of an HTML document: block elements become line breaks, script/style vanish."""
+    if complexity(html) is not None:
+        return strip_tags(html)
     try:
         extractor = _TextExtractor()
-        extractor.feed(html)
+        extractor.feed(_STRUCTURE(html))
         extractor.close()
         text = "".join(extractor.chunks)
     except Exception:  # html.parser has raised on odd markup in past releases; plain tag stripping is enough
-        text = SPACES.sub(" ", TAG.sub(" ", html))
+        text = strip_tags(html)
     lines = (line.rstrip().replace("\u00a0", " ") for line in text.split("\n"))
     return BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

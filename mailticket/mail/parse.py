@@ -14,9 +14,9 @@ from email.policy import Compat32
 from email.utils import collapse_rfc2231_value
 from io import BytesIO
 
+from mailticket.mail import address
 from mailticket.mail import html as html_mail
 from mailticket.mail.decode import (
-    addresses,
     decode_bytes,
     decode_words,
     header_text,
@@ -70,12 +70,24 @@ class Inbound:
 
 
 SYNTHETIC_ID_DOMAIN = "synthetic.mailticket"
+# The defect recorded when From holds something that is no valid address: such mail is quarantined.
+INVALID_SENDER = "invalid sender address"
 MAX_MIME_DEPTH = 40  # deeper nesting is an attack or a loop, not a message a person wrote
 MAX_FILENAME_LENGTH = 255
 BODY_TYPES = ("text/plain", "text/html")
 
-PATH_SEPARATORS = re.compile(r".*[/\\]")
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# A file name is read from at most this much of its (encoded) parameter: 255 characters, RFC 2047-encoded.
+MAX_RAW_FILENAME_CHARS = 2000
+# Header values are cut here: a header longer than this is an attack, not something a person wrote.
+MAX_HEADER_CHARS = 64 * 1024
+# The headers whose parameters the stdlib parses on each access, in time that grows with the square of the
+# number of parameters: a real Content-Type or Content-Disposition is far shorter.
+PARAMETER_HEADERS = frozenset({"content-type", "content-disposition"})
+MAX_PARAMETER_HEADER_CHARS = 8 * 1024
+# Parts kept as attachments of one message; the rest stays readable in the raw message.
+MAX_ATTACHMENTS = 250
+# A Content-ID only names a part for cid: links; a longer one names nothing real (attachments.content_id).
+MAX_CONTENT_ID_CHARS = 255
 # Header-block lines Python's feed parser does not accept; at the first one it starts the body,
 # losing every header after it. Real mail has them: "Subject :" (RFC 5322 §4.5 obsolete syntax),
 # a stray word line between two headers, an indented first line.
@@ -103,7 +115,8 @@ class _TolerantPolicy(Compat32):
     """
 
     def header_fetch_parse(self, name: str, value: str) -> str:
-        return unfold(header_text(value)).strip()
+        limit = MAX_PARAMETER_HEADER_CHARS if name.lower() in PARAMETER_HEADERS else MAX_HEADER_CHARS
+        return unfold(header_text(value[:limit])).strip()
 
 
 POLICY = _TolerantPolicy()
@@ -142,13 +155,30 @@ def _part_text(part: Message, defects: list[str]) -> str:
 
 def _safe_filename(name: str) -> str:
     """A display name for a download: decoded, no directories, no control characters."""
-    name = CONTROL_CHARS.sub("", PATH_SEPARATORS.sub("", scrub(decode_words(header_text(name))))).strip()
+    name = scrub(decode_words(header_text(name[:MAX_RAW_FILENAME_CHARS])))
+    name = name.replace("\\", "/").rpartition("/")[2]
+    # Control characters, and the invisible marks that show "gpj.exe" as "exe.jpg", are no part of a name.
+    name = address.BIDI_CONTROLS.sub("", address.CONTROL.sub("", name)).strip()
     if name in (".", ".."):
         return ""
     if len(name) > MAX_FILENAME_LENGTH:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: MAX_FILENAME_LENGTH - len(ext) - 1] + dot + ext) if dot and len(ext) < 16 else name[:MAX_FILENAME_LENGTH]
     return name
+
+
+def _bounded(name: str, value: str) -> str:
+    """At most MAX_HEADER_CHARS of a header; of References the end too, where the newest ids are."""
+    if len(value) <= MAX_HEADER_CHARS:
+        return value
+    if name == "references":
+        head = MAX_HEADER_CHARS // 16
+        return value[:head] + " " + value[-(MAX_HEADER_CHARS - head):]
+    return value[:MAX_HEADER_CHARS]
+
+
+def _display_name(name: str) -> str:
+    return " ".join(address.CONTROL.sub(" ", decode_words(name)).split())
 
 
 def _subject(value: str | None) -> str:
@@ -171,6 +201,9 @@ _Chunk = tuple[bool, str]  # (is HTML, decoded text of one body part)
 def _sanitized(html: str, defects: list[str]) -> str:
     try:
         return html_mail.sanitize(html)
+    except html_mail.TooComplex as exc:
+        defects.append(f"{exc}: shown as text")
+        return html_mail.from_text(html_mail.strip_tags(html))
     except Exception as exc:  # the sanitiser refusing input must not lose the message: show it as text
         defects.append(f"unsanitisable HTML: {type(exc).__name__}")
         return html_mail.from_text(html_mail.to_text(html))
@@ -233,6 +266,9 @@ class _Walk:
                 return [], []
             chunk = (ctype == "text/html", text)
             return [chunk], [chunk]
+        if len(self.attachments) >= MAX_ATTACHMENTS:
+            self.defects.append(f"more than {MAX_ATTACHMENTS} attachments: the others stay in the raw message")
+            return [], []
         self.attachments.append(self._attachment(part, ctype, disposition, filename))
         return [], []
 
@@ -252,6 +288,9 @@ class _Walk:
         if not filename:
             filename = "attachment" + (mimetypes.guess_extension(ctype) or ".bin")
         content_id = next(iter(message_ids(part.get("content-id"), bare_needs_at=False)), None)
+        if content_id is not None and len(content_id) > MAX_CONTENT_ID_CHARS:
+            self.defects.append("Content-ID too long: left out")
+            content_id = None
         return Attachment(
             filename=filename,
             content_type=ctype,
@@ -334,7 +373,7 @@ def parse(raw: bytes) -> Inbound:
     for name, value in message.raw_items():
         name = str(name).lower()
         # NUL cannot be stored in PostgreSQL text and never means anything in a header.
-        value = unfold(header_text(str(value))).replace("\x00", "")
+        value = unfold(header_text(_bounded(name, str(value)))).replace("\x00", "")
         headers.append((name, decode_words(value)))
         first_raw.setdefault(name, value)
         raw_values.setdefault(name, []).append(value)
@@ -349,10 +388,15 @@ def parse(raw: bytes) -> Inbound:
     in_reply_to = tuple(i for i in message_ids(first_raw.get("in-reply-to")) if i != message_id)
     references = tuple(i for i in message_ids(first_raw.get("references")) if i != message_id)
 
-    senders = addresses(raw_values.get("from", [])[:1])
-    from_name, from_addr = senders[0] if senders else ("", "")
-    recipients = addresses(raw_values.get("to", []) + raw_values.get("cc", []))
-    reply_to = [addr for _, addr in addresses(raw_values.get("reply-to", [])[:1]) if addr]
+    sender = next(iter(address.read(raw_values.get("from", [])[:1])), None)
+    from_name = _display_name(sender.name) if sender else ""
+    from_addr = sender.address if sender is not None and sender.problem is None else ""
+    if sender is not None and sender.problem is not None:
+        defects.append(f"{INVALID_SENDER}: {sender.problem}")
+    recipients = [m for m in address.read(raw_values.get("to", []) + raw_values.get("cc", [])) if m.address]
+    if any(m.problem for m in recipients):
+        defects.append("invalid recipient addresses left out")
+    reply_to = [m.address for m in address.read(raw_values.get("reply-to", [])[:1]) if m.address and not m.problem]
     # Some broken mail repeats Date; the first one that parses wins.
     date = next(filter(None, map(parse_date, raw_values.get("date", []))), None)
     if "date" in raw_values and date is None:
@@ -380,7 +424,7 @@ def parse(raw: bytes) -> Inbound:
         references=references,
         from_addr=from_addr,
         from_name=from_name,
-        to_addrs=tuple(dict.fromkeys(addr for _, addr in recipients if addr)),
+        to_addrs=tuple(dict.fromkeys(m.address for m in recipients if m.problem is None)),
         reply_to=reply_to[0] if reply_to else None,
         return_path=return_path(first_raw.get("return-path")),
         subject=_subject(first_raw.get("subject")),

@@ -28,7 +28,7 @@ from mailticket.db.models import (
     Ticket,
 )
 from mailticket.mail.loops import BOUNCE, bounced_message_ids, classify
-from mailticket.mail.parse import Inbound, parse
+from mailticket.mail.parse import INVALID_SENDER, Inbound, parse
 from mailticket.service import acks
 from mailticket.service.outbox import mark_bounced
 from mailticket.service import sla  # issue 4: SLA policy and clocks
@@ -44,6 +44,7 @@ SUBJECT_CANDIDATES = 5
 # A chain of merges (A into B, then B into C) is followed this far; merge refuses cycles, this bounds a broken one.
 MAX_MERGE_HOPS = 10
 UNKNOWN_SENDER = "unknown@invalid"
+MAX_SHORT_REASON = 500
 CREATED, APPENDED, DUPLICATE, QUARANTINED = "created", "appended", "duplicate", "quarantined"
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,10 @@ def unusable(raw: bytes, msg: Inbound | None, settings: Settings) -> str | None:
         return f"message of {len(raw)} bytes exceeds limits.max_message_bytes ({limit})"
     if msg is None:
         return None
+    invalid_sender = next((d for d in msg.defects if d.startswith(INVALID_SENDER)), None)
+    if invalid_sender is not None:
+        # Answering it could send mail to whatever the address smuggles in (a list of others, a header).
+        return f"the sender address is not a valid e-mail address ({invalid_sender.partition(': ')[2]})"
     if not msg.headers or not (msg.from_addr or msg.header("message-id") or msg.header("date")):
         return "no usable header fields (no From, Message-ID or Date): not an e-mail message"
     fatal = [d for d in msg.defects if any(name in d for name in FATAL_DEFECTS)]
@@ -116,12 +121,25 @@ def quarantine(
     session: Session, raw: bytes, reason: str, *, mailbox: str | None, folder: str | None, uid: int | None,
     received_at: datetime | None, now: datetime,
 ) -> None:
-    """Keeps the bytes with the reason; the same bytes quarantined again are stored once."""
+    """Keeps the bytes with the reason, in a savepoint of its own; the same bytes quarantined again are stored once.
+
+    Should the database refuse the row as it is, it is written again with nothing but the bytes and a short
+    reason: a message must never be lost because its quarantine entry could not be written.
+    """
     values = dict(
         sha256=hashlib.sha256(raw).hexdigest(), mailbox=mailbox, folder=folder, uid=uid, reason=reason,
         size=len(raw), received_at=received_at, created_at=now, raw=raw,
     )
-    session.execute(_insert_ignore(session.connection(), Quarantine, ["sha256"]).values(**values))
+    try:
+        with session.begin_nested():
+            conn = session.connection()
+            conn.execute(_insert_ignore(conn, Quarantine, ["sha256"]).values(**values))
+    except Exception:  # noqa: BLE001 - written again below, with only what cannot be refused
+        log.exception("quarantine entry refused; keeping the bytes with a short reason")
+        with session.begin_nested():
+            conn = session.connection()
+            conn.execute(_insert_ignore(conn, Quarantine, ["sha256"]).values(
+                **dict(values, mailbox=None, folder=None, reason=reason[:MAX_SHORT_REASON])))
 
 
 @dataclass(frozen=True)
@@ -168,10 +186,11 @@ def ingest_batch(
     it, the batch is rolled back and done again message by message, each in a savepoint of its own, so
     that one bad message is quarantined and the others are stored.
     """
-    batch = _Batch(session, settings, now=now, mailbox=mailbox, folder=folder, queue=queue)
+    # Each _Batch takes the session's connection inside its savepoint, so that the SAVEPOINT comes before the batch's
+    # statements: taken outside, it would be emitted after them, and rolling back to it would undo nothing.
     try:
         with session.begin_nested():
-            return batch.run(items)
+            return _Batch(session, settings, now=now, mailbox=mailbox, folder=folder, queue=queue).run(items)
     except Exception:  # noqa: BLE001 - retried one by one below, where the culprit is quarantined
         log.warning("batch of %d refused by the database; ingesting one by one", len(items), exc_info=True)
     outcomes = []
