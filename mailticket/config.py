@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mailticket.mail import address
+
 
 # The From address when no [[mailbox]] is configured (a web-only instance).
 FALLBACK_FROM_ADDRESS = "support@localhost"
@@ -181,7 +183,6 @@ _UNIT_SECONDS = (86400, 3600, 60, 1)
 # Sizes: a bare integer is bytes; kB/MB/GB are powers of 1000, KiB/MiB/GiB powers of 1024.
 _SIZE = re.compile(r"(\d+)\s*([a-z]*)", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-_EMAIL = re.compile(r"[^@\s<>\",;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _DOMAIN = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+")
 _LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d{1,5})")
 _BASE_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
@@ -249,6 +250,8 @@ def parse_duration(text: str, *, key: str = "duration", path: str = "<config>") 
 def _text(value: Any) -> str:
     _expect(value, str, "a string")
     _ensure(value.strip(), "must not be empty")
+    # A line break in a name or an address would end the mail header it is written into.
+    _ensure(not address.CONTROL.search(value), f"must be one line without control characters, not {_show(value)}")
     return value
 
 
@@ -290,6 +293,16 @@ def _matching(pattern: re.Pattern[str], wanted: str, *, lower: bool = False) -> 
     def check(value: Any) -> str:
         text = _text(value).strip().lower().lstrip("@") if lower else _text(value).strip()
         _ensure(pattern.fullmatch(text), f"must be {wanted}, not {_show(value)}")
+        return text
+    return check
+
+
+def _email(wanted: str, *, lower: bool = False) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = _text(value).strip()
+        text = text.lower() if lower else text
+        problem = address.problem(text)
+        _ensure(problem is None, f"must be {wanted}, not {_show(value)}: {problem}")
         return text
     return check
 
@@ -412,7 +425,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "name": Key(_text, True), "host": Key(_text, True), "port": Key(_PORT), "security": Key(_SECURITY),
         "username": Key(_text, True), "password": Key(_any_secret, True, True), "folder": Key(_text),
         "processed_folder": Key(_text), "queue": Key(_text), "batch_size": Key(_integer(1, 10_000)),
-        "address": Key(_matching(_EMAIL, 'an e-mail address like "support@example.com"'), True),
+        "address": Key(_email('an e-mail address like "support@example.com"'), True),
     },
     "smtp": {"host": Key(_text), "port": Key(_PORT), "security": Key(_SECURITY), "username": Key(_text),
              "password": Key(_any_secret, secret=True), "from_name": Key(_text), "timeout": _DURATION_KEY},
@@ -425,8 +438,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "queue": Key(_text), "priority": Key(_text),
             "sender_domain": Key(_matching(_DOMAIN, 'a domain like "partner.example"', lower=True))},
     "route": {"name": Key(_text, True),
-              "to": Key(_matching(_EMAIL, 'an e-mail address like "trocas@shop.example"', lower=True)),
-              "from": Key(_matching(_EMAIL, 'an e-mail address like "orders@partner.example"', lower=True)),
+              "to": Key(_email('an e-mail address like "trocas@shop.example"', lower=True)),
+              "from": Key(_email('an e-mail address like "orders@partner.example"', lower=True)),
               "from_domain": Key(_matching(_DOMAIN, 'a domain like "partner.example"', lower=True)),
               "subject_keywords": Key(_keywords), "body_keywords": Key(_keywords),
               "queue": Key(_text), "priority": Key(_choice(*PRIORITIES))},

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import aiosmtplib
 
 from mailticket.config import SmtpSettings
+from mailticket.mail import address
 
 TLS, STARTTLS = "tls", "starttls"  # and "none": plain SMTP
 # RFC 5321 §4.2.1: 4yz replies are transient, 5yz replies are final.
@@ -19,6 +20,9 @@ BUDGET_TIMEOUTS = 2
 SMTPUTF8 = "SMTPUTF8"
 # The one refusal of MAIL FROM that is about the message (its SIZE), not about our relay settings.
 MESSAGE_TOO_BIG = 552
+# RFC 5321 §4.5.3.2.6: after the data's final dot a client waits at least 10 minutes for the reply, since the
+# relay may be checking the message. Giving up sooner makes a slow relay receive the message again on each retry.
+DATA_REPLY_TIMEOUT = 600.0
 
 
 class SmtpFailure(Exception):
@@ -48,7 +52,7 @@ class PermanentFailure(SmtpFailure):
 
 def longest_send(settings: SmtpSettings) -> float:
     """Seconds one `Connection.send` may take at most, connecting and logging in included."""
-    return 2 * BUDGET_TIMEOUTS * settings.timeout
+    return 2 * BUDGET_TIMEOUTS * settings.timeout + DATA_REPLY_TIMEOUT
 
 
 class Connection:
@@ -72,13 +76,15 @@ class Connection:
         """
         if not recipients or not raw:
             raise PermanentFailure(None, "the message has no recipients" if raw else "the stored message is empty")
+        for recipient in recipients:
+            if (problem := address.problem(recipient)) is not None:
+                # Stored rows hold one address each; this guards against a row written by hand or by old code.
+                raise PermanentFailure(None, f"invalid address {recipient[:80]!r}: {problem}")
         client = await self._connected()
-        # Non-ASCII addresses need SMTPUTF8; asking for it otherwise would refuse relays that lack it for nothing.
-        options = [SMTPUTF8] if not all(a.isascii() for a in (sender, *recipients)) else []
-        budget = BUDGET_TIMEOUTS * self.settings.timeout
+        budget = BUDGET_TIMEOUTS * self.settings.timeout + DATA_REPLY_TIMEOUT
         try:
             async with asyncio.timeout(budget):
-                refused, _ = await client.sendmail(sender, list(recipients), raw, mail_options=options)
+                refused = await _transfer(client, raw, sender, recipients)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise _all_refused(exc.recipients) from None
         except aiosmtplib.SMTPSenderRefused as exc:
@@ -97,7 +103,7 @@ class Connection:
             # Cut off in the middle of a command: the session is in an unknown state, so it is not reused.
             self._drop()
             raise TemporaryFailure(None, _describe(exc, budget)) from None
-        return {address: f"{reply.code} {reply.message}" for address, reply in refused.items()}
+        return {recipient: f"{reply.code} {reply.message}" for recipient, reply in refused.items()}
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -142,6 +148,38 @@ async def send(settings: SmtpSettings, raw: bytes, sender: str, recipients: Sequ
     """One message on a connection of its own; see `Connection.send`."""
     async with Connection(settings, tls_context=tls_context) as conn:
         return await conn.send(raw, sender, recipients)
+
+
+async def _transfer(client: aiosmtplib.SMTP, raw: bytes, sender: str,
+                    recipients: Sequence[str]) -> dict[str, aiosmtplib.SMTPRecipientRefused]:
+    """MAIL, RCPT and DATA as aiosmtplib's sendmail sends them, but with RFC 5321's wait for the final reply
+    (sendmail waits as long for every command). Returns the recipients refused while others were accepted."""
+    # Non-ASCII addresses need SMTPUTF8; asking for it otherwise would refuse relays that lack it for nothing.
+    utf8 = not all(a.isascii() for a in (sender, *recipients))
+    if client.last_ehlo_response is None:
+        await client.ehlo()
+    if utf8 and not client.supports_extension("smtputf8"):
+        raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+    options = ([SMTPUTF8] if utf8 else []) + ([f"SIZE={len(raw)}"] if client.supports_extension("size") else [])
+    encoding = "utf-8" if utf8 else "ascii"
+    try:
+        await client.mail(sender, options=options, encoding=encoding)
+        refused = {}
+        for recipient in recipients:
+            try:
+                await client.rcpt(recipient, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused[recipient] = exc
+        if len(refused) == len(recipients):
+            raise aiosmtplib.SMTPRecipientsRefused(list(refused.values()))
+        await client.data(raw, timeout=DATA_REPLY_TIMEOUT)
+    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+        try:
+            await client.rset()  # the envelope is reset, so that the session can carry the next message
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+        raise
+    return refused
 
 
 def _by_code(code: int, message: str) -> SmtpFailure:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import undefer
 
 from mailticket.config import CsatSettings, WebSettings
 from mailticket.db.models import Csat, Message, Operator, Outbox, Ticket
-from mailticket.service import actions, csat, operators
+from mailticket.service import actions, csat, operators, outbound
 from mailticket.service.outbox import Counts, flush_sync
 from mailticket.service.report_data import figures
 from mailticket.web.app import create_app
@@ -50,7 +50,7 @@ def survey_mails(store, ticket_id: int) -> list[tuple[Outbox, Message]]:
     with store.reading() as session:
         return session.execute(
             select(Outbox, Message).join(Message, Message.id == Outbox.message_id)
-            .where(Outbox.ticket_id == ticket_id, Outbox.kind == csat.NOTIFICATION).options(undefer(Message.raw))
+            .where(Outbox.ticket_id == ticket_id, Outbox.kind == outbound.NOTIFICATION).options(undefer(Message.raw))
         ).all()
 
 
@@ -75,7 +75,7 @@ def test_resolving_queues_the_resolution_mail_with_a_signed_link(store):
     resolve(store, ticket)
 
     [(row, message)] = survey_mails(store, ticket)
-    assert (row.status, row.recipients, row.next_attempt_at) == ("queued", "ana@customer.example", RESOLVED_AT)
+    assert (row.status, row.recipients, row.next_attempt_at) == ("queued", ["ana@customer.example"], RESOLVED_AT)
     assert message.direction == "out" and message.operator_id is None
     assert "[#%d]" % ticket in message.subject
     assert b"Auto-Submitted: auto-generated" in message.raw

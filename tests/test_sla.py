@@ -233,7 +233,7 @@ def test_a_breach_is_marked_and_escalated_once(store, smtp_sink):
     assert ticket.escalated_at == T0 + timedelta(hours=1)
     assert ticket.sla_check_at == ticket.resolution_due_at == T0 + timedelta(hours=2)
     [row] = outbox_rows(store, ticket_id)
-    assert (row.kind, row.status, row.recipients) == ("notification", QUEUED, "boss@shop.example")
+    assert (row.kind, row.status, row.recipients) == ("notification", QUEUED, ["boss@shop.example"])
 
     # Nothing new until the resolution is due; then it is marked, but nobody gets a second mail.
     assert check(store, TIGHT, T0 + timedelta(hours=1, minutes=30)) == 0
@@ -362,7 +362,7 @@ def test_an_acknowledgement_is_not_a_response(store, smtp_sink):
             to_addrs="ana@customer.example", subject=ack.subject, date=at, received_at=at, text="ack",
             raw=ack.raw)).scalar_one()
         s.execute(insert(Outbox), dict(message_id=message_id, ticket_id=ticket_id, kind="ack", status=QUEUED,
-                                       recipients="ana@customer.example", attempts=0, next_attempt_at=at,
+                                       recipients=["ana@customer.example"], attempts=0, next_attempt_at=at,
                                        created_at=at))
 
     assert flush_sync(store, with_sink(TIGHT, smtp_sink), now=at + MINUTE).sent == 1

@@ -93,22 +93,6 @@ def test_login_with_a_wrong_password_is_refused(app, store):
     assert browser.get("/").status_code == 200
 
 
-def test_five_failed_logins_lock_the_account_for_a_while(app, store):
-    ana = make_operator(store, "ana")
-    browser = Browser(app)
-    answers = [browser.log_in("ana", f"guess {n}") for n in range(5)]
-    assert [a.status_code for a in answers[:4]] == [401] * 4
-    assert "too many failed logins, try again in a few minutes" in answers[4].text
-    refused = browser.log_in("ana")
-    assert refused.status_code == 429
-    assert "too many failed logins, try again in a few minutes" in refused.text
-    assert browser.get("/").status_code == 303
-    # A while later the lock has run out.
-    with store.transaction() as session:
-        session.get(Operator, ana).locked_until = T0
-    assert browser.log_in("ana").status_code == 303
-
-
 def test_a_form_post_without_the_csrf_token_is_refused(app, store):
     ticket = make_ticket(store)
     ana = signed_in(app, store, "ana")

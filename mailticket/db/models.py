@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    JSON,
     ForeignKey,
     Index,
     Integer,
@@ -237,13 +238,22 @@ class Operator(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # sha256 of the API token: the token itself is shown once and never stored.
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     @property
     def display_name(self) -> str:
         return self.name or self.username
+
+
+class WebSession(Base):
+    """A signed-in browser: its cookie carries a random token, this row its hash, so that logging out ends it here."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's token
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Claim(Base):
@@ -277,7 +287,8 @@ class Outbox(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="reply")  # reply | ack | notification
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
-    recipients: Mapped[str] = mapped_column(Text, default="")
+    # One address per element: never a string to split (a quoted local part may hold commas).
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # While a sender works on the row: another instance may take it only after this time.

@@ -1,4 +1,5 @@
-"""Builds outbound mail (replies, acknowledgements) with a fixed Message-ID, threading headers and the ticket tag."""
+"""Builds outbound mail (replies, acknowledgements, notifications) with a fixed Message-ID, threading headers and the
+ticket tag; refuses any header value that could break out of its line."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
 
+from mailticket.mail import address
 from mailticket.mail.loops import LOOP_HEADER
 
 # References keeps the thread's root and the newest ids; long chains break some servers' header limits.
@@ -25,6 +27,9 @@ REPLY_PREFIX = "Re: "
 UTF8 = Charset("utf-8")
 UTF8.body_encoding = QP
 WIRE = compat32.clone(linesep="\r\n")
+# A word longer than this cannot be folded onto lines of RFC 5322's 78 characters: such a subject is written as
+# RFC 2047 encoded words, which can be cut anywhere (a relay refuses a line over 998 characters outright).
+LONGEST_FOLDABLE_WORD = 60
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,11 @@ class Outgoing:
     message_id: str  # without angle brackets
     subject: str
     raw: bytes
+    to: tuple[str, ...] = ()
+    from_address: str = ""
+    text: str = ""  # the plain-text body
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
 
 
 def new_message_id(from_address: str) -> str:
@@ -73,12 +83,25 @@ def build(
 ) -> Outgoing:
     """A complete message; its bytes are stored, so that every retry sends the very same message.
 
+    Raises ValueError for an address that is not one (see mail.address) and for a name or id holding a character
+    that would end its header line: such a value is refused, never split into headers of its own.
     Built with the stdlib's compat32 classes: the modern EmailMessage API costs about 3 ms a message,
     which acknowledgements of a big batch of new tickets would pay on the ingest path.
     """
+    to = tuple(address.checked(a) for a in to)
+    if not to:
+        raise ValueError("a message needs at least one recipient")
+    address.checked(from_address)
+    _one_line("the sender's name", from_name)
+    for message_id in (in_reply_to or "", *references):
+        _one_line("a Message-ID", message_id)
+        if any(c.isspace() or c in "<>" for c in message_id):
+            raise ValueError(f"refused Message-ID {message_id[:80]!r}: spaces or angle brackets")
+    # A subject is text: its line breaks and tabs are spaces, not headers of their own.
+    subject = " ".join(subject.split())
     message_id = new_message_id(from_address)
     # SMTP ends the data with a line break; stored bytes end with one too, so they equal the bytes sent.
-    body = body if body.endswith("\n") else body + "\n"
+    text, body = body, body if body.endswith("\n") else body + "\n"
     msg: Message = MIMEText(body, "plain", UTF8)
     if html:
         alternative = MIMEMultipart("alternative")
@@ -98,7 +121,7 @@ def build(
         msg = mixed
     msg["From"] = formataddr((from_name, from_address), charset="utf-8")
     msg["To"] = ", ".join(to)
-    msg["Subject"] = _header(subject)
+    msg["Subject"] = _subject_header(subject)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
@@ -110,8 +133,17 @@ def build(
         msg["Auto-Submitted"] = auto_submitted
     msg[LOOP_HEADER] = str(ticket_id)
     # CRLF as on the wire, so that the stored bytes are exactly the bytes sent.
-    return Outgoing(message_id, subject, msg.as_bytes(policy=WIRE))
+    return Outgoing(message_id, subject, msg.as_bytes(policy=WIRE), to=to, from_address=from_address,
+                    text=text, in_reply_to=in_reply_to, references=tuple(refs))
 
 
-def _header(value: str) -> str | Header:
-    return value if value.isascii() else Header(value, "utf-8")
+def _one_line(what: str, value: str) -> None:
+    # CONTROL covers CR and LF and every other character str.splitlines() breaks on (compat32 folds with it).
+    if address.CONTROL.search(value):
+        raise ValueError(f"refused {what} {value[:80]!r}: it holds a line break or another control character")
+
+
+def _subject_header(subject: str) -> str | Header:
+    if subject.isascii() and all(len(word) <= LONGEST_FOLDABLE_WORD for word in subject.split()):
+        return subject
+    return Header(subject, "utf-8")

@@ -18,18 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jinja2
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mailticket import timing
 from mailticket.config import Settings
-from mailticket.db.models import OUT, QUEUED, Customer, Message, Outbox, Ticket
-from mailticket.mail import compose
+from mailticket.db.models import Customer, Outbox, Ticket
+from mailticket.mail import address, compose
 from mailticket.resources import resource_dir
+from mailticket.service import outbound
 from mailticket.service.history import INSERT_EVENT
 from mailticket.threads import TicketTag
 
-ACK = "ack"  # Outbox.kind
+ACK = outbound.ACK
 # RFC 3834 §5.1: a response generated automatically to a message; responders that honour it do not answer.
 AUTO_SUBMITTED = "auto-replied"
 # The window of `[autoreply] max_per_sender_per_hour`.
@@ -74,22 +75,18 @@ def queue_ack(
     return queue_acks(session, settings, [request], now=now)[0]
 
 
-# Acknowledgements that went to each of the given addresses since a time. Acknowledgements go to the ticket's
-# customer, so the count walks customers.address (unique) -> tickets (ix_tickets_customer_subject) -> outbox
-# (ix_outbox_ticket_id): indexes that exist, and a cost that follows the sender's tickets, not the outbox,
-# which keeps every message it ever sent. The recipients condition keeps the count exact all the same.
+# Acknowledgements that went to each of the given senders since a time. An acknowledgement goes to the sender of
+# the message that opened a ticket, who is that ticket's customer, so the count walks customers.address (unique)
+# -> tickets (ix_tickets_customer_subject) -> outbox (ix_outbox_ticket_id): indexes that exist, and a cost that
+# follows the sender's tickets, not the outbox, which keeps every message it ever sent.
 RECENT_ACKS = (
-    select(Outbox.recipients, func.count())
-    .join(Ticket, Ticket.id == Outbox.ticket_id)
-    .join(Customer, Customer.id == Ticket.customer_id)
-    .where(Customer.address.in_(bindparam("addresses", expanding=True)), Outbox.recipients == Customer.address,
-           Outbox.kind == ACK, Outbox.created_at > bindparam("since"))
-    .group_by(Outbox.recipients)
+    select(Customer.address, func.count())
+    .join(Ticket, Ticket.customer_id == Customer.id)
+    .join(Outbox, Outbox.ticket_id == Ticket.id)
+    .where(Customer.address.in_(bindparam("addresses", expanding=True)), Outbox.kind == ACK,
+           Outbox.created_at > bindparam("since"))
+    .group_by(Customer.address)
 )
-# Rows come back in no promised order: SQLite would otherwise insert them one statement each. Each is found again
-# by its Message-ID.
-INSERT_MESSAGES = insert(Message).returning(Message.message_id, Message.id)
-INSERT_OUTBOX = insert(Outbox)
 
 
 def queue_acks(session: Session, settings: Settings, requests: Sequence[AckRequest], *, now: datetime) -> list[bool]:
@@ -108,7 +105,7 @@ def queue_acks(session: Session, settings: Settings, requests: Sequence[AckReque
         return [False] * len(requests)
     conn = session.connection()
     sent = Counter(dict(conn.execute(RECENT_ACKS, dict(addresses=addresses, since=now - RATE_WINDOW)).all()))
-    messages, events, done = [], [], []
+    queued, events, done = [], [], []
     for request, to in zip(requests, wanted):
         if to is None:
             done.append(None)
@@ -122,24 +119,17 @@ def queue_acks(session: Session, settings: Settings, requests: Sequence[AckReque
             done.append(None)
             continue
         try:
-            row = _message_row(settings, request, to, now)
+            mail = _compose(settings, request, to, now)
         except (jinja2.TemplateError, OSError, ValueError):
-            log.exception("acknowledgement of ticket %s not sent: template %r cannot be rendered",
+            log.exception("acknowledgement of ticket %s not sent: template %r cannot be rendered or written",
                           request.ticket_id, rules.template)
             done.append(None)
             continue
         sent[to] += 1
-        messages.append(row)
-        events.append(_event(request.ticket_id, now, "acknowledged", f"message {row['message_id']} to {to}"))
-        done.append(row)
-    if messages:
-        ids = dict(conn.execute(INSERT_MESSAGES, messages).all())
-        conn.execute(INSERT_OUTBOX, [
-            dict(message_id=ids[row["message_id"]], ticket_id=row["ticket_id"], kind=ACK, status=QUEUED,
-                 recipients=row["to_addrs"], attempts=0, next_attempt_at=now, lease_until=None, last_error="",
-                 created_at=now, sent_at=None)
-            for row in messages
-        ])
+        queued.append(outbound.Queued(request.ticket_id, ACK, mail, request.mailbox, shown_as=settings.smtp.from_name))
+        events.append(_event(request.ticket_id, now, "acknowledged", f"message {mail.message_id} to {to}"))
+        done.append(mail)
+    outbound.enqueue(session, queued, now)
     if events:
         conn.execute(INSERT_EVENT, events)
     return [row is not None for row in done]
@@ -203,28 +193,19 @@ def _environment(folder: str) -> jinja2.Environment:
 def _deliverable(to: str, own: set[str]) -> str | None:
     """The address to acknowledge to, or None when it must get none (empty, ours, or nobody reads it)."""
     to = (to or "").strip().lower()
-    if "@" not in to or to in own or NO_REPLY_LOCAL_PART.match(to):
+    if not address.is_valid(to) or to in own or NO_REPLY_LOCAL_PART.match(to):
         return None
     return to
 
 
-def _message_row(settings: Settings, request: AckRequest, to: str, now: datetime) -> dict:
+def _compose(settings: Settings, request: AckRequest, to: str, now: datetime) -> compose.Outgoing:
     body = render_ack(settings, ticket_id=request.ticket_id, subject=request.subject, queue=request.queue,
                       priority=request.priority, sender=to)
-    address = settings.address_of(request.mailbox)
     tag = TicketTag(settings.tickets.subject_tag).render(request.ticket_id)
-    references = list(request.references)
-    outgoing = compose.build(
-        from_address=address, from_name=settings.smtp.from_name, to=[to],
+    return compose.build(
+        from_address=settings.address_of(request.mailbox), from_name=settings.smtp.from_name, to=[to],
         subject=compose.reply_subject(request.subject, tag), body=body, date=now, ticket_id=request.ticket_id,
-        in_reply_to=request.in_reply_to, references=references, auto_submitted=AUTO_SUBMITTED,
-    )
-    return dict(
-        ticket_id=request.ticket_id, direction=OUT, message_id=outgoing.message_id,
-        in_reply_to=request.in_reply_to or "", references=" ".join(references), from_addr=address,
-        from_name=settings.smtp.from_name[:200], to_addrs=to, subject=outgoing.subject, date=now, received_at=now,
-        text=body, html=None, matched_by=None, loop=None, mailbox=request.mailbox, defects="", raw=outgoing.raw,
-        operator_id=None,
+        in_reply_to=request.in_reply_to, references=list(request.references), auto_submitted=AUTO_SUBMITTED,
     )
 
 

@@ -10,13 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailticket.config import Settings
-from mailticket.db.models import IN, NOTE, OUT, QUEUED, RESOLVED, STATUSES, Customer, Message, Operator, Outbox, Ticket
+from mailticket.db.models import IN, NOTE, RESOLVED, STATUSES, Customer, Message, Operator, Ticket
 from mailticket.db.models import Attachment  # issue 4: attachments on replies
-from mailticket.mail import compose
+from mailticket.mail import address, compose
 from mailticket.service.claims import TicketNotFound, db_now, take_for_reply
 from mailticket.service.history import record
 from mailticket.service import sla  # issue 4: SLA clocks follow status changes
 from mailticket.service import csat  # issue 6: the resolution mail carries the survey link
+from mailticket.service import outbound
 from mailticket.threads import TicketTag
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -40,10 +41,11 @@ def reply(
     session: Session, settings: Settings, ticket_id: int, operator: Operator, body: str, claim_token: str | None,
     *, keep_claim: bool = False, status: str | None = None, now: datetime | None = None,
     attachments: Sequence[tuple[str, str, bytes]] = (),
-) -> Message:
+) -> compose.Outgoing:
     """Queues a reply to the customer; refused with ClaimLost unless the live claim is held with this token.
 
     `attachments` are (filename, content type, bytes): sent with the mail and kept as Attachment rows.
+    Returns the composed mail (its Message-ID is the reply's).
     """
     body = body.replace("\x00", "")
     if not body.strip():
@@ -65,25 +67,20 @@ def reply(
     )
     address = settings.address_of(ticket.mailbox)
     references = (last_in.references.split() if last_in and last_in.references else [])
-    outgoing = compose.build(
-        from_address=address, from_name=settings.smtp.from_name, to=[ticket.customer.address],
-        subject=compose.reply_subject(ticket.subject, TicketTag(settings.tickets.subject_tag).render(ticket.id)),
-        body=body, date=now, ticket_id=ticket.id, in_reply_to=last_in.message_id if last_in else None,
-        references=references, attachments=parts,
-    )
-    message = Message(
-        ticket_id=ticket.id, direction=OUT, message_id=outgoing.message_id, from_addr=address,
-        from_name=operator.display_name, to_addrs=ticket.customer.address, subject=outgoing.subject, date=now,
-        received_at=now, text=body, matched_by=None, raw=outgoing.raw, operator_id=operator.id,
-        in_reply_to=last_in.message_id if last_in else "", references=" ".join(references),
-    )
-    session.add(message)
-    session.flush()
+    try:
+        outgoing = compose.build(
+            from_address=address, from_name=settings.smtp.from_name, to=[ticket.customer.address],
+            subject=compose.reply_subject(ticket.subject, TicketTag(settings.tickets.subject_tag).render(ticket.id)),
+            body=body, date=now, ticket_id=ticket.id, in_reply_to=last_in.message_id if last_in else None,
+            references=references, attachments=parts,
+        )
+    except ValueError as refused:  # the customer's address or a stored id that no header can carry
+        raise ActionError(f"the reply cannot be written: {refused}") from None
+    ids = outbound.enqueue(session, [outbound.Queued(ticket.id, outbound.REPLY, outgoing, ticket.mailbox,
+                                                     shown_as=operator.display_name, operator_id=operator.id)], now)
     for filename, content_type, data in parts:
-        session.add(Attachment(message_id=message.id, filename=filename, content_type=content_type, size=len(data),
-                               data=data, inline=False))
-    session.add(Outbox(message_id=message.id, ticket_id=ticket.id, kind="reply", status=QUEUED,
-                       recipients=ticket.customer.address, attempts=0, next_attempt_at=now, created_at=now))
+        session.add(Attachment(message_id=ids[outgoing.message_id], filename=filename, content_type=content_type,
+                               size=len(data), data=data, inline=False))
     # The customer has an answer on its way; the ticket no longer waits on us.
     ticket.waiting_since = None
     ticket.updated_at = now
@@ -92,12 +89,13 @@ def reply(
         record(session, ticket.id, "released", now, operator, "after reply")
     if status is not None and status != ticket.status:
         set_status(session, ticket.id, status, operator, now=now, settings=settings)
-    return message
+    return outgoing
 
 
 def clean_attachment(filename: str, content_type: str, data: bytes) -> tuple[str, str, bytes]:
     """A name without folders or control characters (at most 255), and a plain "type/subtype"."""
-    name = re.sub(r"[\x00-\x1f\x7f]", "", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = address.BIDI_CONTROLS.sub("", address.CONTROL.sub("", name)).strip()
     content_type = (content_type or "").split(";", 1)[0].strip().lower()
     if not _CONTENT_TYPE.fullmatch(content_type) or len(content_type) > 255:
         content_type = "application/octet-stream"

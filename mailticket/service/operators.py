@@ -1,4 +1,5 @@
-"""Operator accounts: argon2 passwords, login throttling, API tokens stored as hashes and shown once."""
+"""Operator accounts: argon2 passwords, browser sessions kept on the server, API tokens stored as hashes and shown
+once."""
 
 from __future__ import annotations
 
@@ -9,18 +10,17 @@ from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from mailticket.db.fast import FastConnection
-from mailticket.db.models import Operator
+from mailticket.db.models import Operator, WebSession
 
-# After this many failed logins in a row the account waits LOCKOUT before the next try.
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=5)
 TOKEN_PREFIX = "mt_"
 
 _hasher = PasswordHasher()
+# Checked when the user name is unknown, so that an unknown name costs the same time as a wrong password.
+_DUMMY_HASH = _hasher.hash("no operator has this password")
 
 
 class OperatorError(ValueError):
@@ -41,7 +41,7 @@ def add_operator(session: Session, username: str, password: str, *, name: str = 
     if session.scalar(select(Operator.id).where(Operator.username == username)) is not None:
         raise OperatorError(f"operator {username!r} already exists")
     operator = Operator(username=username, name=name, email=email, password_hash=_hasher.hash(password),
-                        is_admin=admin, disabled=False, failed_logins=0, created_at=now)
+                        is_admin=admin, disabled=False, created_at=now)
     session.add(operator)
     session.flush()
     return operator
@@ -60,8 +60,9 @@ def disable(session: Session, username: str) -> Operator:
     if operator is None:
         raise OperatorError(f"no operator {username!r}")
     operator.disabled = True
-    # The token goes too, so that nothing signed in before keeps working.
+    # The token and the browser sessions go too, so that nothing signed in before keeps working.
     operator.token_hash = None
+    end_all_sessions(session, operator.id)
     return operator
 
 
@@ -118,27 +119,59 @@ def by_token(conn: Connection | FastConnection, token: str) -> Operator | None:
                     is_admin=caller.is_admin, disabled=False)
 
 
-def authenticate(session: Session, username: str, password: str, now: datetime) -> Operator | None:
-    """The operator when the password is right; counts failures and locks out a guessing attacker for a while."""
-    operator = by_username(session, username)
-    if operator is None or operator.disabled:
-        # Spend the same time as a real check, so timing does not tell which user names exist.
-        _hasher.hash(password)
-        return None
-    if operator.locked_until is not None and operator.locked_until > now:
-        return None
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether `password` matches; pure CPU (tens of milliseconds), so callers run it outside any transaction."""
     try:
-        _hasher.verify(operator.password_hash, password)
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
-        operator.failed_logins += 1
-        if operator.failed_logins >= MAX_FAILED_LOGINS:
-            operator.locked_until, operator.failed_logins = now + LOCKOUT, 0
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher.check_needs_rehash(password_hash)
+
+
+LOGIN_CANDIDATE = select(Operator.id, Operator.password_hash).where(
+    Operator.username == bindparam("u"), Operator.disabled.is_(False))
+
+
+def login_candidate(conn: Connection, username: str) -> tuple[int, str] | None:
+    """The id and password hash of the enabled operator with this user name (a read: no lock taken)."""
+    row = conn.execute(LOGIN_CANDIDATE, {"u": username}).first()
+    return None if row is None else (row.id, row.password_hash)
+
+
+# -- browser sessions: the cookie carries a random token, the table its hash ----------------------------------------
+
+SESSION_OPERATOR = (
+    select(Operator).join(WebSession, WebSession.operator_id == Operator.id)
+    .where(WebSession.id == bindparam("h"), WebSession.expires_at > bindparam("now"), Operator.disabled.is_(False))
+)
+
+
+def start_session(session: Session, operator_id: int, now: datetime, lifetime: timedelta) -> str:
+    """A new signed-in session; returns its token, for the cookie. The operator's expired sessions are swept."""
+    session.execute(delete(WebSession).where(WebSession.operator_id == operator_id, WebSession.expires_at <= now))
+    token = secrets.token_urlsafe(32)
+    session.add(WebSession(id=hash_token(token), operator_id=operator_id, created_at=now, expires_at=now + lifetime))
+    return token
+
+
+def session_operator(session: Session, token: str, now: datetime) -> Operator | None:
+    """The enabled operator of a live session, None when the session ended (logged out, expired, disabled)."""
+    if not token:
         return None
-    operator.failed_logins, operator.locked_until = 0, None
-    if _hasher.check_needs_rehash(operator.password_hash):
-        operator.password_hash = _hasher.hash(password)
-    return operator
+    return session.scalar(SESSION_OPERATOR, {"h": hash_token(token), "now": now})
 
 
-def locked(operator: Operator | None, now: datetime) -> bool:
-    return operator is not None and operator.locked_until is not None and operator.locked_until > now
+def end_session(session: Session, token: str) -> None:
+    session.execute(delete(WebSession).where(WebSession.id == hash_token(token)))
+
+
+def end_all_sessions(session: Session, operator_id: int) -> int:
+    """Logs the operator out everywhere; returns how many sessions ended."""
+    return session.execute(delete(WebSession).where(WebSession.operator_id == operator_id)).rowcount

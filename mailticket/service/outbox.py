@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 import ssl
 import time
 from collections.abc import Callable
@@ -54,7 +53,6 @@ LEASE_SENDS = 3
 REPLY = "reply"
 KIND_NAMES = {REPLY: "reply", "ack": "acknowledgement", "notification": "notification"}
 NOTE_DOMAIN = "note@mailticket.invalid"
-_ADDRESS_SEPARATORS = re.compile(r"[\s,;]+")
 SENT_, RETRIED, GAVE_UP, LOST = "sent", "retried", "failed", "lost"
 
 
@@ -112,8 +110,8 @@ def pick(session: Session, now: datetime, limit: int, lease: float) -> list[Pick
         .join(Message, Message.id == Outbox.message_id).where(Outbox.id.in_(won))
         .order_by(Outbox.next_attempt_at, Outbox.id)
     ).all()
-    return [Picked(r.id, r.ticket_id, r.kind, tuple(a for a in _ADDRESS_SEPARATORS.split(r.recipients) if a),
-                   r.attempts, r.message_id, r.from_addr, r.raw) for r in rows]
+    return [Picked(r.id, r.ticket_id, r.kind, tuple(r.recipients or ()), r.attempts, r.message_id, r.from_addr,
+                   r.raw) for r in rows]
 
 
 async def flush(store: Store, settings: Settings, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT,
@@ -304,12 +302,13 @@ def _undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, 
         .join(Message, Message.id == Outbox.message_id).where(Outbox.id == outbox_id)
     ).one()
     what = KIND_NAMES.get(row.kind, row.kind)
-    text = f"The {what} to {row.recipients} could not be delivered: {reason}."
+    recipients = ", ".join(row.recipients or ())
+    text = f"The {what} to {recipients} could not be delivered: {reason}."
     if row.kind == REPLY:
         text += " The ticket is open again: the customer still needs an answer."
     session.add(Message(ticket_id=row.ticket_id, direction=NOTE, message_id=compose.new_message_id(NOTE_DOMAIN),
                         from_addr="", from_name="mailticket", subject="", received_at=at, date=at, text=text))
-    record(session, row.ticket_id, event, at, None, f"{what} {row.message_id} to {row.recipients}: {reason}")
+    record(session, row.ticket_id, event, at, None, f"{what} {row.message_id} to {recipients}: {reason}")
     if row.kind == REPLY:
         _reopen(session, row.ticket_id, row.written_at, row.sent_at, at, settings)
     return row.ticket_id

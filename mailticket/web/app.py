@@ -28,20 +28,21 @@ from mailticket.web import report  # the report page (issue 4, point 7)
 from mailticket.web import search  # the search page (issue 6, point 3)
 from mailticket.web import canned, csat  # issue 6: canned replies, the public satisfaction survey
 from mailticket.web.core import LoginRequired, Web, make_templates, redirect, wants_json, web
+from mailticket.web.throttle import LoginGate
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "mailticket_session"
-# A session lasts a working week at most; a disabled operator loses it at once anyway.
-SESSION_MAX_AGE = 7 * 24 * 3600
 # No inline script or style anywhere: the templates load /static/app.css and /static/app.js.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'"
 )
-# No form or API call needs more (a reply is at most 100,000 characters); a bigger body is refused unread.
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# No form or API call needs more (a reply is at most 100,000 characters) than this plus the attachments
+# `limits.max_attachment_bytes` allows; a bigger body is refused as soon as it is known, and never stored.
+MAX_FORM_BYTES = 4 * 1024 * 1024
+REPLY_PATH_END = "/reply"  # the form (and API call) that may carry attachments
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
@@ -86,19 +87,43 @@ class SessionsOutsideApi:
             await self.sessions(scope, receive, send)
 
 
-class BodyLimit:
-    """Answers 413 to a request announcing a body over MAX_REQUEST_BYTES, before any parser reads it."""
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from inside a request's body as soon as it passes the limit (an HTTPException, so that FastAPI's body
+    reading passes it on as it is instead of calling it an unreadable body)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request is too large: at most {limit} bytes are accepted")
+
+
+class BodyLimit:
+    """Refuses a body over MAX_FORM_BYTES (a reply's over `reply_limit`, for its attachments): at once when
+    Content-Length announces it, else by counting the bytes as they arrive, whatever the framing (chunked bodies
+    announce no length)."""
+
+    def __init__(self, app: ASGIApp, reply_limit: int) -> None:
+        self.app, self.reply_limit = app, reply_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = Headers(scope=scope).get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
-                await PlainTextResponse("request body too large", status_code=413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.reply_limit if scope["path"].endswith(REPLY_PATH_END) else MAX_FORM_BYTES
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await PlainTextResponse(BodyTooLarge(limit).detail, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime] = utcnow,
@@ -110,12 +135,13 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     app = FastAPI(title="mailticket", openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.web = Web(settings=settings, store=store, clock=clock,
                         templates=make_templates(str(resource_dir("templates"))))
+    app.state.login_gate = LoginGate()
     app.add_middleware(
         SessionsOutsideApi, secret_key=settings.web.secret_key, session_cookie=SESSION_COOKIE,
-        max_age=SESSION_MAX_AGE, same_site="lax",
+        max_age=int(auth.SESSION_LIFETIME.total_seconds()), same_site="lax",
         https_only=settings.web.base_url.startswith("https://") or settings.web.session_cookie_secure,
     )
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, reply_limit=MAX_FORM_BYTES + settings.limits.max_attachment_bytes)
     app.add_middleware(SecurityHeaders)
     _add_error_pages(app)
 

@@ -1,20 +1,25 @@
-"""Who is signed in: login and logout, the operator loaded from the database on every request, CSRF checks."""
+"""Who is signed in: login and logout, the operator of the session read from the database on every request, CSRF
+checks."""
 
 from __future__ import annotations
 
 import hmac
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from mailticket.db.models import Operator
 from mailticket.service import operators
-from mailticket.service.claims import db_now
 from mailticket.web.core import CSRF_KEY, LoginRequired, csrf_token, local_path, redirect, web
+from mailticket.web.throttle import Busy
 
-# Session key of the signed-in operator's id.
-OPERATOR_KEY = "operator"
+# Cookie key of the session's token (its hash is a web_sessions row; the row going ends the session).
+SESSION_KEY = "session"
+# A session lasts a working week at most; logging out, or being disabled, ends it at once.
+SESSION_LIFETIME = timedelta(days=7)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_REFUSED = "invalid or missing CSRF token"
@@ -64,15 +69,16 @@ async def check_csrf(request: Request) -> None:
 
 
 def signed_in(request: Request) -> Operator:
-    """The operator of this session, read from the database now: a disabled one is logged out at once."""
-    operator_id = request.session.get(OPERATOR_KEY)
+    """The operator of this session, read from the database now: logged out, expired or disabled ends it at once."""
+    token = request.session.get(SESSION_KEY)
     operator = None
-    if isinstance(operator_id, int):
-        with web(request).store.reading() as session:
-            operator = session.get(Operator, operator_id)
-    if operator is None or operator.disabled:
-        if operator_id is not None:
-            request.session.pop(OPERATOR_KEY, None)
+    if isinstance(token, str):
+        app = web(request)
+        with app.store.reading() as session:
+            operator = operators.session_operator(session, token, app.clock())
+    if operator is None:
+        if token is not None:
+            request.session.pop(SESSION_KEY, None)
         raise LoginRequired()
     request.state.operator = operator
     return operator
@@ -97,7 +103,7 @@ Admin = Annotated[Operator, Depends(admin)]
 
 @router.get("/login")
 def login_page(request: Request, next: str = "/"):
-    if isinstance(request.session.get(OPERATOR_KEY), int):
+    if isinstance(request.session.get(SESSION_KEY), str):
         try:
             signed_in(request)
             return redirect(local_path(next, "/"))
@@ -106,34 +112,70 @@ def login_page(request: Request, next: str = "/"):
     return web(request).render(request, "login.html", next=local_path(next, "/"), username="", error=None)
 
 
+def client_address(request: Request) -> str:
+    """The client's address; behind a reverse proxy on this host, uvicorn takes it from X-Forwarded-For."""
+    return request.client.host if request.client else "unknown"
+
+
 @router.post("/login", dependencies=[Depends(check_csrf)])
-def login(
+async def login(
     request: Request,
     username: Annotated[str, Form(max_length=MAX_NAME_CHARS)] = "",
     password: Annotated[str, Form(max_length=MAX_PASSWORD_CHARS)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
 ):
-    app = web(request)
-    with app.store.transaction() as session:
-        now = db_now(session)
-        username = username.strip()
-        operator = operators.authenticate(session, username, password, now)
-        refused_for_a_while = operator is None and operators.locked(operators.by_username(session, username), now)
-        operator_id = operator.id if operator is not None else None
-    if operator_id is None:
-        if refused_for_a_while:
-            error, status = "too many failed logins, try again in a few minutes", 429
-        else:
-            error, status = "wrong user name or password", 401
-        return app.render(request, "login.html", status, next=local_path(next, "/"), username=username, error=error)
+    app, gate = web(request), request.app.state.login_gate
+    username, client, target = username.strip(), client_address(request), local_path(next, "/")
+
+    def refused(status: int, error: str):
+        return app.render(request, "login.html", status, next=target, username=username, error=error)
+
+    if not gate.may_try(client, username):
+        # The same answer for every user name, known or not: it tells nobody which names exist.
+        return refused(429, "too many login attempts from here; try again in a few minutes")
+    candidate = await run_in_threadpool(_candidate, app, username)
+    try:
+        # The password is checked outside every transaction: a flood of logins holds no lock anyone waits for.
+        if not await gate.verify(candidate[1] if candidate else None, password):
+            gate.failed(client, username)
+            return refused(401, "wrong user name or password")
+        new_hash = await gate.hash(password) if operators.needs_rehash(candidate[1]) else None
+    except Busy:
+        return refused(503, "the server is busy checking other logins; try again in a moment")
+    token = await run_in_threadpool(_start_session, app, candidate[0], new_hash)
     # A new session on login: nothing an attacker planted before (a token, a flash) survives it.
     request.session.clear()
-    request.session[OPERATOR_KEY] = operator_id
+    request.session[SESSION_KEY] = token
     csrf_token(request)
-    return redirect(local_path(next, "/"))
+    return redirect(target)
+
+
+def _candidate(app, username: str) -> tuple[int, str] | None:
+    with app.store.read_connection() as conn:
+        return operators.login_candidate(conn, username)
+
+
+def _start_session(app, operator_id: int, new_hash: str | None) -> str:
+    with app.store.transaction() as session:
+        if new_hash is not None:
+            session.get(Operator, operator_id).password_hash = new_hash
+        return operators.start_session(session, operator_id, app.clock(), SESSION_LIFETIME)
 
 
 @router.post("/logout", dependencies=[Depends(check_csrf)])
 def logout(request: Request):
+    token = request.session.get(SESSION_KEY)
+    if isinstance(token, str):
+        with web(request).store.transaction() as session:
+            operators.end_session(session, token)
+    request.session.clear()
+    return redirect("/login")
+
+
+@router.post("/logout/everywhere")
+def logout_everywhere(request: Request, me: Annotated[Operator, Depends(posting)]):
+    """Ends every session of the operator, on every browser (a lost laptop, a cookie seen by someone else)."""
+    with web(request).store.transaction() as session:
+        operators.end_all_sessions(session, me.id)
     request.session.clear()
     return redirect("/login")

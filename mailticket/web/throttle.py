@@ -1,0 +1,69 @@
+"""Login throttling: attempts limited per client address, and password hashes checked a few at a time, off the
+event loop and outside every database transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from mailticket.service import operators
+
+# Attempts from one client address, whatever the user names: a guesser moves on to the next name in vain.
+PER_CLIENT = parse("20/minute")
+# Failures for one user name from one client address. Counted per pair, not per account: a lockout per account
+# let anyone keep an operator out, and telling "locked" from "wrong password" told which names exist.
+FAILURES_PER_NAME = parse("5/15 minutes")
+# argon2 takes tens of milliseconds and 64 MiB a check: one at a time leaves the other core to everyone else.
+CONCURRENT_HASHES = 1
+# Checks that may wait for their turn; beyond them a login is refused at once ("busy"), not queued without end.
+MAX_WAITING = 8
+
+
+class Busy(Exception):
+    """Too many logins being checked right now; the client should try again in a moment."""
+
+
+class LoginGate:
+    """One per app: the limits on who may try, and the small pool that checks passwords."""
+
+    def __init__(self) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._executor = ThreadPoolExecutor(max_workers=CONCURRENT_HASHES, thread_name_prefix="password-check")
+        self._semaphore: asyncio.Semaphore | None = None
+        self._waiting = 0
+
+    def may_try(self, client: str, username: str) -> bool:
+        """Counts an attempt; False when this client has tried too often, or failed too often with this name."""
+        if not self._limiter.test(FAILURES_PER_NAME, client, username.lower()):
+            return False
+        return self._limiter.hit(PER_CLIENT, client)
+
+    def failed(self, client: str, username: str) -> None:
+        self._limiter.hit(FAILURES_PER_NAME, client, username.lower())
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` matches (None: no such operator, checked against a dummy hash all the same)."""
+        return await self._run(operators.verify_password, password_hash, password)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(operators.hash_password, password)
+
+    async def _run(self, fn, *args):
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(CONCURRENT_HASHES)
+        if self._waiting >= MAX_WAITING:
+            raise Busy()
+        self._waiting += 1
+        try:
+            async with self._semaphore:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        finally:
+            self._waiting -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
