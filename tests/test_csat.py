@@ -179,7 +179,7 @@ def test_a_form_whose_hidden_token_differs_from_the_link_is_refused(store):
     assert answers(store) == []
 
 
-@pytest.mark.parametrize("rating", ["0", "6", "", "five", "-1"])
+@pytest.mark.parametrize("rating", ["0", "6", "", "five", "-1", "²", "٣", "¹⁰"])
 def test_a_rating_outside_one_to_five_shows_the_form_again(store, rating):
     ticket = make_ticket(store)
     resolve(store, ticket)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 import asyncio
 import os
 import re
@@ -104,6 +107,26 @@ def test_a_queued_reply_is_delivered_once_with_its_fixed_message_id(store, smtp_
     assert (received.sender, received.recipients) == ("support@shop.example", ("c0@customer.example",))
     [row] = rows(store)
     assert (row.status, row.sent_at, row.lease_until, row.attempts) == ("sent", T2, None, 1)
+
+
+def test_a_relay_slow_to_confirm_the_data_gets_the_reply_once(store, smtp_sink):
+    queue_replies(store)
+    # The relay holds the whole message and answers 250 after three times the command timeout: RFC 5321 asks a
+    # client to wait ten minutes for that answer, so the reply is delivered once, not once per retry.
+    settings = replace(SETTINGS, smtp=smtp_sink.settings(timeout=1.0))
+    smtp_sink.delay_answer(3.0)
+    assert flush_sync(store, settings, now=T2) == Counts(sent=1)
+    assert len(smtp_sink.messages) == 1 and rows(store)[0].status == "sent"
+
+
+def test_a_reply_to_a_subject_of_one_endless_word_is_delivered(store, smtp_sink):
+    operator = make_operator(store, "olga")
+    ticket = make_ticket(store, subject="x" * 3000)
+    reply(store, ticket, operator, at=T1)
+    assert flush_sync(store, settings_for(smtp_sink), now=T2) == Counts(sent=1)
+    [received] = smtp_sink.messages
+    assert max(len(line) for line in received.raw.split(b"\r\n")) <= 998
+    assert email.message_from_bytes(received.raw, policy=email.policy.default)["Subject"].startswith("Re: xxx")
 
 
 def test_smtp_down_for_a_while_then_each_reply_is_delivered_exactly_once(store, smtp_sink):

@@ -128,8 +128,11 @@ class _Reader:
         comments, angle = self.comments, self.angle
         self.__init__()
         if angle is not None:
-            # A source route ("<@relay:ana@x>") is obsolete; the address is what follows its colon.
-            return " ".join(chunks), "".join(angle.rpartition(":")[2].split())
+            # A source route ("<@relay,@other:ana@x>") is obsolete; the address is what follows its colon. Only a
+            # route starts with "@": any other colon stays, for the address rule to refuse.
+            if angle.lstrip().startswith("@"):
+                angle = angle.partition(":")[2]
+            return " ".join(chunks), "".join(angle.split())
         if not chunks:
             return None
         with_at = [c for c in chunks if "@" in c]
@@ -186,7 +189,12 @@ def read(values: list[str]) -> list[Mailbox]:
     """The mailboxes of raw header values, each address lower-cased and judged by `problem`."""
     result = []
     for value in values:
+        # A control character anywhere in the header taints all of it: it was put there to split something.
+        tainted = CONTROL.search(value.replace("\t", " ")) is not None
         for name, written in mailboxes(value):
+            if tainted:
+                result.append(Mailbox(name, written.strip().lower(), "the header holds control characters"))
+                continue
             if "@" not in written:
                 # "From: Whomever" (RFC 2046's examples, "undisclosed-recipients:;") names nobody we can answer.
                 if written or name:

@@ -104,6 +104,8 @@ CONTAINER_TYPES = ("multipart", "message")
 CONTAINER_CONTENT_TYPE = re.compile(rb"^content-type:\s*(multipart|message)/", re.IGNORECASE | re.MULTILINE)
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 META_SNIFF_BYTES = 2048
+LINE_BREAKING_CONTROLS = re.compile(rb"[\x0b\x0c\x1c\x1d\x1e]")
+NEUTRALISED = bytes.maketrans(b"\x0b\x0c\x1c\x1d\x1e", b"\x1a\x1a\x1a\x1a\x1a")
 
 
 class _TolerantPolicy(Compat32):
@@ -341,7 +343,22 @@ def _repair_header_block(raw: bytes, defects: list[str]) -> tuple[bytes, int | N
     return repaired + raw[split:], body_start and body_start + len(repaired) - len(head)
 
 
+def _neutralise_line_breakers(raw: bytes, defects: list[str]) -> bytes:
+    """The header block with the control characters Python's parser takes for line ends made harmless.
+
+    The stdlib splits lines with str.splitlines(), which also breaks at VT, FF and the separators 0x1C-0x1E: a
+    sender's "a@x<VT>Bcc: b@y" would become two header fields. They are replaced with SUB (0x1A), which ends no
+    line, so that such a value stays one value, and one that the address rule refuses.
+    """
+    split, _ = _header_end(raw)
+    if not LINE_BREAKING_CONTROLS.search(raw, 0, split):
+        return raw
+    defects.append("control characters in the header block")
+    return raw[:split].translate(NEUTRALISED) + raw[split:]
+
+
 def _parse_tree(raw: bytes, defects: list[str]) -> Message:
+    raw = _neutralise_line_breakers(raw, defects)
     raw, body_start = _repair_header_block(raw, defects)
     try:
         if body_start is not None and not CONTAINER_CONTENT_TYPE.search(raw, 0, body_start):

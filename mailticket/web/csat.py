@@ -80,7 +80,8 @@ def answer(
     if isinstance(ticket_id, HTMLResponse):
         return ticket_id
     app = web(request)
-    value = int(rating) if rating.strip().isdigit() else 0
+    # "²" is a digit to str.isdigit() but no number to int(): only ASCII digits are a rating.
+    value = int(rating) if rating.strip().isascii() and rating.strip().isdecimal() else 0
     try:
         with app.store.transaction() as session:
             csat.answer(session, ticket_id, value, comment, app.clock())

@@ -76,7 +76,8 @@ def render_ticket(request: Request, me: Operator, ticket_id: int, status: int = 
         request, "ticket.html", status, page=page, ticket=page.ticket, customer=page.ticket.customer, live=live,
         holding=holding, show_reply=holding or draft is not None, draft=draft or Draft(),
         can_reclaim=draft is not None and not holding and live is None, error=error, note_draft=note_draft,
-        heartbeat=app.settings.claims.heartbeat, reply_statuses=REPLY_STATUSES, statuses=actions.STATUSES,
+        heartbeat=app.settings.claims.heartbeat, max_attachment_bytes=app.settings.limits.max_attachment_bytes,
+        reply_statuses=REPLY_STATUSES, statuses=actions.STATUSES,
         priorities=actions.PRIORITIES, canned=canned, csat_rating=csat_rating,
     )
 

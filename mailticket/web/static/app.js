@@ -59,6 +59,21 @@
       });
     }
 
+    // Attachments over the limit are refused before the form is posted: a refused post of a big body could not
+    // bring the typed text back.
+    var maxBytes = parseInt(form.getAttribute("data-max-attachment-bytes") || "0", 10);
+    var files = form.querySelector("input[type=file]");
+    form.addEventListener("submit", function (event) {
+      if (!files || !maxBytes) { return; }
+      var total = 0;
+      for (var i = 0; i < files.files.length; i++) { total += files.files[i].size; }
+      if (total > maxBytes) {
+        event.preventDefault();
+        warn("Not sent: the attachments are too big, together at most " + maxBytes + " bytes. " +
+             "Your text is kept; choose smaller files.");
+      }
+    });
+
     if (holding) {
       tick();
       window.setInterval(tick, 1000);
