@@ -158,6 +158,39 @@ def claim_release(port: int, api_tokens: list[str], tickets: int, pause: float =
         gc.enable()
 
 
+LOGIN_FLOOD = 100
+
+
+async def _bogus_logins(base: str, started: asyncio.Event) -> list[int]:
+    """LOGIN_FLOOD clients, each from an address of its own (as a reverse proxy on the host says), posting wrong
+    passwords at once."""
+    clients = [httpx.AsyncClient(base_url=base, timeout=60, headers={"X-Forwarded-For": f"198.51.100.{n + 1}"})
+               for n in range(LOGIN_FLOOD)]
+    csrf = [re.search(r'name="csrf_token" value="([^"]+)"', (await c.get("/login")).text).group(1) for c in clients]
+    attempts = [asyncio.create_task(c.post("/login", data={"csrf_token": t, "username": "op0", "password": "x"}))
+                for c, t in zip(clients, csrf)]
+    started.set()
+    statuses = [answer.status_code for answer in await asyncio.gather(*attempts)]
+    for client in clients:
+        await client.aclose()
+    return statuses
+
+
+def login_flood(port: int, token: str, tickets: int) -> tuple[list[float], list[int]]:
+    """Claim + release round trips of one client while LOGIN_FLOOD bogus logins are in flight, and their answers."""
+    async def run() -> tuple[list[float], list[int]]:
+        started = asyncio.Event()
+        flood = asyncio.create_task(_bogus_logins(f"http://127.0.0.1:{port}", started))
+        await started.wait()
+        timings = []
+        while not flood.done():
+            timings.extend(await _client(port, token, 0, tickets, 1, 0.0))
+            await asyncio.sleep(0.01)
+        return timings, await flood
+
+    return asyncio.run(run())
+
+
 def pages(base: str, tickets: int) -> tuple[list[float], list[float]]:
     with httpx.Client(base_url=base, follow_redirects=False) as http:
         login_page = http.get("/login").text
@@ -208,6 +241,9 @@ def main() -> None:
                 print(f"claim + release, {CLIENTS} clients {label}, {len(rounds)} round trips "
                       f"({len(rounds) / (time.perf_counter() - began):.0f}/s): "
                       f"p50 {ms(statistics.median(rounds))}, p99 {ms(percentile(rounds, 99))}")
+            during, statuses = login_flood(port, api_tokens[0], args.tickets)
+            print(f"claim + release during {LOGIN_FLOOD} concurrent bogus logins ({len(during)} round trips; logins "
+                  f"answered {sorted(set(statuses))}): p50 {ms(statistics.median(during))}, max {ms(max(during))}")
             queue, ticket = pages(base, args.tickets)
             print(f"queue page: p50 {ms(statistics.median(queue))}, p95 {ms(percentile(queue, 95))}; "
                   f"ticket page: p50 {ms(statistics.median(ticket))}, p95 {ms(percentile(ticket, 95))}")

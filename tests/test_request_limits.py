@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import select as sockets
 import socket
-import time
 from urllib.parse import urlsplit
 
 import httpx
