@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from sqlalchemy import select, update
 
 from mailticket.db.models import NOTE, Message, Operator, Outbox, Ticket
@@ -64,3 +66,36 @@ def test_a_bounce_of_our_reply_is_a_note_on_its_ticket_and_fails_the_outbox_row(
         assert any("5.1.1" in note for note in notes)
         assert s.get(Ticket, ticket).status == "open"
         assert s.scalar(select(Message.loop).where(Message.message_id == "dsn-1@mx.customer.example")) == "bounce"
+
+
+def sent_reply(store) -> tuple[int, str]:
+    ticket = make_ticket(store)
+    ana = make_operator(store, "ana")
+    with store.transaction() as s:
+        view = svc.claim(s, ticket, s.get(Operator, ana), 900, now=T0)
+        reply_id = actions.reply(s, SETTINGS, ticket, s.get(Operator, ana), "On its way!", view.token,
+                                 now=T0 + timedelta(minutes=1)).message_id
+        s.execute(update(Outbox).values(status="sent", sent_at=T0 + timedelta(minutes=2)))
+    return ticket, reply_id
+
+
+@pytest.mark.parametrize("change", [
+    # Anyone can write a report; it must come the way mail systems send them.
+    {"From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>": "From: Helpful Person <x@attacker.test>"},
+    # A delay or a success notice fails nothing.
+    {"Action: failed": "Action: delayed"},
+    {"Action: failed": "Action: delivered"},
+    # A report about someone else than the reply's recipient.
+    {"Final-Recipient: rfc822; ana@customer.example": "Final-Recipient: rfc822; bob@elsewhere.example"},
+], ids=["not-from-a-mail-system", "delayed", "delivered", "other-recipient"])
+def test_a_report_that_is_no_genuine_failure_of_our_reply_changes_nothing(store, change):
+    ticket, reply_id = sent_reply(store)
+    raw = DSN.replace("{reply_id}", reply_id)
+    for old, new in change.items():
+        raw = raw.replace(old, new)
+    with store.transaction() as s:
+        ingest(s, raw.replace("\n", "\r\n").encode(), settings=SETTINGS, received_at=T0 + timedelta(minutes=5),
+               now=T0 + timedelta(minutes=5))
+    with store.reading() as s:
+        assert s.scalar(select(Outbox.status)) == "sent"
+        assert s.scalars(select(Message.text).where(Message.ticket_id == ticket, Message.direction == NOTE)).all() == []

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from mailticket import smtp
 from mailticket.db.models import NOTE, Event, Message, Operator, Outbox, Ticket
 from mailticket.db.store import Store
+from mailticket.mail.loops import DeliveryFailure
 from mailticket.service import actions, outbox
 from mailticket.service.claims import claim
 from mailticket.service.outbox import Counts, flush_sync
@@ -297,11 +298,15 @@ def test_a_bounce_of_our_reply_becomes_a_note_and_fails_the_row(store, smtp_sink
     [message_id] = outgoing(store)
     later = T2 + timedelta(minutes=5)
 
+    failed = DeliveryFailure((message_id,), frozenset({"c0@customer.example"}), "550 5.1.1 user unknown", "")
+    about_someone_else = DeliveryFailure((message_id,), frozenset({"other@customer.example"}), "550", "")
     with store.transaction() as s:
-        assert outbox.mark_bounced(s, f"<{message_id}>", "550 5.1.1 user unknown", later, SETTINGS) == ticket
+        # A report about another recipient of the same id (forged, or confused) changes nothing.
+        assert outbox.mark_bounced(s, message_id, about_someone_else, later, SETTINGS) is None
+        assert outbox.mark_bounced(s, f"<{message_id}>", failed, later, SETTINGS) == ticket
     with store.transaction() as s:  # the same DSN again, and one for mail that is not ours
-        assert outbox.mark_bounced(s, message_id, "550 5.1.1 user unknown", later, SETTINGS) is None
-        assert outbox.mark_bounced(s, "stranger@elsewhere.example", "whatever", later, SETTINGS) is None
+        assert outbox.mark_bounced(s, message_id, failed, later, SETTINGS) is None
+        assert outbox.mark_bounced(s, "stranger@elsewhere.example", failed, later, SETTINGS) is None
 
     [row] = rows(store)
     assert row.status == "failed" and "user unknown" in row.last_error

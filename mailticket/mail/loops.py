@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from mailticket.mail.parse import Inbound
 
@@ -114,3 +115,64 @@ def bounced_message_ids(msg: Inbound) -> tuple[str, ...]:
     # Some servers quote the original's headers in the text of the report instead.
     found.extend(m.decode("ascii", "replace") for m in MESSAGE_ID_LINE.findall(msg.text.encode("utf-8", "replace")))
     return tuple(i for i in dict.fromkeys(found) if i != msg.message_id)
+
+
+# A delivery-status part (RFC 3464): a block per recipient, with its address and what became of the message.
+RECIPIENT_FIELD = re.compile(r"^(?:final|original)-recipient:\s*(?:[\w-]+\s*;)?\s*<?([^\s<>;]+@[^\s<>;]+)>?",
+                             re.IGNORECASE | re.MULTILINE)
+ACTION_FIELD = re.compile(r"^action:\s*([\w-]+)", re.IGNORECASE | re.MULTILINE)
+STATUS_LINE = re.compile(r"^(?:status|diagnostic-code):.*$", re.IGNORECASE | re.MULTILINE)
+# Only the head of a report is read: real ones are small, and a forged one must not cost more.
+REPORT_BYTES = 64 * 1024
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """What a report of failed delivery says: the Message-IDs it reports on, the recipients it says failed for
+    good (None when it has no per-recipient status, as old plain-text bounces), its words, and its text (in which
+    such a bounce names the recipient)."""
+
+    message_ids: tuple[str, ...]
+    failed: frozenset[str] | None
+    reason: str
+    text: str
+
+    def names(self, recipient: str) -> bool:
+        """Whether the report says delivery to `recipient` failed."""
+        recipient = recipient.lower()
+        return recipient in self.failed if self.failed is not None else recipient in self.text
+
+
+def delivery_failure(msg: Inbound) -> DeliveryFailure | None:
+    """The report, when `msg` is a genuine report that delivery failed; None for anything else.
+
+    Genuine: it comes the way mail systems send reports (the null return path of RFC 5321 §4.5.5, or from
+    MAILER-DAEMON/postmaster), and, when it has a delivery-status part, that part says "Action: failed" for a
+    recipient: a delay ("delayed") or a success notice ("delivered", "relayed") fails nothing. The caller still
+    checks that the report names one of our Message-IDs and that message's recipient: a stranger knows neither.
+    """
+    if not (msg.return_path == "" or BOUNCE_SENDER.match(msg.from_addr or msg.from_name)):
+        return None
+    text = msg.text[:REPORT_BYTES].lower()
+    statuses = [part.data[:REPORT_BYTES].decode("utf-8", "replace") for part in msg.attachments
+                if part.content_type in DELIVERY_STATUS_PARTS]
+    failed: frozenset[str] | None = None
+    reason = ""
+    if statuses:
+        found = set()
+        for status in statuses:
+            # Blocks are separated by blank lines; the first is about the reporting MTA, not a recipient.
+            for block in re.split(r"\r?\n\s*\r?\n", status):
+                action = ACTION_FIELD.search(block)
+                recipient = RECIPIENT_FIELD.search(block)
+                if action and recipient and action.group(1).lower() == "failed":
+                    found.add(recipient.group(1).lower())
+            reason = reason or "; ".join(line.strip() for line in STATUS_LINE.findall(status))
+        if not found:
+            return None
+        failed = frozenset(found)
+    ids = bounced_message_ids(msg)
+    if not ids:
+        return None
+    return DeliveryFailure(ids, failed, (reason or msg.subject or "delivery failed")[:MAX_REASON], text)

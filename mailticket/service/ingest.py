@@ -27,7 +27,7 @@ from mailticket.db.models import (
     Quarantine,
     Ticket,
 )
-from mailticket.mail.loops import BOUNCE, bounced_message_ids, classify
+from mailticket.mail.loops import BOUNCE, bounced_message_ids, classify, delivery_failure
 from mailticket.mail.parse import INVALID_SENDER, Inbound, parse
 from mailticket.service import acks
 from mailticket.service.outbox import mark_bounced
@@ -352,9 +352,10 @@ class _Batch:
                 ticket_id=ticket.id, to=msg.from_addr, subject=_clean(msg.subject),
                 in_reply_to=None if msg.synthetic_id else msg.message_id, references=msg.references,
                 mailbox=self.mailbox, queue=ticket.queue, priority=ticket.priority))
-        for original in bounced:
+        failure = delivery_failure(msg) if loop == BOUNCE else None
+        for original in failure.message_ids if failure else ():
             # One of our replies came back: its outbox row fails and its ticket gets a note (SPEC §5).
-            if mark_bounced(self.session, original, _bounce_reason(msg), self.now, self.settings) is not None:
+            if mark_bounced(self.session, original, failure, self.now, self.settings) is not None:
                 break
         if item.received_at > ticket.last_message_at:
             ticket.last_message_at = item.received_at
@@ -453,16 +454,6 @@ class _Batch:
                 dict(t_id=t.id, t_status=t.status, t_resolved_at=t.resolved_at, t_last=t.last_message_at,
                      t_waiting=t.waiting_since, t_now=self.now, t_reopened=int(t.reopened)) for t in dirty
             ])
-
-
-def _bounce_reason(msg: Inbound) -> str:
-    for part in msg.attachments:
-        if part.content_type in ("message/delivery-status", "message/global-delivery-status"):
-            status = part.data.decode("utf-8", "replace")
-            lines = [line.strip() for line in status.splitlines() if line.lower().startswith(("status:", "diagnostic-code:"))]
-            if lines:
-                return "; ".join(lines)[:500]
-    return msg.subject[:200] or "delivery failed"
 
 
 def _ids_named(msg: Inbound) -> list[str]:

@@ -28,6 +28,7 @@ from mailticket.config import Settings, SmtpSettings
 from mailticket.db.models import FAILED, IN, NOTE, OPEN, QUEUED, SENDING, SENT, Message, Outbox, Ticket
 from mailticket.db.store import Store
 from mailticket.mail import compose
+from mailticket.mail.loops import DeliveryFailure
 from mailticket.service.actions import set_status
 from mailticket.service.claims import db_now
 from mailticket.service.history import record
@@ -151,18 +152,20 @@ def flush_sync(store: Store, settings: Settings, **kw) -> Counts:
     return asyncio.run(flush(store, settings, **kw))
 
 
-def mark_bounced(session: Session, message_id: str, reason: str, now: datetime,
+def mark_bounced(session: Session, message_id: str, failure: DeliveryFailure, now: datetime,
                  settings: Settings) -> int | None:
-    """A bounce (DSN) of our mail, found by its Message-ID: the row fails and its ticket gets a note.
+    """A report that our mail could not be delivered, found by its Message-ID: the row fails and its ticket gets a
+    note, when the report says so for that message's recipient.
 
-    Returns the ticket id; None when the id is not one of our outbox messages or it had failed already
-    (a second report of the same failure adds nothing).
+    Returns the ticket id; None when the id is not one of our outbox messages, the report is about someone else
+    (forged, or about another copy), or the row had failed already (a second report adds nothing).
     """
-    outbox_id = session.scalar(select(Outbox.id).join(Message, Message.id == Outbox.message_id)
-                               .where(Message.message_id == message_id.strip().strip("<>")))
-    if outbox_id is None:
+    row = session.execute(select(Outbox.id, Outbox.recipients).join(Message, Message.id == Outbox.message_id)
+                          .where(Message.message_id == message_id.strip().strip("<>"))).one_or_none()
+    if row is None or not any(failure.names(recipient) for recipient in row.recipients or ()):
         return None
-    reason = f"the recipient's server sent it back: {reason}"
+    outbox_id = row.id
+    reason = f"the recipient's server sent it back: {failure.reason}"
     if session.connection().execute(BOUNCED, {"row": outbox_id, "error": reason}).rowcount != 1:
         return None
     return _undeliverable(session, outbox_id, reason, now, event="bounced", settings=settings)
