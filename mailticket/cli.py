@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -145,7 +146,8 @@ def cmd_ticket_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'ID':>6}  {'STATUS':<9} {'QUEUE':<12} {'CUSTOMER':<32} SUBJECT")
     for row in rows:
-        print(f"{row['id']:>6}  {row['status']:<9} {row['queue'][:12]:<12} {row['customer'][:32]:<32} {row['subject']}")
+        print(shown(f"{row['id']:>6}  {row['status']:<9} {row['queue'][:12]:<12} {row['customer'][:32]:<32} "
+                    f"{row['subject']}"))
     return EXIT_OK
 
 
@@ -160,15 +162,18 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(detail, indent=2, ensure_ascii=False))
         return EXIT_OK
-    print(f"#{detail['id']} [{detail['status']}] {detail['subject']}")
-    print(f"customer {detail['customer']}  queue {detail['queue']}  priority {detail['priority']}  created {detail['created_at']}")
+    print(shown(f"#{detail['id']} [{detail['status']}] {detail['subject']}"))
+    print(shown(f"customer {detail['customer']}  queue {detail['queue']}  priority {detail['priority']}  "
+                f"created {detail['created_at']}"))
     for message in detail["messages"]:
         flag = " (auto)" if message["autoreply"] else ""
-        print(f"\n--- {message['direction']} {message['date']} from {message['from']}{flag} [{message['matched_by']}]")
-        print(message["subject"])
-        print(message["text"].strip())
+        print(shown(f"\n--- {message['direction']} {message['date']} from {message['from']}{flag} "
+                    f"[{message['matched_by']}]"))
+        print(shown(message["subject"]))
+        print(shown(message["text"].strip()))
         for attachment in message["attachments"]:
-            print(f"  [attachment] {attachment['name']} ({attachment['content_type']}, {attachment['size']} bytes)")
+            print(shown(f"  [attachment] {attachment['name']} ({attachment['content_type']}, "
+                        f"{attachment['size']} bytes)"))
     return EXIT_OK
 
 
@@ -270,6 +275,16 @@ def cmd_operator_token(args: argparse.Namespace) -> int:
 
     print(_operator_change(args, lambda session: new_token(session, args.username)))
     return EXIT_OK
+
+
+# What mail may carry that a terminal would obey instead of show: escape sequences and other control characters
+# (not tab and newline), and the marks that reorder a line ("gpj.exe" shown as "exe.jpg").
+TERMINAL_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """Text from mail as a terminal shows it harmlessly: each unsafe character written as its escape (\\x1b)."""
+    return TERMINAL_UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _safe_url(url: str) -> str:

@@ -29,6 +29,11 @@ SIZE = b"RFC822.SIZE"
 BODY = b"BODY[]"  # the server answers BODY.PEEK[] under this name
 INTERNALDATE = b"INTERNALDATE"
 BODY_AND_DATE = ["BODY.PEEK[]", "INTERNALDATE"]  # PEEK: fetching must never set \Seen
+# Of a message over the size limit only its head is fetched (its headers and the start of its text, enough to
+# tell whose it is): it is quarantined, and the whole of it stays in the mailbox.
+OVERSIZE_HEAD_BYTES = 256 * 1024
+HEAD_AND_DATE = [f"BODY.PEEK[]<0.{OVERSIZE_HEAD_BYTES}>", "INTERNALDATE"]
+HEAD = b"BODY[]<0>"  # the server's name for the partial fetch above
 SEEN = b"\\Seen"
 DELETED = b"\\Deleted"
 EXISTS = b"EXISTS"  # the untagged response that announces a new message count
@@ -46,10 +51,11 @@ class MailboxError(Exception):
 
 
 @dataclass(frozen=True)
-class Fetched:
+class Downloaded:
     uid: int
     internaldate: datetime  # timezone-aware UTC: when the IMAP server received the message
     raw: bytes
+    size: int  # RFC822.SIZE: over the caller's limit, `raw` holds only the first OVERSIZE_HEAD_BYTES of it
 
 
 def plan_batches(sizes: Sequence[tuple[int, int]], *, batch_size: int, max_batch_bytes: int) -> list[list[int]]:
@@ -247,8 +253,10 @@ class MailboxConnection:
         pending.clear()
         return arrived
 
-    def batches(self, after_uid: int, *, batch_size: int, max_batch_bytes: int) -> Iterator[list[Fetched]]:
-        """Messages with UID > after_uid, ascending, in batches: one FETCH round trip per batch."""
+    def batches(self, after_uid: int, *, batch_size: int, max_batch_bytes: int,
+                max_message_bytes: int | None = None) -> Iterator[list[Downloaded]]:
+        """Messages with UID > after_uid, ascending, in batches: one FETCH round trip per batch (two when it holds a
+        message over `max_message_bytes`, of which only the head is fetched)."""
         batch_size = min(batch_size, MAX_UIDS_PER_COMMAND)
         with self._errors("listing new messages"):
             # "UID n:*" always matches the highest UID even when it is below n (RFC 3501 6.4.8).
@@ -258,11 +266,19 @@ class MailboxConnection:
             for chunk in _chunks(uids, MAX_UIDS_PER_COMMAND):
                 reply = self.client.fetch(chunk, [SIZE])
                 sizes.extend((uid, reply[uid][SIZE]) for uid in chunk if SIZE in reply.get(uid, {}))
-        for batch in plan_batches(sizes, batch_size=batch_size, max_batch_bytes=max_batch_bytes):
+        full = dict(sizes)
+        limit = max_message_bytes or max(full.values(), default=0)
+        planned = [(uid, min(size, OVERSIZE_HEAD_BYTES) if size > limit else size) for uid, size in sizes]
+        for batch in plan_batches(planned, batch_size=batch_size, max_batch_bytes=max_batch_bytes):
+            whole = [uid for uid in batch if full[uid] <= limit]
+            heads = [uid for uid in batch if full[uid] > limit]
             with self._errors(f"fetching {len(batch)} messages from UID {batch[0]}"):
-                reply = self.client.fetch(batch, BODY_AND_DATE)
+                reply = self.client.fetch(whole, BODY_AND_DATE) if whole else {}
+                if heads:
+                    reply.update({uid: {BODY: data.get(HEAD, b""), INTERNALDATE: data[INTERNALDATE]}
+                                  for uid, data in self.client.fetch(heads, HEAD_AND_DATE).items()})
             # A UID missing from the reply was expunged by someone else since the listing: nothing to ingest.
-            fetched = [Fetched(uid, _utc(reply[uid][INTERNALDATE]), reply[uid][BODY])
+            fetched = [Downloaded(uid, _utc(reply[uid][INTERNALDATE]), reply[uid][BODY], full[uid])
                        for uid in batch if BODY in reply.get(uid, {})]
             if fetched:
                 yield fetched

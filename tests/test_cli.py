@@ -108,3 +108,21 @@ def test_operators_are_added_listed_given_a_token_and_disabled(tmp_path, sqlite_
 def test_a_short_password_is_refused_with_exit_2(tmp_path, sqlite_url):
     result = operator(config_file(tmp_path, sqlite_url), "add", "bob", "--password-stdin", stdin="short\n")
     assert result.returncode == 2 and "8 characters" in result.stderr
+
+
+def test_ticket_list_and_show_write_terminal_escapes_from_mail_as_text(tmp_path, sqlite_url):
+    subject = "Refund \x1b]0;owned\x07\x1b[2J ready \u202egpj.exe"
+    ticket = make_ticket(Store(sqlite_url), subject=subject, body="Look \x1b[31mhere\x1b[0m\nsecond line")
+    path = config_file(tmp_path, sqlite_url)
+    for args in (("ticket", "list"), ("ticket", "show", str(ticket))):
+        result = run("-c", path, *args)
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout and "\u202e" not in result.stdout
+        assert "\\x1b[2J" in result.stdout and "\\u202egpj.exe" in result.stdout
+    assert "second line" in run("-c", path, "ticket", "show", str(ticket)).stdout
+
+
+def test_a_from_name_with_a_line_break_is_a_config_error_naming_the_key(tmp_path):
+    path = config_file(tmp_path, f"sqlite:///{tmp_path}/x.db", '[smtp]\nfrom_name = "Shop\\nBcc: x@evil.example"\n')
+    result = run("-c", path, "check-config")
+    assert result.returncode == 2 and "smtp.from_name" in result.stderr and "one line" in result.stderr

@@ -336,6 +336,15 @@ def test_a_path_in_a_filename_is_reduced_to_the_base_name():
     assert names == ["nsmailEG.png", "RFC-MIME.ps"]
 
 
+def test_a_right_to_left_override_cannot_disguise_an_attachments_extension():
+    raw = ("From: a@b.example\r\nSubject: invoice\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n'
+           "--b\r\nContent-Type: application/octet-stream\r\n"
+           "Content-Disposition: attachment; filename*=utf-8''invoice%E2%80%AEfdp.exe\r\n\r\nMZ\r\n--b--\r\n")
+    (attachment,) = parse(raw.encode()).attachments
+    assert attachment.filename == "invoicefdp.exe"
+
+
 def test_a_utf8_filename_cut_mid_character_is_still_read_as_utf8():
     (picture,) = fixture("truncated-utf8-filename.eml").attachments
     assert picture.filename.startswith("Картинка с очень, очень длинным")

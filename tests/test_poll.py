@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from mailticket.config import LimitSettings, MailboxSettings, Settings
 from mailticket.db.models import Message, Quarantine, Ticket
 from mailticket.db.store import Store
+from mailticket.imap import OVERSIZE_HEAD_BYTES
 from mailticket.service.poll import poll_mailbox
 from tests.mails import SUPPORT, make_mail
 
@@ -115,6 +116,10 @@ def test_poison_messages_are_quarantined_and_the_messages_after_them_are_ingeste
         sizes = session.scalars(select(Quarantine.size).order_by(Quarantine.uid)).all()
     assert "header" in reasons[0] and "max_message_bytes" in reasons[1] and "MIME" in reasons[2]
     assert sizes[1] == len(huge)
+    # Only the head of the huge one was downloaded and kept; all of it stays in the mailbox.
+    with store.reading() as session:
+        kept = session.scalar(select(Quarantine.raw).where(Quarantine.size == len(huge)))
+    assert kept == huge[:OVERSIZE_HEAD_BYTES] and "stays in the mailbox" in reasons[1]
     assert all(SEEN in flags for flags in dovecot.flags(box.username).values())
 
 

@@ -98,11 +98,14 @@ class Outcome:
     autoreply: bool = False
 
 
-def unusable(raw: bytes, msg: Inbound | None, settings: Settings) -> str | None:
-    """Why a message must be quarantined instead of stored, or None."""
+def unusable(raw: bytes, msg: Inbound | None, settings: Settings, size: int | None = None) -> str | None:
+    """Why a message must be quarantined instead of stored, or None; `size` is its size in the mailbox when `raw`
+    holds only its head."""
     limit = settings.limits.max_message_bytes
-    if len(raw) > limit:
-        return f"message of {len(raw)} bytes exceeds limits.max_message_bytes ({limit})"
+    size = len(raw) if size is None else size
+    if size > limit:
+        kept = "" if len(raw) >= size else f"; its first {len(raw)} bytes are kept here, all of it stays in the mailbox"
+        return f"message of {size} bytes exceeds limits.max_message_bytes ({limit}){kept}"
     if msg is None:
         return None
     invalid_sender = next((d for d in msg.defects if d.startswith(INVALID_SENDER)), None)
@@ -119,7 +122,7 @@ def unusable(raw: bytes, msg: Inbound | None, settings: Settings) -> str | None:
 
 def quarantine(
     session: Session, raw: bytes, reason: str, *, mailbox: str | None, folder: str | None, uid: int | None,
-    received_at: datetime | None, now: datetime,
+    received_at: datetime | None, now: datetime, size: int | None = None,
 ) -> None:
     """Keeps the bytes with the reason, in a savepoint of its own; the same bytes quarantined again are stored once.
 
@@ -128,7 +131,7 @@ def quarantine(
     """
     values = dict(
         sha256=hashlib.sha256(raw).hexdigest(), mailbox=mailbox, folder=folder, uid=uid, reason=reason,
-        size=len(raw), received_at=received_at, created_at=now, raw=raw,
+        size=len(raw) if size is None else size, received_at=received_at, created_at=now, raw=raw,
     )
     try:
         with session.begin_nested():
@@ -144,11 +147,13 @@ def quarantine(
 
 @dataclass(frozen=True)
 class Fetched:
-    """One message to ingest: its bytes, when the server received it, and where it came from."""
+    """One message to ingest: its bytes, when the server received it, and where it came from; `size` is its size in
+    the mailbox when `raw` holds only its head (a message over the limit is fetched no further)."""
 
     raw: bytes
     received_at: datetime
     uid: int | None = None
+    size: int | None = None
 
 
 @dataclass
@@ -262,7 +267,7 @@ class _Batch:
     def run(self, items: Sequence[Fetched]) -> list[Outcome]:
         parsed = []
         for item in items:
-            reason = unusable(item.raw, None, self.settings)
+            reason = unusable(item.raw, None, self.settings, item.size)
             msg = parse(item.raw) if reason is None else None
             reason = reason or unusable(item.raw, msg, self.settings)
             if reason is not None:
@@ -276,7 +281,7 @@ class _Batch:
         for item, msg, reason_or_loop, bounced in parsed:
             if msg is None:
                 quarantine(self.session, item.raw, reason_or_loop, mailbox=self.mailbox, folder=self.folder,
-                           uid=item.uid, received_at=item.received_at, now=self.now)
+                           uid=item.uid, received_at=item.received_at, now=self.now, size=item.size)
                 outcomes.append(Outcome(QUARANTINED, reason=reason_or_loop))
             else:
                 outcomes.append(self._thread(item, msg, reason_or_loop, bounced))

@@ -38,11 +38,12 @@ def poll_mailbox(
         last_uid = _watermark(store, box, uidvalidity, clock())
         # Messages committed by a pass that died before flagging or moving them.
         conn.finish_leftovers(last_uid)
-        for batch in conn.batches(last_uid, batch_size=box.batch_size, max_batch_bytes=MAX_BATCH_BYTES):
+        for batch in conn.batches(last_uid, batch_size=box.batch_size, max_batch_bytes=MAX_BATCH_BYTES,
+                                  max_message_bytes=settings.limits.max_message_bytes):
             batch_counts = Counts(fetched=len(batch))
             with store.transaction() as session:
                 now = clock()
-                items = [Fetched(f.raw, f.internaldate, f.uid) for f in batch]
+                items = [Fetched(f.raw, f.internaldate, f.uid, f.size) for f in batch]
                 for outcome in ingest_batch(session, items, settings=settings, now=now, mailbox=box.name,
                                             folder=box.folder, queue=box.queue):
                     _count(batch_counts, outcome.result, outcome.autoreply)
