@@ -129,7 +129,7 @@ class Jobs:
 
     def sla(self) -> None:
         """issue 4: marks SLA breaches and escalates them; a full pass is followed by another, each committed."""
-        from mailticket.service.claims import db_now
+        from mailticket.db.store import db_now
         from mailticket.service.sla import CHECK_LIMIT, check
 
         def work() -> None:

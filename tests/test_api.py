@@ -13,7 +13,6 @@ from sqlalchemy import select
 from mailticket.config import WebSettings
 from mailticket.db.models import Message, Outbox
 from mailticket.service import operators
-from mailticket.web.api import LeanApiRoute
 from mailticket.web.app import create_app
 from tests.factories import SETTINGS, make_operator, make_ticket
 
@@ -224,17 +223,9 @@ def test_a_huge_ticket_id_is_404_not_500(api):
         assert_error(ana.post(f"/tickets/{huge}/notes", {"body": "Hi"}), 404)
         assert_error(ana.delete(f"/tickets/{huge}/claim"), 404)
     assert_error(ana.get("/tickets/twelve"), 422)
-    # Claim and release take a short way for plain numbers; anything else gets FastAPI's reason.
     for response in (ana.post("/tickets/twelve/claim"), ana.delete("/tickets/1e3/claim"),
                      ana.post("/tickets/%C2%B2/claim")):  # "²" is a digit to str.isdigit, not to int()
         assert "path.ticket_id: input should be a valid integer" in assert_error(response, 422)["detail"]
-
-
-def test_a_lean_route_takes_only_the_token_and_the_ticket_id():
-    async def claim_with_a_body(token: str, ticket_id: int, body: str) -> None: ...
-
-    with pytest.raises(TypeError, match="must take"):
-        LeanApiRoute("/tickets/{ticket_id}/claim", claim_with_a_body)
 
 
 def test_an_invalid_body_is_422_with_a_reason(api):

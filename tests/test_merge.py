@@ -12,7 +12,7 @@ from mailticket.db.models import NOTE, OUT, RESOLVED, Event, Message, Operator, 
 from mailticket.db.store import Store
 from mailticket.service import actions
 from mailticket.service import claims as claim_service
-from mailticket.service.claims import TicketNotFound
+from mailticket.service.tickets import TicketNotFound
 from mailticket.service.ingest import APPENDED, ingest
 from mailticket.service.merge import MergeError, merge
 from tests.factories import SETTINGS, T0, make_operator, make_ticket

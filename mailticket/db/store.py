@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import PoolProxiedConnection
 
-from mailticket.db.fast import FastConnection
+from mailticket.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +65,16 @@ def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     return engine
 
 
-# A unit of work: an ORM session, or a bare connection where a hot path spares itself the session.
-Db = Session | Connection | FastConnection
-
-
-def core(db: Db) -> Connection | FastConnection:
-    """The connection that runs Core statements for a unit of work, whichever form it takes."""
-    return db.connection() if isinstance(db, Session) else db
+def db_now(session: Session) -> datetime:
+    """The one clock claims and leases are judged by: the database's on PostgreSQL (shared by every host), else ours."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(select(func.now()))
+    return utcnow()
 
 
 class Store:
-    """The database: `transaction()` for work that writes, `reading()` for pages and reports, and their bare-connection
-    forms `core_transaction()` and `read_connection()` for the few Core statements of a hot path."""
+    """The database: `transaction()` for work that writes, `reading()` for pages and reports, `read_connection()`
+    for one or two Core reads."""
 
     def __init__(self, url: str, *, background_checkpoints: bool = False) -> None:
         """`background_checkpoints` (for the long-running server): SQLite's WAL is copied back into the
@@ -85,13 +84,10 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_engine = self.engine.execution_options(**{READONLY: True})
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
-        self._prepared: dict = {}  # FastConnection's statements, compiled once per process
-        self._writer: PoolProxiedConnection | None = None  # see core_transaction
         # SQLite has one writer at a time. Its busy handler makes waiting writers sleep in growing steps
         # (up to 100 ms), so threads of one process queue here instead and take turns at once. This only
         # orders the writers: every rule (claims, outbox picks) is still enforced by the database, which
-        # also guards against other processes. Reentrant, so that a caller holding the turn (see
-        # `turn_if_free`) can open its transaction.
+        # also guards against other processes.
         self._write_turn = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
         self._stop_checkpoints = threading.Event()
         if background_checkpoints and self.dialect == "sqlite":
@@ -108,29 +104,6 @@ class Store:
             yield session
 
     @contextmanager
-    def core_transaction(self) -> Iterator[Connection | FastConnection]:
-        """`transaction()` on a bare connection, for a few Core statements on a hot path (the API's claim calls).
-        On SQLite the driver runs them directly (see db/fast.py): SQLAlchemy's per-call work would be most of
-        a claim's cost."""
-        if self.dialect != "sqlite":
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        with self._write_turn:
-            # One driver connection serves these transactions: the write turn already lets one in at a time,
-            # and a pool checkout and return would cost as much as a statement.
-            if self._writer is None:
-                self._writer = self.engine.raw_connection()
-            driver = self._writer.driver_connection
-            driver.execute("BEGIN IMMEDIATE")
-            try:
-                yield FastConnection(driver, self.engine.dialect, self._prepared)
-                driver.commit()
-            finally:
-                if driver.in_transaction:  # the block raised, or the commit failed
-                    driver.rollback()
-
-    @contextmanager
     def reading(self) -> Iterator[Session]:
         with self._read_sessions() as session, session.begin():
             yield session
@@ -140,18 +113,6 @@ class Store:
         """A bare connection for one or two Core reads: cheaper than a session on a hot path."""
         with self._read_engine.connect() as conn, conn.begin():
             yield conn
-
-    @contextmanager
-    def turn_if_free(self) -> Iterator[bool]:
-        """SQLite: this thread holds the write turn for the block if no other thread had it (True), without
-        waiting; a transaction opened inside then starts at once. Always False on PostgreSQL."""
-        if self.dialect != "sqlite" or not self._write_turn.acquire(blocking=False):
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            self._write_turn.release()
 
     def _checkpoint_loop(self) -> None:
         while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_SECONDS):
@@ -182,8 +143,4 @@ class Store:
 
     def dispose(self) -> None:
         self._stop_checkpoints.set()
-        with self._write_turn:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
         self.engine.dispose()

@@ -13,7 +13,9 @@ from mailticket.config import Settings
 from mailticket.db.models import IN, NOTE, RESOLVED, STATUSES, Customer, Message, Operator, Ticket
 from mailticket.db.models import Attachment  # issue 4: attachments on replies
 from mailticket.mail import address, compose
-from mailticket.service.claims import TicketNotFound, db_now, take_for_reply
+from mailticket.db.store import db_now
+from mailticket.service.claims import take_for_reply
+from mailticket.service.tickets import get_ticket
 from mailticket.service.history import record
 from mailticket.service import sla  # issue 4: SLA clocks follow status changes
 from mailticket.service import csat  # issue 6: the resolution mail carries the survey link
@@ -28,13 +30,6 @@ _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
 
 class ActionError(ValueError):
     """A refused action, with the reason in words (a 4xx for the web and the API)."""
-
-
-def get_ticket(session: Session, ticket_id: int) -> Ticket:
-    ticket = session.get(Ticket, ticket_id)
-    if ticket is None:
-        raise TicketNotFound(ticket_id)
-    return ticket
 
 
 def reply(

@@ -5,15 +5,14 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy import bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from mailticket.claims import ClaimConflict, ClaimView, NotHolder, conflict, lost
-from mailticket.clock import utcnow
 from mailticket.db.models import Claim, Operator, Ticket, UtcDateTime
-from mailticket.db.store import Db, core
+from mailticket.db.store import db_now
 from mailticket.service.history import record
-from mailticket.service.operators import Actor
+from mailticket.service.tickets import TicketNotFound
 
 # A claim lost to a concurrent writer between our read and our write is looked at again this often.
 CLAIM_ATTEMPTS = 3
@@ -81,152 +80,138 @@ EXPIRE = (
 )
 
 
-class TicketNotFound(LookupError):
-    pass
-
-
-def db_now(db: Db) -> datetime:
-    """The one clock claims are judged by: the database's on PostgreSQL (shared by every host), else ours."""
-    bind = db.get_bind() if isinstance(db, Session) else db
-    if bind.dialect.name == "postgresql":
-        return db.scalar(select(func.now()))
-    return utcnow()
-
-
-def read_claim(db: Db, ticket_id: int) -> ClaimView | None:
-    row = core(db).execute(READ_CLAIM, {"t": ticket_id}).one_or_none()
+def read_claim(session: Session, ticket_id: int) -> ClaimView | None:
+    row = session.connection().execute(READ_CLAIM, {"t": ticket_id}).one_or_none()
     if row is None:
         return None
     return ClaimView(row.ticket_id, row.operator_id, row.name or row.username, row.token, row.fence,
                      row.claimed_at, row.expires_at)
 
 
-def require_ticket(db: Db, ticket_id: int) -> None:
-    if core(db).execute(TICKET_EXISTS, {"t": ticket_id}).first() is None:
+def require_ticket(session: Session, ticket_id: int) -> None:
+    if session.connection().execute(TICKET_EXISTS, {"t": ticket_id}).first() is None:
         raise TicketNotFound(ticket_id)
 
 
-def claim(db: Db, ticket_id: int, operator: Actor, ttl: float, now: datetime | None = None) -> ClaimView:
+def claim(session: Session, ticket_id: int, operator: Operator, ttl: float, now: datetime | None = None) -> ClaimView:
     """Takes the ticket for `operator`; raises ClaimConflict naming the holder when someone else has it."""
-    now = now or db_now(db)
-    conn = core(db)
+    now = now or db_now(session)
     expires = now + timedelta(seconds=ttl)
     token = secrets.token_urlsafe(24)
     params = dict(t=ticket_id, op=operator.id, tok=token, now=now, expires=expires)
     for _ in range(CLAIM_ATTEMPTS):
-        fence = conn.execute(TAKE_FREE_CLAIM, params).scalar()
+        fence = session.connection().execute(TAKE_FREE_CLAIM, params).scalar()
         if fence is not None:
-            return _granted(db, ticket_id, operator, token, fence, now, expires)
+            return _granted(session, ticket_id, operator, token, fence, now, expires)
         # Held, expired, or no such ticket: look at it.
-        view = read_claim(db, ticket_id)
+        view = read_claim(session, ticket_id)
         if view is None:
-            require_ticket(db, ticket_id)
+            require_ticket(session, ticket_id)
             continue
         if view.live(now):
             if view.holder_id == operator.id:
-                return renew(db, ticket_id, operator, view.token, ttl, now)
+                return renew(session, ticket_id, operator, view.token, ttl, now)
             raise conflict(view)
-        if conn.execute(TAKE_CLAIM, dict(params, f=view.fence, next_fence=view.fence + 1)).first() is not None:
+        if session.connection().execute(TAKE_CLAIM, dict(params, f=view.fence, next_fence=view.fence + 1)).first() is not None:
             if view.expired(now):
-                record(db, ticket_id, "expired", view.expires_at, view.holder_name,
+                record(session, ticket_id, "expired", view.expires_at, view.holder_name,
                        f"taken over by {operator.username}")
-            return _granted(db, ticket_id, operator, token, view.fence + 1, now, expires)
+            return _granted(session, ticket_id, operator, token, view.fence + 1, now, expires)
         # Another process got there first: look again, and report whoever holds it now.
-    view = read_claim(db, ticket_id)
+    view = read_claim(session, ticket_id)
     if view is not None and view.live(now):
         raise conflict(view)
     raise ClaimConflict("the ticket is being claimed by someone else right now; try again")
 
 
-def _granted(db: Db, ticket_id: int, operator: Actor, token: str, fence: int, now: datetime,
+def _granted(session: Session, ticket_id: int, operator: Operator, token: str, fence: int, now: datetime,
              expires: datetime) -> ClaimView:
-    record(db, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
+    record(session, ticket_id, "claimed", now, operator.username, f"until {expires.isoformat()}")
     return ClaimView(ticket_id, operator.id, operator.display_name, token, fence, now, expires)
 
 
-def renew(db: Db, ticket_id: int, operator: Actor, token: str | None, ttl: float,
+def renew(session: Session, ticket_id: int, operator: Operator, token: str | None, ttl: float,
           now: datetime | None = None) -> ClaimView:
     """Extends a live claim held with `token`; raises ClaimLost when it is gone."""
-    now = now or db_now(db)
+    now = now or db_now(session)
     expires = now + timedelta(seconds=ttl)
     params = dict(t=ticket_id, op=operator.id, tok=token, now=now, expires=expires)
-    if core(db).execute(RENEW, params).rowcount != 1:
-        view = read_claim(db, ticket_id)
+    if session.connection().execute(RENEW, params).rowcount != 1:
+        view = read_claim(session, ticket_id)
         if view is None:
-            require_ticket(db, ticket_id)
+            require_ticket(session, ticket_id)
         raise lost(view, operator.id, now)
-    record(db, ticket_id, "renewed", now, operator.username, f"until {expires.isoformat()}")
-    return read_claim(db, ticket_id)
+    record(session, ticket_id, "renewed", now, operator.username, f"until {expires.isoformat()}")
+    return read_claim(session, ticket_id)
 
 
-def release(db: Db, ticket_id: int, operator: Actor, *, now: datetime | None = None,
+def release(session: Session, ticket_id: int, operator: Operator, *, now: datetime | None = None,
             kind: str = "released") -> None:
     """Ends the caller's live claim and adds its period to the handle time; NotHolder when it is not theirs."""
-    now = now or db_now(db)
-    view = read_claim(db, ticket_id)
+    now = now or db_now(session)
+    view = read_claim(session, ticket_id)
     if view is None or not view.held_by(operator.id, now):
         if view is None:
-            require_ticket(db, ticket_id)
+            require_ticket(session, ticket_id)
         raise NotHolder("you do not hold a claim on this ticket", holder=view.holder_name if view else None,
                         expires_at=view.expires_at if view else None)
-    if not _end(db, view):
-        raise lost(read_claim(db, ticket_id), operator.id, now)
-    _add_handle_time(db, ticket_id, view.claimed_at, now)
-    record(db, ticket_id, kind, now, operator.username)
+    if not _end(session, view):
+        raise lost(read_claim(session, ticket_id), operator.id, now)
+    _add_handle_time(session, ticket_id, view.claimed_at, now)
+    record(session, ticket_id, kind, now, operator.username)
 
 
-def break_claim(db: Db, ticket_id: int, admin: Actor, now: datetime | None = None) -> None:
+def break_claim(session: Session, ticket_id: int, admin: Operator, now: datetime | None = None) -> None:
     """An admin ends someone's claim; the broken period is not handle time (no reply or release ended it)."""
-    now = now or db_now(db)
+    now = now or db_now(session)
     if not admin.is_admin:
         raise NotHolder("only an admin may break another operator's claim")
-    view = read_claim(db, ticket_id)
+    view = read_claim(session, ticket_id)
     if view is None or view.holder_id is None:
         if view is None:
-            require_ticket(db, ticket_id)
+            require_ticket(session, ticket_id)
         return
-    if _end(db, view):
-        record(db, ticket_id, "broken", now, admin.username, f"claim of {view.holder_name}")
+    if _end(session, view):
+        record(session, ticket_id, "broken", now, admin.username, f"claim of {view.holder_name}")
 
 
-def take_for_reply(db: Db, ticket_id: int, operator: Actor, token: str | None, *, keep: bool,
+def take_for_reply(session: Session, ticket_id: int, operator: Operator, token: str | None, *, keep: bool,
                    now: datetime | None = None) -> None:
     """The fencing check of a reply, in the reply's transaction: the live claim held with this token.
 
     Ends the claim (or restarts its period when the operator keeps it) and books the handle time;
     the caller records the reply and the release in the history, in that order.
     """
-    now = now or db_now(db)
-    view = read_claim(db, ticket_id)
+    now = now or db_now(session)
+    view = read_claim(session, ticket_id)
     if view is None or not token or not view.held_by(operator.id, now, token):
         raise lost(view, operator.id, now)
     if keep:
-        won = core(db).execute(RESTART_PERIOD, dict(t=ticket_id, f=view.fence, now=now)).rowcount == 1
+        won = session.connection().execute(RESTART_PERIOD, dict(t=ticket_id, f=view.fence, now=now)).rowcount == 1
     else:
-        won = _end(db, view)
+        won = _end(session, view)
     if not won:
-        raise lost(read_claim(db, ticket_id), operator.id, now)
-    _add_handle_time(db, ticket_id, view.claimed_at, now)
+        raise lost(read_claim(session, ticket_id), operator.id, now)
+    _add_handle_time(session, ticket_id, view.claimed_at, now)
 
 
-def expire_claims(db: Db, now: datetime | None = None) -> int:
+def expire_claims(session: Session, now: datetime | None = None) -> int:
     """Frees every claim past its expiry and records it; run by the scheduler."""
-    now = now or db_now(db)
-    conn = core(db)
+    now = now or db_now(session)
     expired = 0
-    for row in conn.execute(DUE_FOR_EXPIRY, {"now": now}).all():
-        if conn.execute(EXPIRE, dict(t=row.ticket_id, f=row.fence, now=now)).rowcount == 1:
-            record(db, row.ticket_id, "expired", row.expires_at, row.username)
+    for row in session.connection().execute(DUE_FOR_EXPIRY, {"now": now}).all():
+        if session.connection().execute(EXPIRE, dict(t=row.ticket_id, f=row.fence, now=now)).rowcount == 1:
+            record(session, row.ticket_id, "expired", row.expires_at, row.username)
             expired += 1
         # else: another process renewed, released or expired it first.
     return expired
 
 
-def _end(db: Db, view: ClaimView) -> bool:
-    return core(db).execute(END, dict(t=view.ticket_id, f=view.fence)).rowcount == 1
+def _end(session: Session, view: ClaimView) -> bool:
+    return session.connection().execute(END, dict(t=view.ticket_id, f=view.fence)).rowcount == 1
 
 
-def _add_handle_time(db: Db, ticket_id: int, since: datetime | None, now: datetime) -> None:
+def _add_handle_time(session: Session, ticket_id: int, since: datetime | None, now: datetime) -> None:
     if since is not None:
         seconds = max(0.0, (now - since).total_seconds())
-        core(db).execute(ADD_HANDLE_TIME, dict(t=ticket_id, s=seconds))
+        session.connection().execute(ADD_HANDLE_TIME, dict(t=ticket_id, s=seconds))

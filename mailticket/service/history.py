@@ -6,13 +6,14 @@ from datetime import datetime
 
 from sqlalchemy import insert
 
+from sqlalchemy.orm import Session
+
 from mailticket.db.models import Event, Operator
-from mailticket.db.store import Db, core
 
 INSERT_EVENT = insert(Event)
 
 
-def record(db: Db, ticket_id: int, kind: str, at: datetime, actor: Operator | str | None = None,
+def record(session: Session, ticket_id: int, kind: str, at: datetime, actor: Operator | str | None = None,
            detail: str = "") -> None:
     name = actor.username if isinstance(actor, Operator) else actor
-    core(db).execute(INSERT_EVENT, dict(ticket_id=ticket_id, at=at, kind=kind, actor=name, detail=detail))
+    session.connection().execute(INSERT_EVENT, dict(ticket_id=ticket_id, at=at, kind=kind, actor=name, detail=detail))

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from mailticket import timing
 from mailticket.db.models import RESOLVED, Csat, Event, Message, Operator, Outbox, Participant, Ticket
 from mailticket.service import actions
-from mailticket.service.claims import END, TicketNotFound, read_claim
+from mailticket.service.claims import END, read_claim
+from mailticket.service.tickets import TicketNotFound
 from mailticket.service.history import record
 
 MERGED = "merged"

@@ -6,14 +6,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
-from mailticket.db.fast import FastConnection
 from mailticket.db.models import Operator, WebSession
 
 TOKEN_PREFIX = "mt_"
@@ -78,45 +76,22 @@ def new_token(session: Session, username: str) -> str:
     return token
 
 
-# What an API call needs of its caller, read with Core on every request: cheaper than loading the entity.
+# An API caller, read with Core on every request: cheaper than loading the entity through the ORM.
 CALLER_BY_TOKEN = select(Operator.id, Operator.username, Operator.name, Operator.email, Operator.is_admin).where(
     Operator.token_hash == bindparam("h"), Operator.disabled.is_(False)
 )
 
 
-class Caller(NamedTuple):
-    """An API caller as the claim calls need them: the fields of CALLER_BY_TOKEN, without building an entity."""
-
-    id: int
-    username: str
-    name: str
-    email: str
-    is_admin: bool
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.username
-
-
-# Whoever acts on a claim: a logged-in operator, or an API caller known by token.
-Actor = Operator | Caller
-
-
-def caller_by_token(conn: Connection | FastConnection, token: str) -> Caller | None:
-    """The enabled operator holding this API token; None for an unknown token or a disabled operator."""
+def by_token(conn: Connection, token: str) -> Operator | None:
+    """The enabled operator holding this API token, as a detached entity; None for an unknown token or a disabled
+    operator."""
     if not token:
         return None
     row = conn.execute(CALLER_BY_TOKEN, {"h": hash_token(token)}).first()
-    return None if row is None else Caller(row.id, row.username, row.name, row.email, row.is_admin)
-
-
-def by_token(conn: Connection | FastConnection, token: str) -> Operator | None:
-    """`caller_by_token` as a detached Operator, for calls that hand the caller on to the ORM."""
-    caller = caller_by_token(conn, token)
-    if caller is None:
+    if row is None:
         return None
-    return Operator(id=caller.id, username=caller.username, name=caller.name, email=caller.email,
-                    is_admin=caller.is_admin, disabled=False)
+    return Operator(id=row.id, username=row.username, name=row.name, email=row.email, is_admin=row.is_admin,
+                    disabled=False)
 
 
 def hash_password(password: str) -> str:

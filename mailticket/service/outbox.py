@@ -30,7 +30,7 @@ from mailticket.db.store import Store
 from mailticket.mail import compose
 from mailticket.mail.loops import DeliveryFailure
 from mailticket.service.actions import set_status
-from mailticket.service.claims import db_now
+from mailticket.db.store import db_now
 from mailticket.service.history import record
 from mailticket.service import sla  # issue 4: SLA verdicts
 

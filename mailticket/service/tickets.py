@@ -9,7 +9,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from mailticket.db.models import Claim, Customer, Message, Operator, Ticket
-from mailticket.service.claims import db_now
+from mailticket.db.store import db_now
+
+
+class TicketNotFound(LookupError):
+    """No ticket with this number (a 404 for the web and the API)."""
+
+
+def get_ticket(session: Session, ticket_id: int) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise TicketNotFound(ticket_id)
+    return ticket
 
 
 def iso(value: datetime | None) -> str | None:

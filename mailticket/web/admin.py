@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from mailticket.service import operators
-from mailticket.service.claims import db_now
+from mailticket.db.store import db_now
 from mailticket.web import reads
 from mailticket.web.auth import Admin
 from mailticket.web.core import web

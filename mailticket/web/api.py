@@ -1,9 +1,8 @@
 """JSON API under /api/v1 (SPEC §8): bearer-token auth, ticket list and detail, claims, replies, notes, status."""
 
 # No `from __future__ import annotations`: FastAPI must see the dependencies bound inside build_router.
-import inspect
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -11,19 +10,17 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailticket import metrics
-from mailticket.claims import ClaimConflict, ClaimLost, ClaimView, NotHolder
+from mailticket.claims import ClaimConflict, ClaimLost, NotHolder
 from mailticket.config import Settings
 from mailticket.db.models import Operator
 from mailticket.db.store import Store
 from mailticket.service import actions, operators
 from mailticket.service import claims as claim_service
 from mailticket.service.actions import ActionError
-from mailticket.service.claims import TicketNotFound
-from mailticket.service.tickets import find_tickets, iso, ticket_detail, ticket_summary
+from mailticket.service.tickets import TicketNotFound, find_tickets, iso, ticket_detail, ticket_summary
 from mailticket.web.api_models import (ClaimConflictError, ClaimGranted, ClaimRenewed, Error, NoteCreated,
                                        NoteRequest, RenewRequest, ReplyQueued, ReplyRequest, Status,
                                        StatusRequest, TicketDetail, TicketListItem, TicketSummary)
@@ -34,10 +31,6 @@ MAX_TICKET_ID = 2**31 - 1
 MAX_LIST_LIMIT = 500
 MAX_QUERY_CHARS = 200
 WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
-
-T = TypeVar("T")
-A = TypeVar("A", Operator, operators.Caller)
-
 
 class ApiError(Exception):
     """An answer other than success, rendered as {"detail": ...} plus any extra fields."""
@@ -137,90 +130,23 @@ async def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | Non
     return credentials.credentials
 
 
-# Claim and release carry no body: they look the token up in their own transaction, one round of statements
-# fewer on the hottest path. Only the token's presence and the id's range are checked before, and neither
-# tells a stranger anything about the tickets.
-Token = Annotated[str, Depends(bearer_token)]
-
-
-class LeanApiRoute(ApiRoute):
-    """A claim call, which takes nothing but the bearer token and the ticket id. When the id is a plain number,
-    the route resolves those two with the same dependency functions, in the same order, and calls the endpoint
-    itself: FastAPI's general request handling (solving dependencies, reading a body, validating the answer)
-    would be about half the cost of the call. Any other id takes FastAPI's way, which words the refusal; the
-    OpenAPI document describes the route as declared."""
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        if list(inspect.signature(endpoint).parameters) != ["token", "ticket_id"]:
-            raise TypeError(f"{endpoint.__name__} must take (token: Token, ticket_id: TicketId) to be a lean route")
-        super().__init__(path, endpoint, **options)
-
-    def get_route_handler(self) -> Callable:
-        general = super().get_route_handler()
-        endpoint = self.endpoint
-
-        async def lean(request: Request) -> Response:
-            raw_id = request.path_params.get("ticket_id", "")
-            if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= len(str(MAX_TICKET_ID))):
-                return await general(request)
-            try:
-                token = await bearer_token(await bearer(request))
-                result = await endpoint(token=token, ticket_id=await valid_ticket_id(int(raw_id)))
-            except Exception as exc:
-                error = _as_error(exc)
-                if error is None:
-                    raise
-                return _error_response(error)
-            # The endpoint builds its answer from its own values: nothing for a response model to check.
-            return result if isinstance(result, Response) else JSONResponse(result)
-
-        return lean
-
-
-def authorized(operator: A | None) -> A:
-    # The token reads refuse disabled operators, so disabling one stops their token on the next request.
+def authorized(operator: Operator | None) -> Operator:
+    # The token read refuses disabled operators, so disabling one stops their token on the next request.
     if operator is None:
         raise ApiError(401, "unknown or disabled API token", headers=WWW_AUTHENTICATE)
     return operator
 
 
-async def quick(store: Store, work: Callable[[], T]) -> T:
-    """Runs a claim change, a few indexed statements taking well under a millisecond on SQLite, on the event
-    loop when this process's SQLite write turn is free: a worker thread would cost more than the work, and its
-    GIL hand-offs put milliseconds on the slowest calls. Otherwise (another thread writing, or PostgreSQL
-    across a network) in a worker thread, so that the loop never waits. Another process holding SQLite's lock
-    would still make the loop wait; one process serves a SQLite database (SPEC: PostgreSQL for several)."""
-    with store.turn_if_free() as free:
-        if free:
-            return work()
-    return await run_in_threadpool(work)
-
-
 def build_router(settings: Settings, store: Store) -> APIRouter:
     """The /api/v1 routes bound to one store; kept in a function so that each app (and test) has its own."""
-    def lookup(token: str) -> Operator | None:
+    def current_operator(token: Annotated[str, Depends(bearer_token)]) -> Operator:
+        # A read, before any write transaction begins: a caller with a bad token never waits for the write lock.
         with store.read_connection() as conn:
-            return operators.by_token(conn, token)
-
-    async def current_operator(token: Annotated[str, Depends(bearer_token)]) -> Operator:
-        if store.dialect == "sqlite":
-            # One indexed read, which SQLite's WAL never makes wait for a writer: not worth a worker thread.
-            operator = lookup(token)
-        else:
-            operator = await run_in_threadpool(lookup, token)
-        return authorized(operator)
+            return authorized(operators.by_token(conn, token))
 
     Me = Annotated[Operator, Depends(current_operator)]
     ttl = settings.claims.ttl
     router = APIRouter(prefix=PREFIX, tags=["tickets"], route_class=ApiRoute, responses=_errors(401))
-
-    def lean(path: str, method: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """`router.post(...)` and the like, for a LeanApiRoute."""
-        def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-            router.add_api_route(path, endpoint, methods=[method], route_class_override=LeanApiRoute, **options)
-            return endpoint
-
-        return register
 
     @router.get("/tickets", response_model=list[TicketListItem], responses=_errors(422))
     def list_tickets(
@@ -247,43 +173,33 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
                 raise TicketNotFound(ticket_id)
         return detail
 
-    @lean("/tickets/{ticket_id}/claim", "POST", response_model=ClaimGranted,
-          responses=_errors(404, 409, 422, conflict=ClaimConflictError))
-    async def claim(token: Token, ticket_id: TicketId) -> dict[str, Any]:
+    @router.post("/tickets/{ticket_id}/claim", response_model=ClaimGranted,
+                 responses=_errors(404, 409, 422, conflict=ClaimConflictError))
+    def claim(me: Me, ticket_id: TicketId) -> dict[str, Any]:
         """Claims the ticket (or renews the caller's own live claim); 409 names whoever holds it."""
-        def work() -> ClaimView:
-            with store.core_transaction() as conn:
-                return claim_service.claim(conn, ticket_id, authorized(operators.caller_by_token(conn, token)), ttl)
-
-        view = await quick(store, work)
+        with store.transaction() as session:
+            view = claim_service.claim(session, ticket_id, me, ttl)
         return {"token": view.token, "holder": view.holder_name, "expires_at": iso(view.expires_at)}
 
     @router.post("/tickets/{ticket_id}/claim/renew", response_model=ClaimRenewed, responses=_errors(404, 409, 422))
-    async def renew(me: Me, ticket_id: TicketId, request: RenewRequest) -> dict[str, Any]:
+    def renew(me: Me, ticket_id: TicketId, request: RenewRequest) -> dict[str, Any]:
         """Extends the caller's live claim held with this token; 409 when it was lost."""
-        def work() -> ClaimView:
-            with store.core_transaction() as conn:
-                # Renewing on an unknown ticket would read as a lost claim; say what is really wrong.
-                claim_service.require_ticket(conn, ticket_id)
-                return claim_service.renew(conn, ticket_id, me, request.claim_token, ttl)
-
-        view = await quick(store, work)
+        with store.transaction() as session:
+            # Renewing on an unknown ticket would read as a lost claim; say what is really wrong.
+            claim_service.require_ticket(session, ticket_id)
+            view = claim_service.renew(session, ticket_id, me, request.claim_token, ttl)
         return {"expires_at": iso(view.expires_at)}
 
-    @lean("/tickets/{ticket_id}/claim", "DELETE", status_code=204, response_class=Response,
-          responses=_errors(403, 404, 422))
-    async def release(token: Token, ticket_id: TicketId) -> Response:
+    @router.delete("/tickets/{ticket_id}/claim", status_code=204, response_class=Response,
+                   responses=_errors(403, 404, 422))
+    def release(me: Me, ticket_id: TicketId) -> Response:
         """Releases the caller's claim; an admin breaks another operator's claim."""
-        def work() -> None:
-            with store.core_transaction() as conn:
-                me = authorized(operators.caller_by_token(conn, token))
-                view = claim_service.read_claim(conn, ticket_id)
-                if me.is_admin and view is not None and view.holder_id not in (None, me.id):
-                    claim_service.break_claim(conn, ticket_id, me)
-                else:
-                    claim_service.release(conn, ticket_id, me)
-
-        await quick(store, work)
+        with store.transaction() as session:
+            view = claim_service.read_claim(session, ticket_id)
+            if me.is_admin and view is not None and view.holder_id not in (None, me.id):
+                claim_service.break_claim(session, ticket_id, me)
+            else:
+                claim_service.release(session, ticket_id, me)
         return Response(status_code=204)
 
     @router.post("/tickets/{ticket_id}/reply", status_code=202, response_model=ReplyQueued,

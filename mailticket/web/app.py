@@ -22,7 +22,7 @@ from mailticket.clock import utcnow
 from mailticket.config import Settings
 from mailticket.db.store import Store
 from mailticket.resources import resource_dir
-from mailticket.service.claims import TicketNotFound
+from mailticket.service.tickets import TicketNotFound
 from mailticket.web import admin, api, auth, customers, pages, queue
 from mailticket.web import report  # the report page (issue 4, point 7)
 from mailticket.web import search  # the search page (issue 6, point 3)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, HTTPException, Path, Request
 
 from mailticket.service import actions
 from mailticket.service import customers as customer_service  # issue 6: addresses
-from mailticket.service.claims import db_now
+from mailticket.db.store import db_now
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
 from mailticket.web.core import flash, local_path, redirect, web

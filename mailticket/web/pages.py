@@ -20,10 +20,12 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from mailticket import metrics
 from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
 from mailticket.db.models import Operator
+from mailticket.db.store import db_now
 from mailticket.service import actions
 from mailticket.service import claims as claim_service
 from mailticket.service import merge as merge_service  # issue 6: merge
 from mailticket.service import canned as canned_replies, csat  # issue 6
+from mailticket.service.tickets import TicketNotFound
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
 from mailticket.web.core import flash, format_clock, local_path, redirect, web
@@ -262,10 +264,10 @@ def merge(request: Request, ticket_id: TicketId, me: Posting, into: Annotated[st
     into_id = int(target.group(1))
     try:
         with web(request).store.transaction() as session:
-            merge_service.merge(session, ticket_id, into_id, me, claim_service.db_now(session))
+            merge_service.merge(session, ticket_id, into_id, me, db_now(session))
     except merge_service.MergeError as refused:
         return render_ticket(request, me, ticket_id, 409, error=f"Not merged: {refused}")
-    except claim_service.TicketNotFound as missing:
+    except TicketNotFound as missing:
         if missing.args and missing.args[0] == into_id:
             return render_ticket(request, me, ticket_id, 422, error=f"Not merged: there is no ticket #{into_id}")
         raise

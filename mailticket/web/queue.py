@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, or_, select, text
 from sqlalchemy.orm import Session
 
 from mailticket.db.models import OPEN, PENDING, RESOLVED, Claim, Customer, Operator, Ticket
-from mailticket.service.claims import db_now
+from mailticket.db.store import db_now
 from mailticket.web.auth import SignedIn
 from mailticket.web.core import web
 

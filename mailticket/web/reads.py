@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session, undefer
 
 from mailticket.claims import ClaimView
 from mailticket.db.models import NOTE, Attachment, Claim, Customer, Event, Message, Operator, Outbox, Ticket
-from mailticket.service.claims import TicketNotFound, db_now, read_claim
+from mailticket.db.store import db_now
+from mailticket.service.claims import read_claim
+from mailticket.service.tickets import TicketNotFound
 
 # How many of a customer's tickets a page lists.
 CUSTOMER_TICKETS = 100
