@@ -17,6 +17,8 @@ from sqlalchemy.orm import undefer
 from mailticket.config import CsatSettings, WebSettings
 from mailticket.db.models import Csat, Message, Operator, Outbox, Ticket
 from mailticket.service import actions, csat, operators, outbound
+from mailticket.service.claims import claim
+from mailticket.service.status import change_status
 from mailticket.service.outbox import Counts, flush_sync
 from mailticket.service.report_data import figures
 from mailticket.web.app import create_app
@@ -39,11 +41,16 @@ def fast_passwords(monkeypatch):
     monkeypatch.setattr(operators, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
-def resolve(store, ticket_id: int, *, settings=SURVEY_SETTINGS, at=RESOLVED_AT) -> None:
+def resolve(store, ticket_id: int, *, settings=SURVEY_SETTINGS, at=RESOLVED_AT, answer: bool = True) -> None:
+    """An operator answers the ticket (unless `answer` is false), then resolves it at `at`."""
     operator_id = make_operator(store, f"op{ticket_id}")
     with store.transaction() as session:
-        actions.set_status(session, ticket_id, "resolved", session.get(Operator, operator_id), now=at,
-                           settings=settings)
+        operator = session.get(Operator, operator_id)
+        if answer:
+            view = claim(session, ticket_id, operator, 900, now=at - timedelta(minutes=10))
+            actions.reply(session, settings, ticket_id, operator, "It ships today.", view.token,
+                          now=at - timedelta(minutes=5))
+        change_status(session, ticket_id, "resolved", actor=operator, at=at, settings=settings)
 
 
 def survey_mails(store, ticket_id: int) -> list[tuple[Outbox, Message]]:
@@ -89,15 +96,35 @@ def test_no_resolution_mail_when_the_survey_is_off(store):
     assert survey_mails(store, ticket) == []
 
 
-def test_the_survey_mail_is_not_the_first_response(store, smtp_sink):
+def test_the_survey_mail_is_not_a_response(store, smtp_sink):
     ticket = make_ticket(store)
     resolve(store, ticket)
+    sent_at = RESOLVED_AT + timedelta(minutes=1)
     assert flush_sync(store, dataclasses.replace(SURVEY_SETTINGS, smtp=smtp_sink.settings()),
-                      now=RESOLVED_AT + timedelta(minutes=1)) == Counts(sent=1)
+                      now=sent_at) == Counts(sent=2)  # the reply and the survey
     with store.reading() as session:
         sent = session.get(Ticket, ticket)
-        assert (sent.first_response_at, sent.first_response_seconds) == (None, None)
-    assert len(smtp_sink.messages) == 1
+        # One reply counted, by its operator: the survey mail counts for nothing.
+        assert (sent.reply_count, sent.first_response_at) == (1, sent_at)
+
+
+def test_resolving_a_ticket_twice_sends_one_survey(store):
+    ticket = make_ticket(store)
+    resolve(store, ticket)
+    with store.transaction() as session:
+        change_status(session, ticket, "open", actor=None, at=RESOLVED_AT + timedelta(hours=1),
+                      settings=SURVEY_SETTINGS)
+        change_status(session, ticket, "resolved", actor=None, at=RESOLVED_AT + timedelta(hours=2),
+                      settings=SURVEY_SETTINGS)
+    assert len(survey_mails(store, ticket)) == 1
+    with store.reading() as session:
+        assert session.get(Ticket, ticket).survey_sent_at == RESOLVED_AT
+
+
+def test_a_ticket_nobody_answered_gets_no_survey_when_resolved(store):
+    ticket = make_ticket(store)
+    resolve(store, ticket, answer=False)
+    assert survey_mails(store, ticket) == []
 
 
 # The public page

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from mailticket.db.models import CustomerAddress, Operator, Ticket
 from mailticket.service import actions
+from mailticket.service.status import change_status
 from mailticket.service.ingest import APPENDED, CREATED, ingest
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import make_mail
@@ -38,7 +39,7 @@ def test_the_customer_page_lists_their_tickets_with_times_and_their_notes(app, s
         operator = session.get(Operator, bob)
         actions.add_note(session, answered, operator, "Carrier lost the parcel", now=T0 + timedelta(minutes=5))
         actions.add_note(session, someone_else, operator, "Other customer's note", now=T0 + timedelta(minutes=5))
-        actions.set_status(session, answered, "resolved", operator, now=T0 + timedelta(hours=2))
+        change_status(session, answered, "resolved", actor=operator, at=T0 + timedelta(hours=2), settings=SETTINGS)
         ticket = session.get(Ticket, answered)
         ticket.first_response_seconds, ticket.handle_seconds = 2700.0, 900.0
     customer = customer_of(store, answered)

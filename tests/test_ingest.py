@@ -181,8 +181,11 @@ def test_mail_on_a_recently_resolved_ticket_reopens_it(store):
     again = put(store, make_mail(message_id="b@c.example", in_reply_to="a@c.example"), T0 + timedelta(days=3))
     assert (again.result, again.ticket_id) == (APPENDED, first.ticket_id)
     with store.reading() as session:
-        assert session.get(Ticket, first.ticket_id).status == "open"
-        assert "reopened" in session.scalars(select(Event.kind).where(Event.ticket_id == first.ticket_id)).all()
+        ticket = session.get(Ticket, first.ticket_id)
+        assert (ticket.status, ticket.resolved_at, ticket.reopen_count) == ("open", None, 1)
+        details = session.scalars(select(Event.detail).where(Event.ticket_id == first.ticket_id,
+                                                             Event.kind == "status")).all()
+        assert details == ["resolved -> open (new mail from ana@customer.example)"]
 
 
 def test_mail_on_a_long_resolved_ticket_opens_a_linked_ticket(store):

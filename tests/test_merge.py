@@ -31,7 +31,7 @@ def put(store: Store, at=LATER, **mail):
 
 def do_merge(store: Store, duplicate: int, into: int, admin_id: int, at=LATER) -> None:
     with store.transaction() as session:
-        merge(session, duplicate, into, session.get(Operator, admin_id), at)
+        merge(session, duplicate, into, session.get(Operator, admin_id), at, SETTINGS)
 
 
 def messages_of(store: Store, ticket_id: int) -> list[tuple[str, str]]:

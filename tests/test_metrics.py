@@ -14,10 +14,11 @@ from mailticket.db.models import Operator, Ticket
 from mailticket.db.store import Store
 from mailticket.scheduler import Jobs
 from mailticket.service import actions
+from mailticket.service.status import change_status
 from mailticket.service.claims import claim
 from mailticket.web.app import create_app
 from tests.dovecot import free_port
-from tests.factories import SETTINGS, make_operator, make_ticket
+from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import SUPPORT, make_mail
 from tests.smtp_sink import TEMPORARY
 from tests.test_api import Caller, token_for
@@ -83,7 +84,7 @@ def test_open_tickets_outbox_depth_and_sla_breaches_are_read_from_the_database_a
     queue_reply(store, t1, olga)
     with store.transaction() as session:
         for ticket, status in ((t1, "open"), (t2, "pending"), (t3, "resolved"), (t4, "open")):
-            actions.set_status(session, ticket, status, None)
+            change_status(session, ticket, status, actor=None, at=T0, settings=QUIET)
         session.execute(update(Ticket).where(Ticket.id == t4).values(first_response_breached=True))
         # A resolved ticket's breach is history: only unresolved tickets count.
         session.execute(update(Ticket).where(Ticket.id.in_((t2, t3))).values(resolution_breached=True))

@@ -24,7 +24,7 @@ from mailticket import smtp
 from mailticket.db.models import NOTE, Event, Message, Operator, Outbox, Ticket
 from mailticket.db.store import Store
 from mailticket.mail.loops import DeliveryFailure
-from mailticket.service import actions, outbox
+from mailticket.service import actions, outbox, undelivered
 from mailticket.service.claims import claim
 from mailticket.service.outbox import Counts, flush_sync
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
@@ -302,11 +302,11 @@ def test_a_bounce_of_our_reply_becomes_a_note_and_fails_the_row(store, smtp_sink
     about_someone_else = DeliveryFailure((message_id,), frozenset({"other@customer.example"}), "550", "")
     with store.transaction() as s:
         # A report about another recipient of the same id (forged, or confused) changes nothing.
-        assert outbox.mark_bounced(s, message_id, about_someone_else, later, SETTINGS) is None
-        assert outbox.mark_bounced(s, f"<{message_id}>", failed, later, SETTINGS) == ticket
+        assert undelivered.bounced(s, message_id, about_someone_else, later, SETTINGS) is None
+        assert undelivered.bounced(s, f"<{message_id}>", failed, later, SETTINGS) == ticket
     with store.transaction() as s:  # the same DSN again, and one for mail that is not ours
-        assert outbox.mark_bounced(s, message_id, failed, later, SETTINGS) is None
-        assert outbox.mark_bounced(s, "stranger@elsewhere.example", failed, later, SETTINGS) is None
+        assert undelivered.bounced(s, message_id, failed, later, SETTINGS) is None
+        assert undelivered.bounced(s, "stranger@elsewhere.example", failed, later, SETTINGS) is None
 
     [row] = rows(store)
     assert row.status == "failed" and "user unknown" in row.last_error

@@ -3,6 +3,7 @@ table, JSON and CSV with every number worked out by hand, and the web report pag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -11,14 +12,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import event, update
+from sqlalchemy import event, select
 
-from mailticket.db.models import Ticket
+from mailticket.config import RouteSettings, SlaSettings
+from mailticket.db.models import Operator, Ticket
 from mailticket.reports import CSV_HEADER
-from mailticket.service import operators
+from mailticket.service import actions, operators
+from mailticket.service.claims import claim
+from mailticket.service.outbox import flush_sync
 from mailticket.service.report_data import BadPeriod, figures, parse_period
-from tests.factories import make_operator, make_ticket
-from tests.factories import WEB_SETTINGS
+from mailticket.service.status import change_status
+from tests.factories import SETTINGS, WEB_SETTINGS, make_operator, make_ticket
 from tests.test_web import Browser, element
 
 UTC = timezone.utc
@@ -29,7 +33,8 @@ def at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
     return datetime(2026, 11, day, hour, minute, second, tzinfo=UTC)
 
 
-# The fixed dataset: what the scheduler would have recorded on each ticket (seconds; None = not happened yet).
+# The dataset: six tickets as operators really handle them (claim, reply, the outbox sending the reply, resolve,
+# reopen), at the times that give these figures (seconds from the ticket's creation; None = never happened):
 #   queue       first responder  created (UTC)  1st resp handle resolution  1st-resp SLA    resolution SLA  replies reopens
 #                                                                           breached        breached
 TICKETS = [
@@ -42,6 +47,14 @@ TICKETS = [
 ]
 # Just outside 2026-11-02 .. 2026-11-05 in UTC; the second is still 2026-11-05 in São Paulo (UTC-3).
 BEFORE, AFTER = at(1, 23, 59, 59), at(6, 0)
+# The verdicts above follow from these policies: 50 min to answer and about 83 min to resolve, and for urgent
+# shipping (the last ticket) only a resolution deadline of about 17 min. Routes put the tickets in their queues.
+SLA = (SlaSettings(name="urgent", queue="shipping", priority="high", resolution=1000),
+       SlaSettings(name="everyone", first_response=3000, resolution=5000))
+ROUTES = (RouteSettings(name="urgent", subject_keywords=("urgent",), queue="shipping", priority="high"),
+          RouteSettings(name="billing", subject_keywords=("billing",), queue="billing"),
+          RouteSettings(name="shipping", subject_keywords=("shipping",), queue="shipping"))
+DATASET_SETTINGS = dataclasses.replace(SETTINGS, sla=SLA, routes=ROUTES)
 
 
 @pytest.fixture(autouse=True)
@@ -50,26 +63,64 @@ def fast_passwords(monkeypatch):
     monkeypatch.setattr(operators, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
+class Desk:
+    """An operator's desk on one ticket: claims and replies at seconds after the ticket's creation, the outbox
+    sending each reply as it is written, and the status changes."""
+
+    def __init__(self, store, sink, ticket: int, created: datetime) -> None:
+        self.store, self.ticket, self.created = store, ticket, created
+        self.settings = dataclasses.replace(DATASET_SETTINGS, smtp=sink.settings())
+
+    def reply(self, operator_id: int, claimed: float, sent: float, status: str | None = None) -> None:
+        with self.store.transaction() as session:
+            operator = session.get(Operator, operator_id)
+            view = claim(session, self.ticket, operator, 3600, now=self.created + timedelta(seconds=claimed))
+            actions.reply(session, self.settings, self.ticket, operator, "Here you are.", view.token,
+                          now=self.created + timedelta(seconds=sent), status=status)
+        assert flush_sync(self.store, self.settings, now=self.created + timedelta(seconds=sent)).sent == 1
+
+    def status(self, status: str, at: float) -> None:
+        with self.store.transaction() as session:
+            change_status(session, self.ticket, status, actor=None, at=self.created + timedelta(seconds=at),
+                          settings=self.settings)
+
+
 @pytest.fixture
-def dataset(store) -> list[int]:
-    """The six tickets of TICKETS with their figures set directly, and one ticket on each side of the period."""
-    ids = {"ana": make_operator(store, "ana"), "bob": make_operator(store, "bob")}
+def dataset(store, smtp_sink) -> list[int]:
+    """The six tickets of TICKETS, handled as the table says, and one ticket on each side of the period."""
+    ana, bob = make_operator(store, "ana"), make_operator(store, "bob")
+    subjects = ["billing", "billing", "billing", "shipping", "shipping", "urgent shipping"]
     made = []
-    for n, (queue, who, created, first, handle, resolution, first_breached, resolution_breached, replies,
-            reopens) in enumerate(TICKETS, start=1):
-        ticket = make_ticket(store, at=created, sender=f"customer{n}@customer.example", subject=f"Order {n}",
-                             message_id=f"report-{n}@customer.example")
-        with store.transaction() as session:
-            session.execute(update(Ticket).where(Ticket.id == ticket).values(
-                queue=queue, created_at=created, first_responder_id=ids[who] if who else None,
-                first_response_seconds=first, handle_seconds=handle, resolution_seconds=resolution,
-                first_response_breached=first_breached, resolution_breached=resolution_breached,
-                reply_count=replies, reopen_count=reopens))
-        made.append(ticket)
+    for n, ((_queue, _who, created, *_figures), subject) in enumerate(zip(TICKETS, subjects), start=1):
+        made.append(make_ticket(store, settings=DATASET_SETTINGS, at=created, subject=f"Order {n} {subject}",
+                                sender=f"customer{n}@customer.example", message_id=f"report-{n}@customer.example"))
+    desks = [Desk(store, smtp_sink, ticket, row[2]) for ticket, row in zip(made, TICKETS)]
+    desks[0].reply(ana, 300, 600)
+    desks[0].status("resolved", 3600)
+    desks[1].reply(ana, 1200, 1800)
+    desks[1].reply(ana, 2000, 2300)
+    desks[1].status("resolved", 7200)
+    desks[2].reply(bob, 2400, 3600)
+    desks[3].reply(bob, 180, 300)
+    desks[3].status("resolved", 1000)
+    desks[3].status("open", 1200)
+    desks[3].status("resolved", 1800)
+    desks[5].reply(ana, 300, 900, status="resolved")
     for name, created in (("before", BEFORE), ("after", AFTER)):
         make_ticket(store, at=created, sender=f"{name}@customer.example", subject=f"Edge {name}",
                     message_id=f"report-{name}@customer.example")
     return made
+
+
+def test_the_columns_the_report_reads_were_written_by_the_work_itself(store, dataset):
+    with store.reading() as session:
+        rows = session.execute(select(
+            Ticket.queue, Operator.username, Ticket.created_at, Ticket.first_response_seconds, Ticket.handle_seconds,
+            Ticket.resolution_seconds, Ticket.first_response_breached, Ticket.resolution_breached,
+            Ticket.reply_count, Ticket.reopen_count)
+            .outerjoin(Operator, Operator.id == Ticket.first_responder_id)
+            .where(Ticket.id.in_(dataset)).order_by(Ticket.id)).all()
+    assert [tuple(row) for row in rows] == TICKETS
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

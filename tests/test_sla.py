@@ -19,6 +19,7 @@ from mailticket.db.store import Store
 from mailticket.mail import compose
 from mailticket.scheduler import Jobs, build_scheduler
 from mailticket.service import actions, sla
+from mailticket.service.status import change_status
 from mailticket.service.claims import claim
 from mailticket.service.outbox import flush_sync
 from mailticket.web.app import create_app
@@ -61,7 +62,7 @@ def check(store: Store, settings, at: datetime) -> int:
 def set_status(store: Store, ticket_id: int, status: str, at: datetime, settings=SETTINGS, username="olga") -> None:
     with store.transaction() as s:
         operator = s.scalar(select(Operator).where(Operator.username == username))
-        actions.set_status(s, ticket_id, status, operator, now=at, settings=settings)
+        change_status(s, ticket_id, status, actor=operator, at=at, settings=settings)
 
 
 def reply(store: Store, ticket_id: int, at: datetime, *, settings=SETTINGS, status: str | None = None,

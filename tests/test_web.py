@@ -16,6 +16,7 @@ from mailticket.config import WebSettings
 from mailticket.db.models import NOTE, Attachment, Message, Operator, Outbox, Ticket
 from mailticket.db.store import Store
 from mailticket.service import actions, operators
+from mailticket.service.status import change_status
 from mailticket.service import claims as claim_service
 from mailticket.service.ingest import ingest
 from mailticket.web.app import create_app
@@ -124,7 +125,7 @@ def test_the_queue_shows_only_tickets_that_need_an_answer_oldest_first(app, stor
     boss = make_operator(store, "boss")
     with store.transaction() as session:
         operator = session.get(Operator, boss)
-        actions.set_status(session, solved, "resolved", operator)
+        change_status(session, solved, "resolved", actor=operator, at=T0, settings=SETTINGS)
         held = claim_service.claim(session, answered, operator, 900)
         actions.reply(session, SETTINGS, answered, operator, "Done.", held.token)
     ana = signed_in(app, store, "ana")

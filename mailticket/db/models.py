@@ -111,6 +111,8 @@ class Ticket(Base):
     resolution_breached: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     sla_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    # When the survey mail went out: it goes once per ticket.
+    survey_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # Set when an admin merged this ticket into another; its mail then lands in that one.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
     # The routing rule (SPEC issue 6) that set the queue and priority, by name.

@@ -10,26 +10,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailticket.config import Settings
-from mailticket.db.models import IN, NOTE, RESOLVED, STATUSES, Customer, Message, Operator, Ticket
+from mailticket.db.models import IN, NOTE, STATUSES, Customer, Message, Operator, Ticket
 from mailticket.db.models import Attachment  # issue 4: attachments on replies
 from mailticket.mail import address, compose
 from mailticket.db.store import db_now
 from mailticket.service.claims import take_for_reply
 from mailticket.service.tickets import get_ticket
 from mailticket.service.history import record
-from mailticket.service import sla  # issue 4: SLA clocks follow status changes
-from mailticket.service import csat  # issue 6: the resolution mail carries the survey link
 from mailticket.service import outbound
+from mailticket.service.errors import ActionError
+from mailticket.service.status import change_status
 from mailticket.threads import TicketTag
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 MAX_BODY_CHARS = 100_000
 # A MIME type as "type/subtype"; anything else is sent and stored as application/octet-stream.
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
-
-
-class ActionError(ValueError):
-    """A refused action, with the reason in words (a 4xx for the web and the API)."""
 
 
 def reply(
@@ -82,8 +78,8 @@ def reply(
     record(session, ticket.id, "replied", now, operator, f"message {outgoing.message_id}")
     if not keep_claim:
         record(session, ticket.id, "released", now, operator, "after reply")
-    if status is not None and status != ticket.status:
-        set_status(session, ticket.id, status, operator, now=now, settings=settings)
+    if status is not None:
+        change_status(session, ticket.id, status, actor=operator, at=now, settings=settings)
     return outgoing
 
 
@@ -110,30 +106,6 @@ def add_note(session: Session, ticket_id: int, operator: Operator, body: str, no
     session.add(note)
     record(session, ticket.id, "note", now, operator)
     return note
-
-
-def set_status(session: Session, ticket_id: int, status: str, operator: Operator | None,
-               now: datetime | None = None, *, settings: Settings | None = None) -> Ticket:
-    """Changes the status; pending and resolved stop the SLA clocks, and resolving records the resolution.
-
-    `settings` gives the business hours by which a stopped clock's pause is counted when it runs again; without
-    them the pause is counted around the clock (callers that have the settings pass them).
-    """
-    if status not in STATUSES:
-        raise ActionError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
-    now = now or db_now(session)
-    ticket = get_ticket(session, ticket_id)
-    if ticket.status == status:
-        return ticket
-    record(session, ticket.id, "status", now, operator, f"{ticket.status} -> {status}")
-    # issue 4 (SLA): the clock stops or runs again, resolving records resolution_seconds and the verdict.
-    sla.on_status(session, ticket, status, now, sla.calendar_for(settings))
-    ticket.status = status
-    ticket.resolved_at = now if status == RESOLVED else None
-    ticket.updated_at = now
-    if status == RESOLVED:
-        csat.on_resolved(session, settings, ticket, now)  # issue 6: a notification, never a response
-    return ticket
 
 
 def set_field(session: Session, ticket_id: int, field: str, value: str, operator: Operator,

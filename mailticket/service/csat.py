@@ -14,16 +14,17 @@ from datetime import datetime, timedelta, timezone
 
 import jinja2
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailticket.config import Settings
-from mailticket.db.models import IN, Csat, Message, Ticket
-from mailticket.mail import compose
+from mailticket.db.models import FAILED, IN, RESOLVED, Csat, Message, Outbox, Ticket
+from mailticket.mail import address, compose
 from mailticket.resources import resource_dir
 from mailticket.service import outbound
+from mailticket.service.events import Event, StatusChanged
 from mailticket.service.history import record
 from mailticket.threads import TicketTag
 
@@ -88,19 +89,31 @@ def survey_url(settings: Settings, ticket_id: int, now: datetime) -> str:
     return f"{settings.web.base_url.rstrip('/')}/csat/{make_token(settings.web.secret_key, ticket_id, now)}"
 
 
-def on_resolved(session: Session, settings: Settings | None, ticket: Ticket, now: datetime) -> compose.Outgoing | None:
-    """For actions.set_status: queues the resolution mail with the survey link, when the survey is on.
+# An operator answered the ticket: a reply of theirs is on its way or was delivered.
+ANSWERED = select(Outbox.id).where(Outbox.ticket_id == bindparam("t"), Outbox.kind == outbound.REPLY,
+                                   Outbox.status != FAILED).limit(1)
 
-    Nothing is queued without settings (internal callers), without a secret key to sign with, or when the
-    template cannot be rendered: the resolution itself never fails for the survey's sake.
-    """
-    if settings is None or not settings.csat.enabled:
-        return None
+
+def on_resolved(session: Session, settings: Settings, event: Event) -> None:
+    """Reaction: a ticket resolved after an operator answered it gets the resolution mail with the survey link,
+    once. Not when the survey is off, when the change says not to tell the customer (a merged duplicate), without
+    a secret key to sign with, or when the template cannot be rendered: the resolution never fails for its sake."""
+    if not (isinstance(event, StatusChanged) and event.new == RESOLVED and event.notify_customer
+            and settings.csat.enabled):
+        return
+    ticket = session.get(Ticket, event.ticket_id)
+    if ticket.survey_sent_at is not None or session.scalar(ANSWERED, {"t": ticket.id}) is None:
+        return
+    if _survey_mail(session, settings, ticket, event.at) is not None:
+        ticket.survey_sent_at = event.at
+
+
+def _survey_mail(session: Session, settings: Settings, ticket: Ticket, now: datetime) -> compose.Outgoing | None:
     if not settings.web.secret_key:
         log.warning("no survey mail for ticket %s: [web] secret_key is empty", ticket.id)
         return None
     to = (ticket.customer.address or "").strip()
-    if "@" not in to or to.lower() in settings.own_addresses:
+    if not address.is_valid(to) or to.lower() in settings.own_addresses:
         return None
     tag = TicketTag(settings.tickets.subject_tag).render(ticket.id)
     try:

@@ -27,11 +27,11 @@ from mailticket.db.models import (
     Quarantine,
     Ticket,
 )
-from mailticket.mail.loops import BOUNCE, bounced_message_ids, classify, delivery_failure
+from mailticket.mail.loops import BOUNCE, DeliveryFailure, bounced_message_ids, classify, delivery_failure
 from mailticket.mail.parse import INVALID_SENDER, Inbound, parse
 from mailticket.service import acks
-from mailticket.service.outbox import mark_bounced
-from mailticket.service import sla  # issue 4: SLA policy and clocks
+from mailticket.service import sla
+from mailticket.service.status import change_status
 
 # Defects after which the message body cannot be trusted to be what the sender wrote.
 FATAL_DEFECTS = ("StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect")
@@ -67,10 +67,9 @@ CUSTOMER_BY_ADDRESS = select(CUSTOMER_OF_ADDRESS)
 INSERT_CUSTOMER = insert(Customer).returning(Customer.id)
 INSERT_TICKET = insert(Ticket).returning(Ticket.id)
 INSERT_MESSAGE_RETURNING_ID = insert(Message).returning(Message.id)
+# The columns ingest owns; the status is service/status.py's alone.
 UPDATE_TICKET = update(Ticket).where(Ticket.id == bindparam("t_id")).values(
-    status=bindparam("t_status"), resolved_at=bindparam("t_resolved_at"), last_message_at=bindparam("t_last"),
-    waiting_since=bindparam("t_waiting"), updated_at=bindparam("t_now"),
-    reopen_count=Ticket.reopen_count + bindparam("t_reopened"),
+    last_message_at=bindparam("t_last"), waiting_since=bindparam("t_waiting"), updated_at=bindparam("t_now"),
 )
 
 
@@ -96,6 +95,7 @@ class Outcome:
     ticket_id: int | None = None
     reason: str = ""
     autoreply: bool = False
+    failure: DeliveryFailure | None = None  # a report that one of our messages could not be delivered
 
 
 def unusable(raw: bytes, msg: Inbound | None, settings: Settings, size: int | None = None) -> str | None:
@@ -168,7 +168,6 @@ class _TicketState:
     queue: str
     merged_into_id: int | None = None  # issue 6: an admin merged it; its mail goes there
     dirty: bool = False
-    reopened: bool = False
     priority: str = "normal"  # set at creation, for the acknowledgement's SLA
 
 
@@ -332,49 +331,47 @@ class _Batch:
             return Outcome(DUPLICATE)
         matched_by, result, ticket = found.rule, APPENDED, None
         if found.ticket_id is not None:
-            # A merged ticket's mail (its tag, its subject) lands in the ticket it was merged into (issue 6).
+            # A merged ticket's mail (its tag, its subject) lands in the ticket it was merged into.
             ticket = self.tickets[self._survivor(found.ticket_id)]
             action = threads.follow_up(ticket.status, ticket.resolved_at, self.now, rules.reopen_days)
-            if action == "reopen":
-                # issue 4 (SLA): the clock stopped at resolution runs again; the resolution is open again.
-                sla.on_status_in_db(self.session, ticket.id, OPEN, item.received_at, self.calendar)
-                ticket.status, ticket.resolved_at, ticket.dirty = OPEN, None, True
-                ticket.reopened = True
-                self._event(ticket.id, "reopened", f"new mail from {msg.from_addr}")
-            elif action == "new-linked":
+            if loop is not None:
+                # Automatic mail asks nothing of anyone: appended where it belongs, flagged, the status left alone.
+                action = threads.APPEND
+            if action == threads.REOPEN:
+                self._open_again(ticket, item.received_at, f"new mail from {msg.from_addr}")
+            elif action == threads.NEW_LINKED:
                 old = ticket
-                ticket = self._new_ticket(item, msg, queue=old.queue, follows=old.id)
+                ticket = self._new_ticket(item, msg, queue=old.queue, follows=old.id, loop=loop)
                 self._event(ticket.id, "follow-up", f"follows resolved ticket {old.id}")
                 matched_by, result = threads.NEW, CREATED
         if ticket is None:
-            ticket = self._new_ticket(item, msg, queue=self.queue, follows=None)
+            ticket = self._new_ticket(item, msg, queue=self.queue, follows=None, loop=loop)
             result = CREATED
         self._add_message(ticket.id, item, msg, matched_by=matched_by, loop=loop)
         if result == CREATED and loop is None:
-            # --- acknowledgements hook (service/acks.py): a customer opened a ticket; never for auto-replies,
-            # bulk, bounces or our own mail (loop is set for those). A made-up Message-ID is not theirs to thread.
+            # A customer opened a ticket: acknowledged (service/acks.py); never auto-replies, bulk, bounces or our
+            # own mail (loop is set for those). A made-up Message-ID is not theirs to thread.
             self.acks.append(acks.AckRequest(
                 ticket_id=ticket.id, to=msg.from_addr, subject=_clean(msg.subject),
                 in_reply_to=None if msg.synthetic_id else msg.message_id, references=msg.references,
                 mailbox=self.mailbox, queue=ticket.queue, priority=ticket.priority))
-        failure = delivery_failure(msg) if loop == BOUNCE else None
-        for original in failure.message_ids if failure else ():
-            # One of our replies came back: its outbox row fails and its ticket gets a note (SPEC §5).
-            if mark_bounced(self.session, original, failure, self.now, self.settings) is not None:
-                break
         if item.received_at > ticket.last_message_at:
             ticket.last_message_at = item.received_at
-        # Auto-replies and bulk mail on a ticket ask nothing of the operators, so they start no waiting clock.
-        if (loop is None or result == CREATED) and ticket.waiting_since is None:
+        # Automatic mail asks nothing of the operators, so it starts no waiting clock (nor puts a ticket it opens
+        # in "Needs answer").
+        if loop is None and ticket.waiting_since is None:
             ticket.waiting_since = item.received_at
         if loop is None and result == APPENDED and ticket.status == PENDING:
-            # The customer answered a ticket pending on them: it needs the operators again.
-            # issue 4 (SLA): the clock runs again from when the answer arrived.
-            sla.on_status_in_db(self.session, ticket.id, OPEN, item.received_at, self.calendar)
-            ticket.status = OPEN
-            self._event(ticket.id, "status", "pending -> open (customer answered)")
+            # The customer answered a ticket pending on them: it needs the operators again, from when they wrote.
+            self._open_again(ticket, item.received_at, "customer answered")
         ticket.dirty = True
-        return Outcome(result, ticket.id, autoreply=loop is not None)
+        # A report that one of our messages failed is applied by the caller after the batch (service/undelivered).
+        return Outcome(result, ticket.id, autoreply=loop is not None,
+                       failure=delivery_failure(msg) if loop == BOUNCE else None)
+
+    def _open_again(self, ticket: _TicketState, at: datetime, reason: str) -> None:
+        change_status(self.session, ticket.id, OPEN, actor=None, at=at, settings=self.settings, reason=reason)
+        ticket.status, ticket.resolved_at = OPEN, None
 
     def _customer(self, msg: Inbound) -> int:
         address = msg.from_addr or UNKNOWN_SENDER
@@ -386,16 +383,17 @@ class _Batch:
             self.customers[address] = found
         return self.customers[address]
 
-    def _new_ticket(self, item: Fetched, msg: Inbound, *, queue: str, follows: int | None) -> _TicketState:
-        # issue 4 (SLA): the policy and its due times go in with the row.
+    def _new_ticket(self, item: Fetched, msg: Inbound, *, queue: str, follows: int | None,
+                    loop: str | None) -> _TicketState:
         customer = msg.from_addr or UNKNOWN_SENDER
-        # issue 6 (routing): the first [[route]] that fits sets queue and priority, before the SLA is chosen on them.
+        # The first [[route]] that fits sets queue and priority, before the SLA is chosen on them.
         rule = routing.route(self.settings.routes, to_addrs=msg.to_addrs, from_addr=msg.from_addr,
                              subject=msg.subject, body=msg.text)
         queue = rule.queue if rule and rule.queue else queue
         priority = rule.priority if rule and rule.priority else "normal"
-        sla_columns = sla.new_ticket_columns(self.settings.sla, self.calendar, queue=queue, priority=priority,
-                                             customer=customer, created_at=item.received_at)
+        # The SLA policy and its due times go in with the row; automatic mail promises nobody an answer.
+        sla_columns = sla.new_ticket_columns(() if loop else self.settings.sla, self.calendar, queue=queue,
+                                             priority=priority, customer=customer, created_at=item.received_at)
         # Inserted at once: later messages of the batch may name it by subject or tag.
         ticket_id = self.conn.execute(INSERT_TICKET, dict(
             subject=_clean(msg.subject), subject_key=threads.subject_key(msg.subject, tag=self.tag),
@@ -456,8 +454,7 @@ class _Batch:
         dirty = [t for t in self.tickets.values() if t.dirty]
         if dirty:
             self.conn.execute(UPDATE_TICKET, [
-                dict(t_id=t.id, t_status=t.status, t_resolved_at=t.resolved_at, t_last=t.last_message_at,
-                     t_waiting=t.waiting_since, t_now=self.now, t_reopened=int(t.reopened)) for t in dirty
+                dict(t_id=t.id, t_last=t.last_message_at, t_waiting=t.waiting_since, t_now=self.now) for t in dirty
             ])
 
 

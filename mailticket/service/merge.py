@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from mailticket import timing
 from mailticket.db.models import RESOLVED, Csat, Event, Message, Operator, Outbox, Participant, Ticket
-from mailticket.service import actions
+from mailticket.config import Settings
+from mailticket.service.status import change_status
 from mailticket.service.claims import END, read_claim
 from mailticket.service.tickets import TicketNotFound
 from mailticket.service.history import record
@@ -25,7 +26,8 @@ class MergeError(ValueError):
     """A refused merge, with the reason in words for the admin."""
 
 
-def merge(session: Session, duplicate_id: int, into_id: int, admin: Operator, now: datetime) -> Ticket:
+def merge(session: Session, duplicate_id: int, into_id: int, admin: Operator, now: datetime,
+          settings: Settings) -> Ticket:
     """Moves everything of ticket `duplicate_id` into ticket `into_id` and resolves the duplicate; returns the survivor.
 
     Runs in the caller's transaction, so that a refusal half-way leaves nothing changed.
@@ -57,8 +59,9 @@ def merge(session: Session, duplicate_id: int, into_id: int, admin: Operator, no
     _fold_times(duplicate, survivor)
     survivor.updated_at = now
 
-    # Resolving through the status action stops the duplicate's SLA clocks as any resolution does.
-    actions.set_status(session, duplicate_id, RESOLVED, admin, now=now)
+    # Resolved as any ticket is (its SLA clocks stop), but its customer is told nothing: the survivor goes on.
+    change_status(session, duplicate_id, RESOLVED, actor=admin, at=now, settings=settings, reason="merged",
+                  notify_customer=False)
     duplicate.merged_into_id = into_id
     duplicate.waiting_since = None
     duplicate.updated_at = now

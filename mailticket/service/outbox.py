@@ -20,19 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailticket import smtp, timing
+from mailticket import smtp
 from mailticket.config import Settings, SmtpSettings
-from mailticket.db.models import FAILED, IN, NOTE, OPEN, QUEUED, SENDING, SENT, Message, Outbox, Ticket
-from mailticket.db.store import Store
-from mailticket.mail import compose
-from mailticket.mail.loops import DeliveryFailure
-from mailticket.service.actions import set_status
-from mailticket.db.store import db_now
-from mailticket.service.history import record
-from mailticket.service import sla  # issue 4: SLA verdicts
+from mailticket.db.models import FAILED, QUEUED, SENDING, SENT, Message, Outbox
+from mailticket.db.store import Store, db_now
+from mailticket.service import outbound, reactions
+from mailticket.service.events import ReplySent
+from mailticket.service.undelivered import undeliverable
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +48,6 @@ DEFAULT_LIMIT = 1000
 # A lease outlives the slowest sends a worker may start under it; a crashed sender's rows wait this long.
 MIN_LEASE_SECONDS = 300.0
 LEASE_SENDS = 3
-REPLY = "reply"
-KIND_NAMES = {REPLY: "reply", "ack": "acknowledgement", "notification": "notification"}
-NOTE_DOMAIN = "note@mailticket.invalid"
 SENT_, RETRIED, GAVE_UP, LOST = "sent", "retried", "failed", "lost"
 
 
@@ -76,6 +70,7 @@ class Picked:
     message_id: str
     sender: str
     raw: bytes
+    operator_id: int | None  # who wrote it (a reply)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -91,10 +86,10 @@ def pick(session: Session, now: datetime, limit: int, lease: float) -> list[Pick
     """Leases up to `limit` due rows: queued and due, or left `sending` by a sender whose lease ran out."""
     due = (Outbox.status.in_((QUEUED, SENDING)), Outbox.next_attempt_at <= now,
            or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
-    candidates = select(Outbox.id).where(*due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        # Rows another instance is leasing at this moment are passed over, not waited for.
-        candidates = candidates.with_for_update(skip_locked=True)
+    # Rows another instance is leasing at this moment are passed over, not waited for. (SQLAlchemy leaves FOR UPDATE
+    # out on SQLite, whose writers take the whole database at BEGIN.)
+    candidates = (select(Outbox.id).where(*due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+                  .with_for_update(skip_locked=True))
     ids = session.scalars(candidates).all()
     if not ids:
         return []
@@ -107,12 +102,12 @@ def pick(session: Session, now: datetime, limit: int, lease: float) -> list[Pick
     ).all()
     rows = session.execute(
         select(Outbox.id, Outbox.ticket_id, Outbox.kind, Outbox.recipients, Outbox.attempts, Message.message_id,
-               Message.from_addr, Message.raw)
+               Message.from_addr, Message.raw, Message.operator_id)
         .join(Message, Message.id == Outbox.message_id).where(Outbox.id.in_(won))
         .order_by(Outbox.next_attempt_at, Outbox.id)
     ).all()
     return [Picked(r.id, r.ticket_id, r.kind, tuple(r.recipients or ()), r.attempts, r.message_id, r.from_addr,
-                   r.raw) for r in rows]
+                   r.raw, r.operator_id) for r in rows]
 
 
 async def flush(store: Store, settings: Settings, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT,
@@ -150,25 +145,6 @@ async def flush(store: Store, settings: Settings, *, now: datetime | None = None
 def flush_sync(store: Store, settings: Settings, **kw) -> Counts:
     """`flush` for callers without an event loop: the CLI and the scheduler's worker threads."""
     return asyncio.run(flush(store, settings, **kw))
-
-
-def mark_bounced(session: Session, message_id: str, failure: DeliveryFailure, now: datetime,
-                 settings: Settings) -> int | None:
-    """A report that our mail could not be delivered, found by its Message-ID: the row fails and its ticket gets a
-    note, when the report says so for that message's recipient.
-
-    Returns the ticket id; None when the id is not one of our outbox messages, the report is about someone else
-    (forged, or about another copy), or the row had failed already (a second report adds nothing).
-    """
-    row = session.execute(select(Outbox.id, Outbox.recipients).join(Message, Message.id == Outbox.message_id)
-                          .where(Message.message_id == message_id.strip().strip("<>"))).one_or_none()
-    if row is None or not any(failure.names(recipient) for recipient in row.recipients or ()):
-        return None
-    outbox_id = row.id
-    reason = f"the recipient's server sent it back: {failure.reason}"
-    if session.connection().execute(BOUNCED, {"row": outbox_id, "error": reason}).rowcount != 1:
-        return None
-    return _undeliverable(session, outbox_id, reason, now, event="bounced", settings=settings)
 
 
 class _Pass:
@@ -221,7 +197,7 @@ class _Pass:
         else:
             if refused:
                 log.warning("message %s: accepted, but not for %s", row.message_id, refused)
-            outcome = await self.call(_sent, self.store, row, refused, self.now)
+            outcome = await self.call(_sent, self.store, row, refused, self.now, self.settings)
         if outcome != SENT_:
             log.warning("message %s to %s, attempt %d: %s (%s)", row.message_id, ", ".join(row.recipients),
                         row.attempts, outcome, error or "marked by another sender")
@@ -243,12 +219,6 @@ GIVE_UP = update(Outbox).where(*_OURS).values(status=FAILED, lease_until=None, l
 # Not fenced by the lease: whoever delivered the message may say so, even after another sender took the row over.
 MARK_SENT = (update(Outbox).where(Outbox.id == bindparam("row"), Outbox.status.in_((QUEUED, SENDING)))
              .values(status=SENT, sent_at=bindparam("at"), lease_until=None, last_error=bindparam("error")))
-# A bounce may come for a row in any state (sent, or queued again after a send that only looked lost).
-BOUNCED = (update(Outbox).where(Outbox.id == bindparam("row"), Outbox.status != FAILED)
-           .values(status=FAILED, lease_until=None, last_error=bindparam("error")))
-TICKET_TIMES = select(Ticket.created_at, Ticket.first_response_at).where(Ticket.id == bindparam("t"))
-FIRST_RESPONSE = (update(Ticket).where(Ticket.id == bindparam("t"), Ticket.first_response_at.is_(None))
-                  .values(first_response_at=bindparam("at"), first_response_seconds=bindparam("seconds")))
 
 
 def _fence(row: Picked) -> dict:
@@ -261,19 +231,15 @@ def _release(store: Store, row: Picked) -> None:
         session.connection().execute(RELEASE, _fence(row))
 
 
-def _sent(store: Store, row: Picked, refused: dict[str, str], now: datetime | None) -> str:
+def _sent(store: Store, row: Picked, refused: dict[str, str], now: datetime | None, settings: Settings) -> str:
     with store.transaction() as session:
         conn, at = session.connection(), now or db_now(session)
         error = "; ".join(f"refused {address}: {why}" for address, why in refused.items())
         if conn.execute(MARK_SENT, {"row": row.id, "at": at, "error": error}).rowcount != 1:
             return LOST  # another sender marked it first
-        if row.kind == REPLY:
-            # The first reply sent is the first response (SPEC §7); acknowledgements and queued replies are not.
-            created, first = conn.execute(TICKET_TIMES, {"t": row.ticket_id}).one()
-            if first is None:
-                seconds = timing.first_response_seconds(created, at)
-                conn.execute(FIRST_RESPONSE, {"t": row.ticket_id, "at": at, "seconds": seconds})
-                sla.on_first_response(session, row.ticket_id)  # issue 4: the first-response SLA verdict
+        if row.kind == outbound.REPLY:
+            # Only a reply is a response (SPEC §7): acknowledgements and notifications are not.
+            reactions.announce(session, settings, ReplySent(row.ticket_id, row.operator_id, at))
         return SENT_
 
 
@@ -291,52 +257,5 @@ def _give_up(store: Store, row: Picked, reason: str, now: datetime | None, setti
         at = now or db_now(session)
         if session.connection().execute(GIVE_UP, {**_fence(row), "error": reason}).rowcount != 1:
             return LOST
-        _undeliverable(session, row.id, reason, at, event="undelivered", settings=settings)
+        undeliverable(session, row.id, reason, at, event="undelivered", settings=settings)
         return GAVE_UP
-
-
-def _undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, *, event: str,
-                   settings: Settings) -> int:
-    """The operators' side of a failed row: a note, a history entry, and for a reply the ticket open again
-    (a pending ticket's pause counted in the business hours of `settings`)."""
-    row = session.execute(
-        select(Outbox.ticket_id, Outbox.kind, Outbox.recipients, Outbox.sent_at, Message.message_id,
-               Message.received_at.label("written_at"))
-        .join(Message, Message.id == Outbox.message_id).where(Outbox.id == outbox_id)
-    ).one()
-    what = KIND_NAMES.get(row.kind, row.kind)
-    recipients = ", ".join(row.recipients or ())
-    text = f"The {what} to {recipients} could not be delivered: {reason}."
-    if row.kind == REPLY:
-        text += " The ticket is open again: the customer still needs an answer."
-    session.add(Message(ticket_id=row.ticket_id, direction=NOTE, message_id=compose.new_message_id(NOTE_DOMAIN),
-                        from_addr="", from_name="mailticket", subject="", received_at=at, date=at, text=text))
-    record(session, row.ticket_id, event, at, None, f"{what} {row.message_id} to {recipients}: {reason}")
-    if row.kind == REPLY:
-        _reopen(session, row.ticket_id, row.written_at, row.sent_at, at, settings)
-    return row.ticket_id
-
-
-def _reopen(session: Session, ticket_id: int, written_at: datetime, sent_at: datetime | None,
-            at: datetime, settings: Settings) -> None:
-    ticket = set_status(session, ticket_id, OPEN, None, now=at, settings=settings)
-    # The customer waits again since their oldest message that no delivered reply came after.
-    last_delivered = session.scalar(
-        select(func.max(Message.received_at)).join(Outbox, Outbox.message_id == Message.id)
-        .where(Outbox.ticket_id == ticket_id, Outbox.kind == REPLY, Outbox.status == SENT))
-    oldest = select(func.min(Message.received_at)).where(
-        Message.ticket_id == ticket_id, Message.direction == IN, Message.loop.is_(None))
-    if last_delivered is not None:
-        oldest = oldest.where(Message.received_at > last_delivered)
-    since = session.scalar(oldest) or written_at
-    ticket.waiting_since = min(ticket.waiting_since, since) if ticket.waiting_since else since
-    ticket.updated_at = at
-    if sent_at is not None and ticket.first_response_at == sent_at:
-        # A bounced first reply never reached the customer: the next delivered reply, if any, is the response.
-        first = session.scalar(select(func.min(Outbox.sent_at)).where(
-            Outbox.ticket_id == ticket_id, Outbox.kind == REPLY, Outbox.status == SENT))
-        ticket.first_response_at = first
-        ticket.first_response_seconds = timing.first_response_seconds(ticket.created_at, first)
-        session.flush()
-        # The first-response verdict follows the response that now stands (or none).
-        sla.on_first_response(session, ticket_id)

@@ -14,6 +14,7 @@ from mailticket.config import MailboxSettings, Settings
 from mailticket.db.models import MailboxState
 from mailticket.db.store import Store
 from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, Counts, Fetched, ingest_batch
+from mailticket.service.undelivered import apply_bounces
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,12 @@ def poll_mailbox(
             with store.transaction() as session:
                 now = clock()
                 items = [Fetched(f.raw, f.internaldate, f.uid, f.size) for f in batch]
-                for outcome in ingest_batch(session, items, settings=settings, now=now, mailbox=box.name,
-                                            folder=box.folder, queue=box.queue):
+                outcomes = ingest_batch(session, items, settings=settings, now=now, mailbox=box.name,
+                                        folder=box.folder, queue=box.queue)
+                for outcome in outcomes:
                     _count(batch_counts, outcome.result, outcome.autoreply)
+                # Reports that our mail could not be delivered, once their messages are stored.
+                apply_bounces(session, [o.failure for o in outcomes if o.failure], now, settings)
                 state = session.scalar(
                     select(MailboxState).where(MailboxState.mailbox == box.name, MailboxState.folder == box.folder)
                 )

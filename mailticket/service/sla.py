@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
-from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailticket import timing
@@ -32,7 +32,6 @@ from mailticket.config import BusinessHoursSettings, Settings, SlaSettings
 from mailticket.db.models import NOTE, PENDING, RESOLVED, Customer, Event, Operator, Ticket
 from mailticket.mail import address, compose
 from mailticket.service import outbound
-from mailticket.service.history import record
 from mailticket.threads import TicketTag
 
 log = logging.getLogger(__name__)
@@ -221,14 +220,11 @@ def breaches(clock: Clock, now: datetime) -> tuple[Clock, list[tuple[str, dateti
 
 # -- hooks: called where the events happen, in the caller's transaction ------------------------------------------
 
-def _locked(session: Session, query: Select) -> Select:
-    # On PostgreSQL the row is read locked, so the job and a hook never both decide from the same old values.
-    # SQLite writers take the whole database at BEGIN already.
-    return query.with_for_update(of=Ticket) if session.get_bind().dialect.name == "postgresql" else query
-
-
 def _read(session: Session, ticket_id: int) -> Clock | None:
-    row = session.execute(_locked(session, select(*CLOCK_COLUMNS).where(Ticket.id == ticket_id))).one_or_none()
+    # Read locked, so that the job and a hook never both decide from the same old values. (SQLAlchemy leaves FOR
+    # UPDATE out on SQLite, whose writers take the whole database at BEGIN.)
+    row = session.execute(select(*CLOCK_COLUMNS).where(Ticket.id == ticket_id).with_for_update(of=Ticket)
+                          ).one_or_none()
     return None if row is None else Clock(*row)
 
 
@@ -239,39 +235,11 @@ def _write(session: Session, ticket_id: int, before: Clock, after: Clock) -> Non
                         .execution_options(synchronize_session=False))
 
 
-def assign(session: Session, ticket_id: int, now: datetime, settings: Settings) -> str | None:
-    """Gives a ticket without an SLA its policy and due times (ingest does the same inside its INSERT); returns the
-    policy's name, None when no policy matches or the ticket has one already."""
-    row = session.execute(select(Ticket.queue, Ticket.priority, Ticket.created_at, Ticket.sla_name, Customer.address)
-                          .join(Customer, Customer.id == Ticket.customer_id).where(Ticket.id == ticket_id)).one()
-    if row.sla_name is not None:
-        return None
-    columns = new_ticket_columns(settings.sla, calendar_for(settings), queue=row.queue, priority=row.priority,
-                                 customer=row.address, created_at=row.created_at)
-    if columns["sla_name"] is None:
-        return None
-    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(**columns)
-                    .execution_options(synchronize_session=False))
-    record(session, ticket_id, "sla", now, None, describe(columns))
-    return columns["sla_name"]
-
-
-def on_status(session: Session, ticket: Ticket, status: str, at: datetime,
-              calendar: timing.BusinessCalendar) -> None:
-    """For actions.set_status, before the status changes: the ORM ticket's clock follows the change."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.refresh(ticket, attribute_names=list(CLOCK_FIELDS), with_for_update=True)
+def on_status(ticket: Ticket, status: str, at: datetime, calendar: timing.BusinessCalendar) -> None:
+    """For status.change_status, before the status changes: the (locked) ORM ticket's clock follows the change."""
     before = Clock(*(getattr(ticket, name) for name in CLOCK_FIELDS))
     for name, value in changes(before, status_changed(before, status, at, calendar)).items():
         setattr(ticket, name, value)
-
-
-def on_status_in_db(session: Session, ticket_id: int, status: str, at: datetime,
-                    calendar: timing.BusinessCalendar) -> None:
-    """For ingest's Core batch, whose own UPDATE writes the status later: the clock in the row follows the change."""
-    before = _read(session, ticket_id)
-    if before is not None:
-        _write(session, ticket_id, before, status_changed(before, status, at, calendar))
 
 
 def on_first_response(session: Session, ticket_id: int) -> None:
@@ -302,11 +270,8 @@ ADMINS = (select(Operator.email).where(Operator.is_admin.is_(True), Operator.dis
 def check(session: Session, settings: Settings, now: datetime, *, limit: int = CHECK_LIMIT) -> int:
     """One pass of the SLA job: the tickets whose sla_check_at has come. Marks what was missed, escalates each
     ticket once, and sets when to look next. Returns the number of tickets looked at (`limit` means: more wait)."""
-    query = DUE
-    if session.get_bind().dialect.name == "postgresql":
-        # A ticket whose row a hook holds right now is looked at in the next pass.
-        query = query.with_for_update(of=Ticket, skip_locked=True)
-    rows = session.execute(query, {"now": now, "limit": limit}).all()
+    # A ticket whose row a hook holds right now is looked at in the next pass.
+    rows = session.execute(DUE.with_for_update(of=Ticket, skip_locked=True), {"now": now, "limit": limit}).all()
     if not rows:
         return 0
     updates, events, escalate = [], [], []

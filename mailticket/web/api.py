@@ -19,8 +19,10 @@ from mailticket.db.models import Operator
 from mailticket.db.store import Store
 from mailticket.service import actions, operators
 from mailticket.service import claims as claim_service
-from mailticket.service.actions import ActionError
-from mailticket.service.tickets import TicketNotFound, find_tickets, iso, ticket_detail, ticket_summary
+from mailticket.service.errors import ActionError
+from mailticket.db.store import db_now
+from mailticket.service.status import change_status
+from mailticket.service.tickets import TicketNotFound, find_tickets, get_ticket, iso, ticket_detail, ticket_summary
 from mailticket.web.api_models import (ClaimConflictError, ClaimGranted, ClaimRenewed, Error, NoteCreated,
                                        NoteRequest, RenewRequest, ReplyQueued, ReplyRequest, Status,
                                        StatusRequest, TicketDetail, TicketListItem, TicketSummary)
@@ -224,8 +226,8 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
     def set_status(me: Me, ticket_id: TicketId, request: StatusRequest) -> dict[str, Any]:
         """Sets the ticket's status and answers with its summary."""
         with store.transaction() as session:
-            ticket = actions.set_status(session, ticket_id, request.status, me, settings=settings)
-            return ticket_summary(ticket)
+            change_status(session, ticket_id, request.status, actor=me, at=db_now(session), settings=settings)
+            return ticket_summary(get_ticket(session, ticket_id))
 
     return router
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Path, Request
 
 from mailticket.service import actions
+from mailticket.service.errors import ActionError
 from mailticket.service import customers as customer_service  # issue 6: addresses
 from mailticket.db.store import db_now
 from mailticket.web import reads
@@ -45,7 +46,7 @@ def add_address(request: Request, customer_id: CustomerId, me: Posting,
     try:
         with web(request).store.transaction() as session:
             added = customer_service.add_address(session, customer_id, address, db_now(session))
-    except actions.ActionError as refused:
+    except ActionError as refused:
         # An unknown customer is a 404 from render_customer itself.
         return render_customer(request, customer_id, 422, error=f"Address not added: {refused}",
                                address_draft=address)
@@ -59,7 +60,7 @@ def customer_notes(request: Request, customer_id: CustomerId, me: Posting,
     try:
         with web(request).store.transaction() as session:
             actions.set_customer_notes(session, customer_id, notes)
-    except actions.ActionError as refused:
+    except ActionError as refused:
         raise HTTPException(404, str(refused)) from None
     flash(request, "Customer notes saved")
     return redirect(local_path(next, f"/customers/{customer_id}"))

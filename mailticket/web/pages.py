@@ -22,9 +22,11 @@ from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
 from mailticket.db.models import Operator
 from mailticket.db.store import db_now
 from mailticket.service import actions
+from mailticket.service.errors import ActionError
 from mailticket.service import claims as claim_service
 from mailticket.service import merge as merge_service  # issue 6: merge
 from mailticket.service import canned as canned_replies, csat  # issue 6
+from mailticket.service.status import change_status
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
@@ -180,7 +182,7 @@ def reply(
     except ClaimLost as lost:
         metrics.claim_conflict(metrics.CLAIM_LOST)  # metrics hook
         return render_ticket(request, me, ticket_id, 409, error=f"Not sent: {lost}{again}", draft=draft)
-    except actions.ActionError as refused:
+    except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=f"Not sent: {refused}{again}", draft=draft)
     flash(request, "Reply queued")
     return redirect(ticket_url(ticket_id))
@@ -211,7 +213,7 @@ def note(request: Request, ticket_id: TicketId, me: Posting, body: TextField = "
     try:
         with web(request).store.transaction() as session:
             actions.add_note(session, ticket_id, me, body)
-    except actions.ActionError as refused:
+    except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=f"Note not added: {refused}", note_draft=body)
     flash(request, "Note added")
     return redirect(ticket_url(ticket_id))
@@ -221,8 +223,8 @@ def note(request: Request, ticket_id: TicketId, me: Posting, body: TextField = "
 def set_status(request: Request, ticket_id: TicketId, me: Posting, status: Annotated[str, Form(max_length=16)] = ""):
     try:
         with web(request).store.transaction() as session:
-            actions.set_status(session, ticket_id, status, me, settings=web(request).settings)
-    except actions.ActionError as refused:
+            change_status(session, ticket_id, status, actor=me, at=db_now(session), settings=web(request).settings)
+    except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=str(refused))
     flash(request, f"Status set to {status}")
     return redirect(ticket_url(ticket_id))
@@ -232,7 +234,7 @@ def _set_field(request: Request, ticket_id: int, me: Operator, field: str, value
     try:
         with web(request).store.transaction() as session:
             actions.set_field(session, ticket_id, field, value, me)
-    except actions.ActionError as refused:
+    except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=str(refused))
     flash(request, f"{field.capitalize()} set to {value.strip()}")
     return redirect(ticket_url(ticket_id))
@@ -264,7 +266,7 @@ def merge(request: Request, ticket_id: TicketId, me: Posting, into: Annotated[st
     into_id = int(target.group(1))
     try:
         with web(request).store.transaction() as session:
-            merge_service.merge(session, ticket_id, into_id, me, db_now(session))
+            merge_service.merge(session, ticket_id, into_id, me, db_now(session), web(request).settings)
     except merge_service.MergeError as refused:
         return render_ticket(request, me, ticket_id, 409, error=f"Not merged: {refused}")
     except TicketNotFound as missing:
