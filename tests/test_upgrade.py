@@ -10,7 +10,7 @@ from sqlalchemy import inspect, select, text
 
 from mailticket.config import AutoreplySettings
 from mailticket.db.migrate import current, head, upgrade
-from mailticket.db.models import Attachment, Message, Quarantine, Ticket
+from mailticket.db.models import Attachment, Message, Outbox, Quarantine, Ticket
 from mailticket.db.store import Store
 from mailticket.service.ingest import ingest
 from tests.factories import SETTINGS
@@ -29,6 +29,7 @@ NEW_COLUMNS = {
         "sla_name": None, "first_response_due_at": None, "resolution_due_at": None, "sla_paused_since": None,
         "sla_paused_seconds": 0, "first_response_breached": None, "resolution_breached": None,
         "escalated_at": None, "sla_check_at": None, "merged_into_id": None, "routed_by": None,
+        "survey_sent_at": None,
     },
     "messages": {"operator_id": None},
 }
@@ -200,3 +201,24 @@ def test_the_app_reads_the_old_rows_and_goes_on_threading_into_them(filled):
     # The reply joins the old ticket (the unique Message-ID index still finds it); new ids follow the old ones.
     assert threaded.ticket_id == first
     assert fresh.ticket_id > second
+
+
+def test_outbox_recipients_written_as_one_string_become_a_list_of_addresses(empty_url):
+    store = Store(empty_url)
+    upgrade(store.engine, "0007")
+    with store.transaction() as session:
+        mails = [ingest(session, make_mail(message_id=f"old{n}@customer.example"), settings=SETTINGS,
+                        received_at=T0, now=T0) for n in range(2)]
+    with store.engine.begin() as conn:
+        for outcome, (n, recipients) in zip(mails, enumerate(
+                ("ana@customer.example", "ana@customer.example, boss@shop.example;x@y.example"))):
+            message = conn.execute(text("SELECT id FROM messages WHERE message_id = :m"),
+                                   {"m": f"old{n}@customer.example"}).scalar()
+            insert(conn, "outbox", dict(message_id=message, ticket_id=outcome.ticket_id, kind="reply", status="sent",
+                                        recipients=recipients, attempts=1, next_attempt_at=stamp(store, T0),
+                                        last_error="", created_at=stamp(store, T0)))
+    to_head(store)
+    with store.reading() as session:
+        lists = session.scalars(select(Outbox.recipients).order_by(Outbox.id)).all()
+    assert lists == [["ana@customer.example"], ["ana@customer.example", "boss@shop.example", "x@y.example"]]
+    store.dispose()
