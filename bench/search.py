@@ -1,7 +1,7 @@
 """Search benchmark on SQLite: 500,000 messages (FTS5 index filled by the migration's triggers), 200 searches.
 
 Run from the repository root: `python -m bench.search` (a few minutes, mostly the fill). Target: p95 <= 100 ms.
-The searches go through `mailticket.service.search.search` as the web page and the CLI call it, a fresh read
+The searches go through `mailticket.service.tickets.search_tickets` as the web page and the CLI call it, a fresh read
 session each, so the figure includes loading the ticket summaries and snippets.
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy import insert
 
 from mailticket.db.models import Message, Ticket
 from mailticket.db.store import Store
-from mailticket.service.search import search
+from mailticket.service.tickets import search_tickets as search
 from bench.web import insert_customers, ms, percentile
 
 TICKETS = 100_000

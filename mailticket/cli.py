@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     flush.add_argument("--json", action="store_true")
     flush.set_defaults(run=cmd_outbox_flush)
 
-    # The timing report (issue 4, point 7).
+    # The timing report.
     report = commands.add_parser("report", help="timing report (SPEC §7) of the tickets created in a period")
     report.add_argument("--since", metavar="YYYY-MM-DD", help="first day (default: 29 days before --until)")
     report.add_argument("--until", metavar="YYYY-MM-DD", help="last day, included (default: today)")
@@ -112,7 +112,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_poll_once(args: argparse.Namespace) -> int:
-    from mailticket.service.ingest import Counts
+    from mailticket.service.ingest import PollCounts
     from mailticket.service.poll import poll_mailbox
 
     settings = load_settings(args)
@@ -120,7 +120,7 @@ def cmd_poll_once(args: argparse.Namespace) -> int:
     if not boxes:
         raise UsageError(f"{settings.path}: no [[mailbox]] is configured")
     store = open_store(settings)
-    total = Counts()
+    total = PollCounts()
     for box in boxes:
         total.add(poll_mailbox(store, settings, box))
     if args.json:
@@ -131,14 +131,12 @@ def cmd_poll_once(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket_list(args: argparse.Namespace) -> int:
-    from mailticket.service.tickets import find_tickets
+    from mailticket.service.tickets import find_tickets, search_tickets
 
     store = open_store(load_settings(args))
     with store.reading() as session:
         if args.search:
-            from mailticket.service.search import search
-
-            rows = search(session, args.search, status=args.status, limit=CLI_SEARCH_LIMIT)
+            rows = search_tickets(session, args.search, status=args.status, limit=CLI_SEARCH_LIMIT)
         else:
             rows = find_tickets(session, status=args.status)
     if args.json:
@@ -219,7 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mailticket.demo import main as demo_main
+    from mailticket.demo.run import main as demo_main
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not a port number (0 to 65535)")

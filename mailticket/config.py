@@ -7,18 +7,48 @@ entry has no usable name. config.example.toml documents every key.
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
-import re
 import tomllib
-import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from mailticket.mail import address
+from mailticket.config_values import (
+    DOMAIN,
+    DURATION_KEY,
+    IMAP_PORTS,
+    LOG_LEVELS,
+    PORT,
+    PRIORITIES,
+    SECURITY,
+    SMTP_PORTS,
+    WEEKDAYS,
+    Invalid,
+    Key,
+    any_secret,
+    base_url,
+    boolean,
+    byte_size,
+    database_url,
+    day_count,
+    duration_seconds,
+    email_address,
+    ensure,
+    holidays,
+    integer_between,
+    keywords,
+    listen_address,
+    matching,
+    one_line,
+    one_of,
+    opening_hours,
+    positive_days,
+    secret_key,
+    subject_tag,
+    time_zone,
+    type_name,
+)
 
 
 # The From address when no [[mailbox]] is configured (a web-only instance).
@@ -101,7 +131,7 @@ class SlaSettings:
 
 @dataclass(frozen=True)
 class RouteSettings:
-    """One [[route]] rule (issue 6): every match key given must fit; the actions set queue and priority."""
+    """One [[route]] rule: every match key given must fit; the actions set queue and priority."""
     name: str
     to: str | None = None  # a recipient address (To or Cc)
     from_addr: str | None = None  # TOML key `from`
@@ -177,278 +207,46 @@ class Settings:
 
 DEFAULT_CONFIG_PATH = Path("/etc/mailticket/config.toml")
 CONFIG_PATH_ENV = "MAILTICKET_CONFIG"
-DURATION_HINT = 'a duration string like "90s", "15m", "4h", "2d" or "1h30m"'
-_DURATION = re.compile(r"(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?")
-_UNIT_SECONDS = (86400, 3600, 60, 1)
-# Sizes: a bare integer is bytes; kB/MB/GB are powers of 1000, KiB/MiB/GiB powers of 1024.
-_SIZE = re.compile(r"(\d+)\s*([a-z]*)", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-_DOMAIN = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+")
-_LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d{1,5})")
-_BASE_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
-_DB_URL = re.compile(r"(sqlite|postgresql)(\+\w+)?://")
-_HOURS_SPAN = re.compile(r"\s*([01]\d|2[0-3]):([0-5]\d)\s*-\s*(\d\d):([0-5]\d)\s*")
-_ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
-SECURITY_MODES = ("tls", "starttls", "none")
-IMAP_PORTS = {"tls": 993, "starttls": 143, "none": 143}  # when [[mailbox]] port is absent
-SMTP_PORTS = {"tls": 465, "starttls": 587, "none": 25}  # when [smtp] port is absent
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-PRIORITIES = ("low", "normal", "high", "urgent")
-MIN_SECRET_KEY_LENGTH = 16
-
-
-class _Invalid(Exception):
-    """What is wrong with one value, phrased to follow its key: 'must be ...'."""
-
-
-def _ensure(ok: Any, problem: str) -> None:
-    if not ok:
-        raise _Invalid(problem)
-
-
-def _show(value: Any) -> str:
-    """A value as the admin wrote it in TOML."""
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _type_name(value: Any) -> str:
-    kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
-             (list, "an array"), (dict, "a table"))
-    return next((name for kind, name in kinds if isinstance(value, kind)), "a date/time")
-
-
-def _expect(value: Any, kinds: type | tuple[type, ...], wanted: str) -> None:
-    # TOML booleans are Python ints; a `true` where a number belongs is still a type error.
-    if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
-        shown = "" if isinstance(value, (dict, list)) else f" ({_show(value)})"
-        raise _Invalid(f"must be {wanted}, not {_type_name(value)}{shown}")
-
-
-def _duration_seconds(value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise _Invalid(f"must be {DURATION_HINT}, not the bare number {value} (write the unit)")
-    _expect(value, str, DURATION_HINT)
-    match = _DURATION.fullmatch(value.strip())
-    _ensure(value.strip() and match, f"must be {DURATION_HINT}, not {_show(value)}")
-    seconds = sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS) if n)
-    _ensure(seconds > 0, f"must be longer than zero, not {_show(value)}")
-    return float(seconds)
-
-
 def parse_duration(text: str, *, key: str = "duration", path: str = "<config>") -> float:
     """'90s', '15m', '4h', '2d' (also combined, '1h30m') -> seconds."""
     try:
-        return _duration_seconds(text)
-    except _Invalid as problem:
+        return duration_seconds(text)
+    except Invalid as problem:
         raise ConfigError(f"{path}: {key} {problem}.") from None
-
-
-# Value kinds: each takes a raw TOML value and returns the setting, or raises _Invalid.
-def _text(value: Any) -> str:
-    _expect(value, str, "a string")
-    _ensure(value.strip(), "must not be empty")
-    # A line break in a name or an address would end the mail header it is written into.
-    _ensure(not address.CONTROL.search(value), f"must be one line without control characters, not {_show(value)}")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    _expect(value, bool, "true or false")
-    return value
-
-
-def _integer(low: int, high: int | None = None) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        _expect(value, int, "an integer")
-        _ensure(low <= value <= (high or value), f"must be between {low} and {high}, not {value}" if high
-                else f"must be at least {low}, not {value}")
-        return value
-    return check
-
-
-def _days(value: Any) -> float:
-    _expect(value, (int, float), "a number of days")
-    _ensure(value >= 0, f"must be 0 or more, not {value}")
-    return float(value)
-
-
-def _positive_days(value: Any) -> float:
-    days = _days(value)
-    _ensure(days > 0, f"must be more than 0 days, not {value}")
-    return days
-
-
-def _choice(*allowed: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        _expect(value, str, "one of " + ", ".join(allowed))
-        _ensure(value.lower() in allowed, f"must be one of {', '.join(allowed)}, not {_show(value)}")
-        return value.lower()
-    return check
-
-
-def _matching(pattern: re.Pattern[str], wanted: str, *, lower: bool = False) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        text = _text(value).strip().lower().lstrip("@") if lower else _text(value).strip()
-        _ensure(pattern.fullmatch(text), f"must be {wanted}, not {_show(value)}")
-        return text
-    return check
-
-
-def _email(wanted: str, *, lower: bool = False) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        text = _text(value).strip()
-        text = text.lower() if lower else text
-        problem = address.problem(text)
-        _ensure(problem is None, f"must be {wanted}, not {_show(value)}: {problem}")
-        return text
-    return check
-
-
-def _size(value: Any) -> int:
-    _expect(value, (int, str), 'a size: bytes as an integer, or a string like "25MB" or "10MiB"')
-    match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
-    _ensure(isinstance(value, int) or (match and match[2].lower() in _SIZE_UNITS),
-            f'must be a size like "25MB" (10^6 bytes) or "10MiB" (2^20 bytes), not {_show(value)}')
-    size = value if isinstance(value, int) else int(match[1]) * _SIZE_UNITS[match[2].lower()]
-    _ensure(size >= 1, f"must be at least 1 byte, not {_show(value)}")
-    return size
-
-
-def _listen(value: Any) -> str:
-    text = _matching(_LISTEN, 'HOST:PORT, like "127.0.0.1:8025" or "[::1]:8025"')(value)
-    _ensure(1 <= int(_LISTEN.fullmatch(text)[2]) <= 65535, f"has a port outside 1-65535: {_show(value)}")
-    return text
-
-
-def _base_url(value: Any) -> str:
-    return _matching(_BASE_URL, 'an http:// or https:// URL, like "https://support.example.com"')(value).rstrip("/")
-
-
-def _database_url(value: str) -> str:
-    # The URL may hold a password, so the problem is described without echoing it.
-    _ensure(not value.startswith("postgres://"), "must start with postgresql:// (SQLAlchemy refuses postgres://)")
-    _ensure(_DB_URL.match(value), 'must be an SQLAlchemy URL starting with "sqlite:///" or "postgresql://"')
-    return value
-
-
-def _secret_key(value: str) -> str:
-    _ensure(len(value) >= MIN_SECRET_KEY_LENGTH,
-            f"must be at least {MIN_SECRET_KEY_LENGTH} characters long (try `openssl rand -hex 32`)")
-    return value
-
-
-def _subject_tag(value: Any) -> str:
-    tag = _text(value)
-    _ensure(tag.count("{id}") == 1, f'must contain {{id}} exactly once, like "[#{{id}}]", not {_show(value)}')
-    rest = tag.replace("{id}", "")
-    _ensure("{" not in rest and "}" not in rest, f"must not contain braces other than {{id}}: {_show(value)}")
-    # A bare number would make any number in a subject look like a ticket tag.
-    _ensure(rest.strip(), f'needs text around {{id}}, like "[#{{id}}]", not {_show(value)}')
-    return tag
-
-
-def _timezone(value: Any) -> str:
-    try:
-        zoneinfo.ZoneInfo(_text(value))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise _Invalid(f'must be an IANA time zone name like "America/Sao_Paulo", not {_show(value)}') from None
-    return value
-
-
-def _hours(value: Any) -> tuple[tuple[str, str], ...]:
-    wanted = 'an array of "HH:MM-HH:MM" strings, like ["09:00-12:00", "13:00-18:00"] ([] = closed)'
-    _expect(value, list, wanted)
-    spans = []
-    for item in value:
-        match = _HOURS_SPAN.fullmatch(item) if isinstance(item, str) else None
-        _ensure(match, f"must be {wanted}, and {_show(item)} is not one")
-        start, end = int(match[1]) * 60 + int(match[2]), int(match[3]) * 60 + int(match[4])
-        _ensure(start < end <= 24 * 60, f"has {_show(item)}, which does not end after it starts on the same "
-                "day (up to 24:00; split hours that cross midnight across two days)")
-        spans.append((start, end, "{}:{}-{}:{}".format(*match.groups())))
-    spans.sort()
-    for before, after in zip(spans, spans[1:]):
-        _ensure(after[0] >= before[1], f"has overlapping hours: {before[2]} and {after[2]}")
-    return tuple(tuple(span[2].split("-")) for span in spans)
-
-
-def _holidays(value: Any) -> tuple[str, ...]:
-    _expect(value, list, 'an array of dates, like [2025-12-25] or ["2025-12-25"]')
-    days = set()
-    for item in value:
-        # TOML has a native date type; a "YYYY-MM-DD" string is accepted too.
-        day = item if type(item) is datetime.date else None
-        if isinstance(item, str) and _ISO_DATE.fullmatch(item):
-            try:
-                day = datetime.date.fromisoformat(item)
-            except ValueError:
-                pass
-        _ensure(day, f"must list dates as YYYY-MM-DD, and {_show(item)} is not a valid date")
-        days.add(day.isoformat())
-    return tuple(sorted(days))
-
-
-def _keywords(value: Any) -> tuple[str, ...]:
-    wanted = 'an array of words or phrases, like ["devolução", "troca"]'
-    _expect(value, list, wanted)
-    _ensure(value, "must not be empty: list at least one keyword, or leave the key out")
-    for item in value:
-        _ensure(isinstance(item, str) and item.strip(), f"must be {wanted}, and {_show(item)} is not one")
-    return tuple(item.strip() for item in value)
-
-
-class Key(NamedTuple):
-    """One TOML key: how to check its value, whether it must be given, and whether it is a secret
-    (then KEY, KEY_env and KEY_file are its three forms, at most one of them given)."""
-    kind: Callable[[Any], Any]
-    required: bool = False
-    secret: bool = False
-
-
-_SECURITY = _choice(*SECURITY_MODES)
-_PORT = _integer(1, 65535)
-_DURATION_KEY = Key(_duration_seconds)
-
-
-def _any_secret(value: str) -> str:
-    return value
 
 
 # The whole file. Key names are the dataclass field names, except [business_hours] mon..sun
 # (-> weekly), [log] level (-> Settings.log_level) and [[route]] from (-> RouteSettings.from_addr).
 SCHEMA: dict[str, dict[str, Key]] = {
-    "database": {"url": Key(_database_url, secret=True)},
+    "database": {"url": Key(database_url, secret=True)},
     "mailbox": {
-        "name": Key(_text, True), "host": Key(_text, True), "port": Key(_PORT), "security": Key(_SECURITY),
-        "username": Key(_text, True), "password": Key(_any_secret, True, True), "folder": Key(_text),
-        "processed_folder": Key(_text), "queue": Key(_text), "batch_size": Key(_integer(1, 10_000)),
-        "address": Key(_email('an e-mail address like "support@example.com"'), True),
+        "name": Key(one_line, True), "host": Key(one_line, True), "port": Key(PORT), "security": Key(SECURITY),
+        "username": Key(one_line, True), "password": Key(any_secret, True, True), "folder": Key(one_line),
+        "processed_folder": Key(one_line), "queue": Key(one_line), "batch_size": Key(integer_between(1, 10_000)),
+        "address": Key(email_address('an e-mail address like "support@example.com"'), True),
     },
-    "smtp": {"host": Key(_text), "port": Key(_PORT), "security": Key(_SECURITY), "username": Key(_text),
-             "password": Key(_any_secret, secret=True), "from_name": Key(_text), "timeout": _DURATION_KEY},
-    "web": {"listen": Key(_listen), "base_url": Key(_base_url), "secret_key": Key(_secret_key, secret=True),
-            "session_cookie_secure": Key(_bool)},
-    "tickets": {"subject_tag": Key(_subject_tag), "reopen_days": Key(_days), "subject_threading_days": Key(_days)},
-    "claims": {"ttl": _DURATION_KEY, "heartbeat": _DURATION_KEY},
-    "scheduler": {f.name: _DURATION_KEY for f in fields(SchedulerSettings)},
-    "sla": {"name": Key(_text, True), "first_response": _DURATION_KEY, "resolution": _DURATION_KEY,
-            "queue": Key(_text), "priority": Key(_text),
-            "sender_domain": Key(_matching(_DOMAIN, 'a domain like "partner.example"', lower=True))},
-    "route": {"name": Key(_text, True),
-              "to": Key(_email('an e-mail address like "trocas@shop.example"', lower=True)),
-              "from": Key(_email('an e-mail address like "orders@partner.example"', lower=True)),
-              "from_domain": Key(_matching(_DOMAIN, 'a domain like "partner.example"', lower=True)),
-              "subject_keywords": Key(_keywords), "body_keywords": Key(_keywords),
-              "queue": Key(_text), "priority": Key(_choice(*PRIORITIES))},
-    "business_hours": {"timezone": Key(_timezone), **{day: Key(_hours) for day in WEEKDAYS},
-                       "holidays": Key(_holidays)},
-    "autoreply": {"enabled": Key(_bool), "template": Key(_text), "max_per_sender_per_hour": Key(_integer(0))},
-    "limits": {"max_message_bytes": Key(_size), "max_attachment_bytes": Key(_size)},
-    "csat": {"enabled": Key(_bool), "valid_days": Key(_positive_days)},
-    "log": {"level": Key(_choice(*LOG_LEVELS))},
+    "smtp": {"host": Key(one_line), "port": Key(PORT), "security": Key(SECURITY), "username": Key(one_line),
+             "password": Key(any_secret, secret=True), "from_name": Key(one_line), "timeout": DURATION_KEY},
+    "web": {"listen": Key(listen_address), "base_url": Key(base_url), "secret_key": Key(secret_key, secret=True),
+            "session_cookie_secure": Key(boolean)},
+    "tickets": {"subject_tag": Key(subject_tag), "reopen_days": Key(day_count), "subject_threading_days": Key(day_count)},
+    "claims": {"ttl": DURATION_KEY, "heartbeat": DURATION_KEY},
+    "scheduler": {f.name: DURATION_KEY for f in fields(SchedulerSettings)},
+    "sla": {"name": Key(one_line, True), "first_response": DURATION_KEY, "resolution": DURATION_KEY,
+            "queue": Key(one_line), "priority": Key(one_of(*PRIORITIES)),
+            "sender_domain": Key(matching(DOMAIN, 'a domain like "partner.example"', lower=True))},
+    "route": {"name": Key(one_line, True),
+              "to": Key(email_address('an e-mail address like "trocas@shop.example"', lower=True)),
+              "from": Key(email_address('an e-mail address like "orders@partner.example"', lower=True)),
+              "from_domain": Key(matching(DOMAIN, 'a domain like "partner.example"', lower=True)),
+              "subject_keywords": Key(keywords), "body_keywords": Key(keywords),
+              "queue": Key(one_line), "priority": Key(one_of(*PRIORITIES))},
+    "business_hours": {"timezone": Key(time_zone), **{day: Key(opening_hours) for day in WEEKDAYS},
+                       "holidays": Key(holidays)},
+    "autoreply": {"enabled": Key(boolean), "template": Key(one_line), "max_per_sender_per_hour": Key(integer_between(0))},
+    "limits": {"max_message_bytes": Key(byte_size), "max_attachment_bytes": Key(byte_size)},
+    "csat": {"enabled": Key(boolean), "valid_days": Key(positive_days)},
+    "log": {"level": Key(one_of(*LOG_LEVELS))},
 }
 ARRAY_SECTIONS = ("mailbox", "sla", "route")  # written [[mailbox]], [[sla]], [[route]]: one block per entry
 ROUTE_MATCH_KEYS = ("to", "from", "from_domain", "subject_keywords", "body_keywords")
@@ -477,7 +275,7 @@ class _Reader:
 
     def table(self, raw: Any, where: str, section: str) -> dict[str, Any]:
         if not isinstance(raw, dict):
-            raise self.error(f"{where} must be a table, not {_type_name(raw)}")
+            raise self.error(f"{where} must be a table, not {type_name(raw)}")
         allowed = allowed_keys(section)
         for name in raw:
             if name not in allowed:
@@ -489,8 +287,8 @@ class _Reader:
                 if form in raw:
                     values[name] = key.kind(self.reveal(form, raw[form]) if key.secret else raw[form])
                 elif key.required:
-                    raise _Invalid("is required" + (f" (as {name}, {name}_env or {name}_file)" if key.secret else ""))
-            except _Invalid as problem:
+                    raise Invalid("is required" + (f" (as {name}, {name}_env or {name}_file)" if key.secret else ""))
+            except Invalid as problem:
                 raise self.error(f"{where}.{form} {problem}") from None
         return values
 
@@ -504,23 +302,23 @@ class _Reader:
     def reveal(self, form: str, value: Any) -> str:
         """The secret itself, from the value, the environment variable or the file it names."""
         # Never echo the value: it may be the secret itself.
-        _ensure(isinstance(value, str), f"must be a string, not {_type_name(value)}")
-        _ensure(value, "must not be empty")
+        ensure(isinstance(value, str), f"must be a string, not {type_name(value)}")
+        ensure(value, "must not be empty")
         origin: Any = None
         if form.endswith("_env"):
-            _ensure(value in self.env, f"names the environment variable {value}, which is not set")
+            ensure(value in self.env, f"names the environment variable {value}, which is not set")
             secret, origin = self.env[value], f"the environment variable {value}"
         elif form.endswith("_file"):
             origin = self.path.parent / value  # a relative path starts at the config file's folder
             try:
                 secret = origin.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:
-                raise _Invalid(f"names {origin}, which cannot be read ({getattr(err, 'strerror', 0) or err})") from None
+                raise Invalid(f"names {origin}, which cannot be read ({getattr(err, 'strerror', 0) or err})") from None
             # Drop one newline, as `echo secret > file` leaves it (CRLF too).
             secret = secret.removesuffix("\n").removesuffix("\r") if secret.endswith("\n") else secret
         else:
             secret = value
-        _ensure(secret, f"names {origin}, which is empty")
+        ensure(secret, f"names {origin}, which is empty")
         return secret
 
     def entries(self, raw: Any, section: str) -> list[tuple[str, dict[str, Any]]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Protocol
 
 from prometheus_client import (CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics,
                                generate_latest)
@@ -19,6 +18,8 @@ from sqlalchemy import func, select
 
 from mailticket.db.models import OPEN, PENDING, QUEUED, SENDING, Outbox, Ticket
 from mailticket.db.store import Store
+from mailticket.service.ingest import PollCounts
+from mailticket.service.outbox import SendCounts
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +73,6 @@ SCRAPE = select(
 )
 
 
-class PollCounts(Protocol):
-    created: int
-    appended: int
-    quarantined: int
-
-
-class OutboxCounts(Protocol):
-    sent: int
-    retried: int
-    failed: int
-
-
 # --- hooks: one call each where the work happens -------------------------------------------------------------
 
 def record_poll(mailbox: str, counts: PollCounts) -> None:
@@ -93,7 +82,7 @@ def record_poll(mailbox: str, counts: PollCounts) -> None:
     MESSAGES_QUARANTINED.labels(mailbox).inc(counts.quarantined)
 
 
-def record_outbox(counts: OutboxCounts) -> None:
+def record_outbox(counts: SendCounts) -> None:
     """After an outbox pass."""
     for outcome in ("sent", "retried", "failed"):
         OUTBOX_MESSAGES.labels(outcome).inc(getattr(counts, outcome))

@@ -1,4 +1,4 @@
-"""Routing rules (issue 6): which [[route]] rule, if any, sets the queue and priority of a new ticket.
+"""Routing rules: which [[route]] rule, if any, sets the queue and priority of a new ticket.
 
 Pure: the caller passes the rules and the message's addresses and text. Rules are compiled once per tuple of
 settings (keywords folded and joined into one regex per rule and field), so a message costs a few dict and regex

@@ -128,7 +128,7 @@ class Jobs:
         self._once_per_period("claim-expiry", self.settings.scheduler.claim_expiry_interval, work)
 
     def sla(self) -> None:
-        """issue 4: marks SLA breaches and escalates them; a full pass is followed by another, each committed."""
+        """Marks SLA breaches and escalates them; a full pass is followed by another, each committed."""
         from mailticket.db.store import db_now
         from mailticket.service.sla import CHECK_LIMIT, check
 

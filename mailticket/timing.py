@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -19,7 +19,6 @@ DST_CACHE_SIZE = 256  # (zone, hours, year) entries
 OFFSET_SAMPLE_DAYS = 5  # how often the UTC offset is sampled when looking for DST changes (see _dst_days)
 
 # A pause of the SLA clock: (start, end); end None means the ticket is still pending on the customer.
-Pause = tuple[datetime, datetime | None]
 # Opening hours per weekday (0 = Monday) as (start, end) minutes after local midnight; 1440 = "24:00".
 Spans = tuple[tuple[tuple[int, int], ...], ...]
 
@@ -179,51 +178,6 @@ class BusinessCalendar:
         return total
 
 
-def _stopped(start: datetime, now: datetime, pauses: Iterable[Pause]) -> list[tuple[datetime, datetime]]:
-    """The pauses clipped to [start, now], merged where they overlap, in order; a running one ends at now."""
-    spans = sorted((max(begin, start), now if end is None else min(end, now)) for begin, end in pauses)
-    merged: list[tuple[datetime, datetime]] = []
-    for begin, end in spans:
-        if end <= begin:
-            continue
-        if merged and begin <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((begin, end))
-    return merged
-
-
-def sla_elapsed(calendar: BusinessCalendar, start: datetime, now: datetime, pauses: Sequence[Pause] = ()) -> float:
-    """Business seconds the SLA clock has run from start to now, without the time pending on the customer.
-
-    Overlapping pauses count once; a pause with end None is still running and stops the clock up to now.
-    """
-    stopped = sum(calendar.business_seconds(begin, end) for begin, end in _stopped(start, now, pauses))
-    return max(0.0, calendar.business_seconds(start, now) - stopped)
-
-
-def is_paused(now: datetime, pauses: Sequence[Pause]) -> bool:
-    """Whether a pause covers `now` (the ticket is pending on the customer)."""
-    return any(begin <= now and (end is None or end > now) for begin, end in pauses)
-
-
-def due_at(calendar: BusinessCalendar, start: datetime, target_seconds: float, pauses: Sequence[Pause],
-           now: datetime) -> datetime | None:
-    """When the SLA clock reaches target_seconds: in the past once breached; None while paused and not yet due.
-
-    A paused clock has no deadline yet: it depends on when the customer answers.
-    """
-    need, running_since = float(target_seconds), start
-    for begin, end in _stopped(start, now, pauses):
-        ran = calendar.business_seconds(running_since, begin)
-        if ran >= need:
-            return calendar.add_business_seconds(running_since, need)
-        need, running_since = need - ran, end
-    if is_paused(now, pauses):
-        return None
-    return calendar.add_business_seconds(running_since, need)
-
-
 def _domain(value: str | None) -> str | None:
     """'Ana@Shop.Example.' or '@shop.example' -> 'shop.example'; an address gives its domain."""
     if value is None:
@@ -258,7 +212,7 @@ def match_sla(policies: Sequence[SlaSettings], *, queue: str | None, priority: s
     return None
 
 
-# The figures of SPEC §7, in wall-clock seconds (SLA clocks use sla_elapsed instead). A negative span
+# The figures of SPEC §7, in wall-clock seconds (SLA clocks count business time: service/sla.py). A negative span
 # is clamped to 0: INTERNALDATE comes from the IMAP server's clock and reply times from ours, and a
 # skew between the two must not produce a negative time.
 
@@ -274,17 +228,6 @@ def first_response_seconds(first_inbound_at: datetime, first_reply_sent_at: date
     return _span(first_inbound_at, first_reply_sent_at)
 
 
-def handle_seconds(claim_periods: Iterable[tuple[datetime, datetime]]) -> float:
-    """Active work: the sum of the claim periods that ended in a reply or a release (the caller passes only
-    those; expired and broken claims are not work)."""
-    return float(sum(_span(claimed, ended) or 0.0 for claimed, ended in claim_periods))
-
-
 def resolution_seconds(first_inbound_at: datetime, resolved_at: datetime | None) -> float | None:
     """From the first inbound message to resolution; None while unresolved."""
     return _span(first_inbound_at, resolved_at)
-
-
-def waiting_seconds(oldest_unanswered_at: datetime | None, now: datetime) -> float | None:
-    """For an open ticket, since its oldest unanswered customer message; None when nothing waits."""
-    return _span(oldest_unanswered_at, now)

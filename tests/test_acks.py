@@ -24,7 +24,7 @@ from mailticket.mail.loops import LOOP_HEADER, OWN, classify
 from mailticket.mail.parse import parse
 from mailticket.service.acks import human_duration, queue_ack, render_ack
 from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, Fetched, ingest, ingest_batch
-from mailticket.service.outbox import Counts, flush_sync
+from mailticket.service.outbox import SendCounts, flush_sync
 from tests.mails import SUPPORT, make_mail
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
@@ -300,7 +300,7 @@ def test_the_promised_time_is_written_in_words(seconds, language, days, words):
 def test_the_acknowledgement_reaches_the_customer_marked_auto_replied_with_the_ticket_tag(store, smtp_sink):
     settings = replace(SETTINGS, smtp=smtp_sink.settings(from_name=SHOP))
     outcome = put(store, make_mail(), settings=settings)
-    assert flush_sync(store, settings, now=T0 + timedelta(minutes=1)) == Counts(sent=1)
+    assert flush_sync(store, settings, now=T0 + timedelta(minutes=1)) == SendCounts(sent=1)
     [received] = smtp_sink.messages
     assert (received.sender, received.recipients) == (SUPPORT, ("ana@customer.example",))
     got = headers_of(received.raw)

@@ -130,6 +130,12 @@ def test_an_unknown_key_is_named_in_the_error(tmp_path):
     assert "ttl, heartbeat" in message  # the valid keys are listed
 
 
+def test_an_sla_priority_that_no_ticket_can_have_is_refused(tmp_path):
+    # A typo here would silently never match: the policy would never apply.
+    refused(tmp_path, '[[sla]]\nname = "vip"\npriority = "urgnet"\nfirst_response = "1h"\n',
+            'sla "vip".priority must be one of low, normal, high, urgent')
+
+
 def test_an_unknown_section_is_named_in_the_error(tmp_path):
     refused(tmp_path, "[imap]\nhost = \"x\"\n", "unknown section or key imap", "[[mailbox]]")
 

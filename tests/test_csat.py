@@ -19,7 +19,7 @@ from mailticket.db.models import Csat, Message, Operator, Outbox, Ticket
 from mailticket.service import actions, csat, operators, outbound
 from mailticket.service.claims import claim
 from mailticket.service.status import change_status
-from mailticket.service.outbox import Counts, flush_sync
+from mailticket.service.outbox import SendCounts, flush_sync
 from mailticket.service.report_data import figures
 from mailticket.web.app import create_app
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
@@ -101,7 +101,7 @@ def test_the_survey_mail_is_not_a_response(store, smtp_sink):
     resolve(store, ticket)
     sent_at = RESOLVED_AT + timedelta(minutes=1)
     assert flush_sync(store, dataclasses.replace(SURVEY_SETTINGS, smtp=smtp_sink.settings()),
-                      now=sent_at) == Counts(sent=2)  # the reply and the survey
+                      now=sent_at) == SendCounts(sent=2)  # the reply and the survey
     with store.reading() as session:
         sent = session.get(Ticket, ticket)
         # One reply counted, by its operator: the survey mail counts for nothing.

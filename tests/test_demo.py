@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from mailticket.demo_mail import SUPPORT_ADDRESS
+from mailticket.demo.mail import SUPPORT_ADDRESS
 from tests.dovecot import free_port
 
 

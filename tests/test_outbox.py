@@ -26,7 +26,7 @@ from mailticket.db.store import Store
 from mailticket.mail.loops import DeliveryFailure
 from mailticket.service import actions, outbox, undelivered
 from mailticket.service.claims import claim
-from mailticket.service.outbox import Counts, flush_sync
+from mailticket.service.outbox import SendCounts, flush_sync
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.smtp_sink import DATA, PERMANENT, RCPT, TEMPORARY, SmtpSink, self_signed
 
@@ -100,8 +100,8 @@ def test_a_queued_reply_is_delivered_once_with_its_fixed_message_id(store, smtp_
     [ticket] = queue_replies(store)
     [(message_id, raw)] = outgoing(store).items()
 
-    assert flush_sync(store, settings_for(smtp_sink), now=T2) == Counts(sent=1)
-    assert flush_sync(store, settings_for(smtp_sink), now=T2 + timedelta(hours=1)) == Counts()
+    assert flush_sync(store, settings_for(smtp_sink), now=T2) == SendCounts(sent=1)
+    assert flush_sync(store, settings_for(smtp_sink), now=T2 + timedelta(hours=1)) == SendCounts()
 
     [received] = smtp_sink.messages
     assert received.message_id == message_id and received.raw == raw
@@ -116,7 +116,7 @@ def test_a_relay_slow_to_confirm_the_data_gets_the_reply_once(store, smtp_sink):
     # client to wait ten minutes for that answer, so the reply is delivered once, not once per retry.
     settings = replace(SETTINGS, smtp=smtp_sink.settings(timeout=1.0))
     smtp_sink.delay_answer(3.0)
-    assert flush_sync(store, settings, now=T2) == Counts(sent=1)
+    assert flush_sync(store, settings, now=T2) == SendCounts(sent=1)
     assert len(smtp_sink.messages) == 1 and rows(store)[0].status == "sent"
 
 
@@ -124,7 +124,7 @@ def test_a_reply_to_a_subject_of_one_endless_word_is_delivered(store, smtp_sink)
     operator = make_operator(store, "olga")
     ticket = make_ticket(store, subject="x" * 3000)
     reply(store, ticket, operator, at=T1)
-    assert flush_sync(store, settings_for(smtp_sink), now=T2) == Counts(sent=1)
+    assert flush_sync(store, settings_for(smtp_sink), now=T2) == SendCounts(sent=1)
     [received] = smtp_sink.messages
     assert max(len(line) for line in received.raw.split(b"\r\n")) <= 998
     assert email.message_from_bytes(received.raw, policy=email.policy.default)["Subject"].startswith("Re: xxx")
@@ -156,7 +156,7 @@ def test_a_relay_that_is_down_costs_one_attempt_per_pass_not_one_per_reply(store
 
     counts = asyncio.run(outbox.flush(store, settings_for(smtp_sink), now=T2, connections=1))
 
-    assert counts == Counts(retried=5)
+    assert counts == SendCounts(retried=5)
     assert sorted(row.attempts for row in rows(store)) == [0, 0, 0, 0, 1]
     assert {row.status for row in rows(store)} == {"queued"} and all(row.lease_until is None for row in rows(store))
     # The four not tried are due again at once; the one tried waits its backoff.
@@ -169,7 +169,7 @@ def test_a_stopping_daemon_starts_no_new_send_and_hands_the_rest_back(store, smt
     counts = asyncio.run(outbox.flush(store, settings_for(smtp_sink), now=T2, connections=1,
                                       stopping=lambda: len(smtp_sink.messages) >= 1))
 
-    assert counts == Counts(sent=1, retried=4) and len(smtp_sink.messages) == 1
+    assert counts == SendCounts(sent=1, retried=4) and len(smtp_sink.messages) == 1
     waiting = [row for row in rows(store) if row.status != "sent"]
     assert [(row.status, row.attempts, row.lease_until) for row in waiting] == [("queued", 0, None)] * 4
 
@@ -178,7 +178,7 @@ def test_a_5xx_gives_an_internal_note_and_reopens_the_ticket(store, smtp_sink):
     [ticket] = queue_replies(store, status="resolved")
     smtp_sink.refuse(PERMANENT, at=RCPT)
 
-    assert flush_sync(store, settings_for(smtp_sink), now=T2) == Counts(failed=1)
+    assert flush_sync(store, settings_for(smtp_sink), now=T2) == SendCounts(failed=1)
 
     [row] = rows(store)
     assert row.status == "failed" and "550" in row.last_error
@@ -196,16 +196,16 @@ def test_retries_back_off_exponentially(store, smtp_sink):
     smtp_sink.refuse(TEMPORARY)
     now, waits = T2, []
     for attempt in range(1, outbox.MAX_ATTEMPTS):
-        assert flush_sync(store, settings, now=now) == Counts(retried=1)
+        assert flush_sync(store, settings, now=now) == SendCounts(retried=1)
         [row] = rows(store)
         assert row.attempts == attempt and row.status == "queued" and "451" in row.last_error
         waits.append((row.next_attempt_at - now).total_seconds())
         # Not due a second before its time.
-        assert flush_sync(store, settings, now=row.next_attempt_at - timedelta(seconds=1)) == Counts()
+        assert flush_sync(store, settings, now=row.next_attempt_at - timedelta(seconds=1)) == SendCounts()
         now = row.next_attempt_at
 
     assert waits == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
-    assert flush_sync(store, settings, now=now) == Counts(failed=1)
+    assert flush_sync(store, settings, now=now) == SendCounts(failed=1)
     assert "gave up after 10 attempts" in rows(store)[0].last_error
     assert len(notes(store, ticket)) == 1 and ticket_of(store, ticket).status == "open"
 
@@ -216,7 +216,7 @@ def test_two_flushers_never_send_the_same_row(store, smtp_sink):
     # A slow relay keeps each pass busy long enough that the other instance always finds rows left to take.
     smtp_sink.delay_answer(0.05)
     start = threading.Barrier(2)
-    results: list[Counts] = []
+    results: list[SendCounts] = []
 
     def instance() -> None:
         own = Store(store.url)  # an engine of its own, like another process
@@ -277,7 +277,7 @@ def test_an_acknowledgement_is_not_a_response(store, smtp_sink):
     with store.transaction() as s:
         s.execute(update(Outbox).values(kind="ack"))
 
-    assert flush_sync(store, settings_for(smtp_sink), now=T2) == Counts(sent=1)
+    assert flush_sync(store, settings_for(smtp_sink), now=T2) == SendCounts(sent=1)
     assert ticket_of(store, ticket).first_response_at is None
 
 
@@ -336,8 +336,8 @@ def test_sigkill_during_a_send_loses_no_reply(db_url, smtp_sink):
     assert rows(store)[0].status == "sending"
 
     lease = outbox.lease_seconds(settings.smtp)
-    assert flush_sync(store, settings, now=T2 + timedelta(seconds=lease - 1)) == Counts()  # still leased
-    assert flush_sync(store, settings, now=T2 + timedelta(seconds=lease + 1)) == Counts(sent=1)
+    assert flush_sync(store, settings, now=T2 + timedelta(seconds=lease - 1)) == SendCounts()  # still leased
+    assert flush_sync(store, settings, now=T2 + timedelta(seconds=lease + 1)) == SendCounts(sent=1)
 
     assert [m.message_id for m in smtp_sink.messages] == [message_id, message_id]
     assert all(m.raw == raw for m in smtp_sink.messages)

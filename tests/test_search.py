@@ -13,7 +13,8 @@ from mailticket.db.migrate import upgrade
 from mailticket.db.models import Message, Operator
 from mailticket.db.store import Store
 from mailticket.service import actions
-from mailticket.service.search import fts5_query, search, snippet, tsquery
+from mailticket.service.search import fts5_query, snippet, tsquery
+from mailticket.service.tickets import search_tickets as search
 from tests.factories import T0, make_operator, make_ticket
 from tests.test_api import Caller, make_app, token_for
 from tests.test_cli import config_file, run

@@ -11,13 +11,9 @@ from mailticket.config import BusinessHoursSettings, SlaSettings
 from mailticket.timing import (
     BusinessCalendar,
     domain_matches,
-    due_at,
     first_response_seconds,
-    handle_seconds,
     match_sla,
     resolution_seconds,
-    sla_elapsed,
-    waiting_seconds,
 )
 
 UTC = timezone.utc
@@ -147,44 +143,6 @@ def test_naive_datetimes_are_refused():
         WORKWEEK.business_seconds(datetime(2025, 3, 10, 9), MONDAY)
 
 
-def test_pending_on_the_customer_stops_the_clock():
-    start, now = MONDAY.replace(hour=9), MONDAY.replace(hour=13)
-    pauses = [(MONDAY.replace(hour=10), MONDAY.replace(hour=12))]
-    assert sla_elapsed(WORKWEEK, start, now, pauses) == 2 * HOUR
-    assert sla_elapsed(WORKWEEK, start, now, []) == 4 * HOUR
-
-
-def test_a_running_pause_stops_the_clock_up_to_now_and_leaves_no_due_time():
-    start, now = MONDAY.replace(hour=9), MONDAY.replace(hour=13)
-    pauses = [(MONDAY.replace(hour=11), None)]
-    assert sla_elapsed(WORKWEEK, start, now, pauses) == 2 * HOUR
-    assert sla_elapsed(WORKWEEK, start, now + timedelta(hours=3), pauses) == 2 * HOUR
-    assert due_at(WORKWEEK, start, 4 * HOUR, pauses, now) is None
-
-
-def test_overlapping_pauses_and_pauses_in_closed_hours_count_once():
-    start, now = FRIDAY.replace(hour=16), MONDAY.replace(hour=11)
-    pauses = [(FRIDAY.replace(hour=17), MONDAY.replace(hour=10)),
-              (lisbon(2025, 3, 8, 12), MONDAY.replace(hour=9, minute=30))]
-    # Open time: Friday 16-18 and Monday 9-11 = 4 h; paused: Friday 17-18 and Monday 9-10 = 2 h.
-    assert sla_elapsed(WORKWEEK, start, now, pauses) == 2 * HOUR
-
-
-def test_the_due_time_moves_later_by_the_paused_business_time():
-    start, now = MONDAY.replace(hour=9), MONDAY.replace(hour=12, minute=30)
-    pauses = [(MONDAY.replace(hour=10), MONDAY.replace(hour=12))]
-    assert due_at(WORKWEEK, start, 4 * HOUR, pauses, now) == MONDAY.replace(hour=15)
-    # Across the night: 1 h before the pause, 6 h on Monday afternoon, the last hour on Tuesday.
-    assert due_at(WORKWEEK, start, 8 * HOUR, pauses, now) == lisbon(2025, 3, 11, 10)
-
-
-def test_a_breached_clock_is_due_in_the_past_even_while_paused_now():
-    start, now = MONDAY.replace(hour=9), MONDAY.replace(hour=15)
-    pauses = [(MONDAY.replace(hour=9, minute=30), MONDAY.replace(hour=12)), (MONDAY.replace(hour=14), None)]
-    # 30 min before the first pause, 30 min after it: the one-hour target fell due at 12:30.
-    assert due_at(WORKWEEK, start, HOUR, pauses, now) == MONDAY.replace(hour=12, minute=30)
-
-
 POLICIES = (
     SlaSettings("vip billing", first_response=HOUR, queue="billing", priority="high"),
     SlaSettings("marketplace", first_response=4 * HOUR, sender_domain="partner.example"),
@@ -229,12 +187,3 @@ def test_first_response_and_resolution_run_from_the_first_inbound_message():
 def test_a_reply_clock_behind_the_imap_server_gives_zero_not_a_negative_time():
     received = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
     assert first_response_seconds(received, received - timedelta(seconds=5)) == 0.0
-
-
-def test_handle_time_sums_the_claim_periods_and_waiting_runs_to_now():
-    t0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
-    periods = [(t0, t0 + timedelta(minutes=10)), (t0 + timedelta(hours=1), t0 + timedelta(hours=1, minutes=5))]
-    assert handle_seconds(periods) == 900.0
-    assert handle_seconds([]) == 0.0
-    assert waiting_seconds(t0, t0 + timedelta(hours=2)) == 2 * HOUR
-    assert waiting_seconds(None, t0) is None

@@ -115,7 +115,7 @@ class Ticket(Base):
     survey_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # Set when an admin merged this ticket into another; its mail then lands in that one.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
-    # The routing rule (SPEC issue 6) that set the queue and priority, by name.
+    # The routing rule ([[route]]) that set the queue and priority, by name.
     routed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     customer: Mapped[Customer] = relationship(lazy="joined", foreign_keys=[customer_id])

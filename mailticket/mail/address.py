@@ -107,7 +107,7 @@ def _comment(value: str, pos: int) -> tuple[str, int]:
                 return value[start:pos - 1], pos
 
 
-class _Reader:
+class _MailboxTokens:
     """The tokens of one mailbox so far; `mailbox()` turns them into (name, addr-spec) and starts over."""
 
     def __init__(self) -> None:
@@ -150,7 +150,7 @@ def mailboxes(value: str) -> list[tuple[str, str]]:
     """
     value = value[:MAX_HEADER_CHARS]
     found: list[tuple[str, str]] = []
-    reader = _Reader()
+    reader = _MailboxTokens()
     pos, end = 0, len(value)
     while pos < end and len(found) < MAX_MAILBOXES:
         char = value[pos]

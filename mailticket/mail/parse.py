@@ -15,6 +15,7 @@ from email.utils import collapse_rfc2231_value
 from io import BytesIO
 
 from mailticket.mail import address
+from mailticket.mail import headers as header_block
 from mailticket.mail import html as html_mail
 from mailticket.mail.decode import (
     decode_bytes,
@@ -29,7 +30,7 @@ from mailticket.mail.decode import (
 
 
 @dataclass(frozen=True)
-class Attachment:
+class AttachedPart:
     filename: str
     content_type: str
     data: bytes
@@ -54,7 +55,7 @@ class Inbound:
     date: datetime | None  # timezone-aware, from the Date header
     text: str  # plain text (derived from HTML when the mail is HTML-only)
     html: str | None  # sanitised HTML, None when the mail has no HTML part
-    attachments: tuple[Attachment, ...]
+    attachments: tuple[AttachedPart, ...]
     headers: tuple[tuple[str, str], ...]  # (lower-cased name, decoded value), in order
     content_type: str  # of the top-level part, e.g. "multipart/report"
     size: int  # len(raw)
@@ -88,24 +89,12 @@ MAX_PARAMETER_HEADER_CHARS = 8 * 1024
 MAX_ATTACHMENTS = 250
 # A Content-ID only names a part for cid: links; a longer one names nothing real (attachments.content_id).
 MAX_CONTENT_ID_CHARS = 255
-# Header-block lines Python's feed parser does not accept; at the first one it starts the body,
-# losing every header after it. Real mail has them: "Subject :" (RFC 5322 §4.5 obsolete syntax),
-# a stray word line between two headers, an indented first line.
-ODD_HEADER_LINE = re.compile(rb"^(?![\x21-\x39\x3b-\x7e]+:|[ \t]|From (?![ \t]*:)|\r?$)", re.MULTILINE)
-OBS_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]+:")
-FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
-COMMON_FIELDS = frozenset(
-    b"from to cc subject date message-id in-reply-to references reply-to return-path sender "
-    b"mime-version content-type content-transfer-encoding content-disposition".split()
-)
 CONTAINER_TYPES = ("multipart", "message")
 # A cheap look at the raw header block, so that multipart mail is not parsed twice; a folded
 # Content-Type that slips past it is caught by the parsed header and only costs a second parse.
 CONTAINER_CONTENT_TYPE = re.compile(rb"^content-type:\s*(multipart|message)/", re.IGNORECASE | re.MULTILINE)
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 META_SNIFF_BYTES = 2048
-LINE_BREAKING_CONTROLS = re.compile(rb"[\x0b\x0c\x1c\x1d\x1e]")
-NEUTRALISED = bytes.maketrans(b"\x0b\x0c\x1c\x1d\x1e", b"\x1a\x1a\x1a\x1a\x1a")
 
 
 class _TolerantPolicy(Compat32):
@@ -232,7 +221,7 @@ class _Walk:
     """One pass over the MIME tree collecting body text, HTML and attachments."""
 
     def __init__(self) -> None:
-        self.attachments: list[Attachment] = []
+        self.attachments: list[AttachedPart] = []
         self.defects: list[str] = []
 
     def part(self, part: Message, depth: int = 0) -> tuple[list[_Chunk], list[_Chunk]]:
@@ -281,7 +270,7 @@ class _Walk:
         except Exception:
             return ""
 
-    def _attachment(self, part: Message, ctype: str, disposition: str, filename: str) -> Attachment:
+    def _attachment(self, part: Message, ctype: str, disposition: str, filename: str) -> AttachedPart:
         if not filename and ctype == "message/rfc822":
             inner = part.get_payload(0) if part.is_multipart() and part.get_payload() else None
             subject = _subject(inner.get("subject")) if inner is not None else ""
@@ -293,7 +282,7 @@ class _Walk:
         if content_id is not None and len(content_id) > MAX_CONTENT_ID_CHARS:
             self.defects.append("Content-ID too long: left out")
             content_id = None
-        return Attachment(
+        return AttachedPart(
             filename=filename,
             content_type=ctype,
             data=_payload_bytes(part, self.defects),
@@ -302,64 +291,9 @@ class _Walk:
         )
 
 
-def _header_end(raw: bytes) -> tuple[int, int | None]:
-    """(index of the newline ending the last header line, index where the body starts or None)."""
-    if raw.startswith((b"\n", b"\r\n")):
-        return 0, None
-    # str.find, not a regex: a regex with optional \r scans ~30x slower.
-    ends = [(i, i + size) for i, size in ((raw.find(b"\n\n"), 2), (raw.find(b"\n\r\n"), 3)) if i >= 0]
-    return min(ends) if ends else (len(raw), None)
-
-
-def _repair_header_block(raw: bytes, defects: list[str]) -> tuple[bytes, int | None]:
-    """The raw message with header lines mended that would otherwise end the header block early,
-    and the index where its body starts (None when the header block has no end)."""
-    split, body_start = _header_end(raw)
-    if raw[:1] not in b" \t" and ODD_HEADER_LINE.search(raw, 0, split) is None:
-        return raw, body_start
-    head = raw[:split]
-    lines = head.split(b"\n")
-    # An indented first line would be taken for a continuation of nothing; a blank one for the body.
-    lines[0] = lines[0].lstrip(b" \t")
-    if lines[0] in (b"", b"\r") and len(lines) > 1:
-        del lines[0]
-    for i, line in enumerate(lines):
-        if ODD_HEADER_LINE.match(line) is None:
-            continue
-        # Only lines with headers after them are mended: "Hello :)" may open a body that lost its blank line.
-        more_headers = i + 1 < len(lines) and FIELD_LINE.match(lines[i + 1]) is not None
-        obsolete = OBS_FIELD_NAME.match(line)
-        if obsolete and (more_headers or obsolete.group(1).lower() in COMMON_FIELDS):
-            lines[i] = obsolete.group(1) + line[obsolete.end() - 1 :]
-        elif i > 0 and more_headers:
-            lines[i] = b" " + line  # a stray line between two headers: keep it, as a continuation
-        else:
-            # The body starts here without its blank line; the full parser knows how to handle that.
-            return raw if b"\n".join(lines) == head else b"\n".join(lines) + raw[split:], None
-    repaired = b"\n".join(lines)
-    if repaired == head:
-        return raw, body_start
-    defects.append("repaired header block")
-    return repaired + raw[split:], body_start and body_start + len(repaired) - len(head)
-
-
-def _neutralise_line_breakers(raw: bytes, defects: list[str]) -> bytes:
-    """The header block with the control characters Python's parser takes for line ends made harmless.
-
-    The stdlib splits lines with str.splitlines(), which also breaks at VT, FF and the separators 0x1C-0x1E: a
-    sender's "a@x<VT>Bcc: b@y" would become two header fields. They are replaced with SUB (0x1A), which ends no
-    line, so that such a value stays one value, and one that the address rule refuses.
-    """
-    split, _ = _header_end(raw)
-    if not LINE_BREAKING_CONTROLS.search(raw, 0, split):
-        return raw
-    defects.append("control characters in the header block")
-    return raw[:split].translate(NEUTRALISED) + raw[split:]
-
-
 def _parse_tree(raw: bytes, defects: list[str]) -> Message:
-    raw = _neutralise_line_breakers(raw, defects)
-    raw, body_start = _repair_header_block(raw, defects)
+    raw = header_block.neutralise_line_breakers(raw, defects)
+    raw, body_start = header_block.repair(raw, defects)
     try:
         if body_start is not None and not CONTAINER_CONTENT_TYPE.search(raw, 0, body_start):
             message = BytesHeaderParser(policy=POLICY).parsebytes(raw[:body_start])

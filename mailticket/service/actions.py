@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailticket.config import Settings
-from mailticket.db.models import IN, NOTE, STATUSES, Customer, Message, Operator, Ticket
-from mailticket.db.models import Attachment  # issue 4: attachments on replies
+from mailticket.config_values import PRIORITIES
+from mailticket.db.models import IN, NOTE, STATUSES, Attachment, Customer, Message, Operator, Ticket
 from mailticket.mail import address, compose
 from mailticket.db.store import db_now
 from mailticket.service.claims import take_for_reply
@@ -22,7 +22,6 @@ from mailticket.service.errors import ActionError
 from mailticket.service.status import change_status
 from mailticket.threads import TicketTag
 
-PRIORITIES = ("low", "normal", "high", "urgent")
 MAX_BODY_CHARS = 100_000
 # A MIME type as "type/subtype"; anything else is sent and stored as application/octet-stream.
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")

@@ -1,4 +1,4 @@
-"""Customer use cases (issue 6): further addresses of a customer, so that mail from any of them is theirs."""
+"""Customer use cases: further addresses of a customer, so that mail from any of them is theirs."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,17 +23,15 @@ from mailticket.db.models import (
     Message,
     Participant,
     Event,
-    Quarantine,
     Ticket,
 )
 from mailticket.mail.loops import BOUNCE, DeliveryFailure, bounced_message_ids, classify, delivery_failure
-from mailticket.mail.parse import INVALID_SENDER, Inbound, parse
+from mailticket.mail.parse import Inbound, parse
+from mailticket.service.quarantine import quarantine, unusable
 from mailticket.service import acks
 from mailticket.service import sla
 from mailticket.service.status import change_status
 
-# Defects after which the message body cannot be trusted to be what the sender wrote.
-FATAL_DEFECTS = ("StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect")
 # How many referenced ids are looked up; the newest ones decide the thread.
 MAX_REFERENCES = 20
 # Ids per IN (...) query: well under every backend's limit on bound parameters.
@@ -44,7 +41,6 @@ SUBJECT_CANDIDATES = 5
 # A chain of merges (A into B, then B into C) is followed this far; merge refuses cycles, this bounds a broken one.
 MAX_MERGE_HOPS = 10
 UNKNOWN_SENDER = "unknown@invalid"
-MAX_SHORT_REASON = 500
 CREATED, APPENDED, DUPLICATE, QUARANTINED = "created", "appended", "duplicate", "quarantined"
 
 log = logging.getLogger(__name__)
@@ -52,7 +48,7 @@ log = logging.getLogger(__name__)
 # Statements built once, so that SQLAlchemy compiles each of them once.
 TAKES_PART = select(Participant.ticket_id).where(
     Participant.ticket_id == bindparam("t"), Participant.address == bindparam("a"))
-# The customer of an address: its own, else the one it was added to (issue 6); one query, the primary first.
+# The customer of an address: its own, else the one it was added to; one query, the primary first.
 CUSTOMER_OF_ADDRESS = func.coalesce(
     select(Customer.id).where(Customer.address == bindparam("a")).scalar_subquery(),
     select(CustomerAddress.customer_id).where(CustomerAddress.address == bindparam("a")).scalar_subquery(),
@@ -74,7 +70,7 @@ UPDATE_TICKET = update(Ticket).where(Ticket.id == bindparam("t_id")).values(
 
 
 @dataclass
-class Counts:
+class PollCounts:
     """What one polling pass did (SPEC §3 poll-once)."""
 
     fetched: int = 0
@@ -84,7 +80,7 @@ class Counts:
     autoreplies: int = 0
     quarantined: int = 0
 
-    def add(self, other: "Counts") -> None:
+    def add(self, other: "PollCounts") -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -96,53 +92,6 @@ class Outcome:
     reason: str = ""
     autoreply: bool = False
     failure: DeliveryFailure | None = None  # a report that one of our messages could not be delivered
-
-
-def unusable(raw: bytes, msg: Inbound | None, settings: Settings, size: int | None = None) -> str | None:
-    """Why a message must be quarantined instead of stored, or None; `size` is its size in the mailbox when `raw`
-    holds only its head."""
-    limit = settings.limits.max_message_bytes
-    size = len(raw) if size is None else size
-    if size > limit:
-        kept = "" if len(raw) >= size else f"; its first {len(raw)} bytes are kept here, all of it stays in the mailbox"
-        return f"message of {size} bytes exceeds limits.max_message_bytes ({limit}){kept}"
-    if msg is None:
-        return None
-    invalid_sender = next((d for d in msg.defects if d.startswith(INVALID_SENDER)), None)
-    if invalid_sender is not None:
-        # Answering it could send mail to whatever the address smuggles in (a list of others, a header).
-        return f"the sender address is not a valid e-mail address ({invalid_sender.partition(': ')[2]})"
-    if not msg.headers or not (msg.from_addr or msg.header("message-id") or msg.header("date")):
-        return "no usable header fields (no From, Message-ID or Date): not an e-mail message"
-    fatal = [d for d in msg.defects if any(name in d for name in FATAL_DEFECTS)]
-    if fatal:
-        return "broken MIME structure: " + "; ".join(fatal)
-    return None
-
-
-def quarantine(
-    session: Session, raw: bytes, reason: str, *, mailbox: str | None, folder: str | None, uid: int | None,
-    received_at: datetime | None, now: datetime, size: int | None = None,
-) -> None:
-    """Keeps the bytes with the reason, in a savepoint of its own; the same bytes quarantined again are stored once.
-
-    Should the database refuse the row as it is, it is written again with nothing but the bytes and a short
-    reason: a message must never be lost because its quarantine entry could not be written.
-    """
-    values = dict(
-        sha256=hashlib.sha256(raw).hexdigest(), mailbox=mailbox, folder=folder, uid=uid, reason=reason,
-        size=len(raw) if size is None else size, received_at=received_at, created_at=now, raw=raw,
-    )
-    try:
-        with session.begin_nested():
-            conn = session.connection()
-            conn.execute(_insert_ignore(conn, Quarantine, ["sha256"]).values(**values))
-    except Exception:  # noqa: BLE001 - written again below, with only what cannot be refused
-        log.exception("quarantine entry refused; keeping the bytes with a short reason")
-        with session.begin_nested():
-            conn = session.connection()
-            conn.execute(_insert_ignore(conn, Quarantine, ["sha256"]).values(
-                **dict(values, mailbox=None, folder=None, reason=reason[:MAX_SHORT_REASON])))
 
 
 @dataclass(frozen=True)
@@ -166,7 +115,7 @@ class _TicketState:
     last_message_at: datetime
     waiting_since: datetime | None
     queue: str
-    merged_into_id: int | None = None  # issue 6: an admin merged it; its mail goes there
+    merged_into_id: int | None = None  # an admin merged it; its mail goes there
     dirty: bool = False
     priority: str = "normal"  # set at creation, for the acknowledgement's SLA
 
@@ -223,7 +172,7 @@ class _Batch:
         self.session, self.conn, self.settings = session, session.connection(), settings
         self.now, self.mailbox, self.folder, self.queue = now, mailbox, folder, queue
         self.tag = threads.TicketTag(settings.tickets.subject_tag)
-        self.calendar = sla.calendar_for(settings)  # issue 4 (SLA)
+        self.calendar = sla.calendar_for(settings)
         self.known: dict[str, int] = {}  # Message-ID -> ticket id
         self.tickets: dict[int, _TicketState] = {}
         self.customers: dict[str, int] = {}
@@ -448,7 +397,7 @@ class _Batch:
             self.conn.execute(insert(Message), self.messages)
         if self.participants:
             rows = [dict(ticket_id=t, address=a) for t, a in self.participants]
-            self.conn.execute(_insert_ignore(self.conn, Participant, ["ticket_id", "address"]), rows)
+            self.conn.execute(insert_ignore(self.conn, Participant, ["ticket_id", "address"]), rows)
         if self.events:
             self.conn.execute(insert(Event), self.events)
         dirty = [t for t in self.tickets.values() if t.dirty]
@@ -462,7 +411,7 @@ def _ids_named(msg: Inbound) -> list[str]:
     return [msg.message_id, *msg.in_reply_to, *msg.references[-MAX_REFERENCES:]]
 
 
-def _insert_ignore(conn, model, keys: list[str]):
+def insert_ignore(conn, model, keys: list[str]):
     insert_for = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     return insert_for(model).on_conflict_do_nothing(index_elements=keys)
 

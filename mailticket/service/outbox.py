@@ -52,7 +52,7 @@ SENT_, RETRIED, GAVE_UP, LOST = "sent", "retried", "failed", "lost"
 
 
 @dataclass
-class Counts:
+class SendCounts:
     sent: int = 0
     retried: int = 0
     failed: int = 0
@@ -112,7 +112,7 @@ def pick(session: Session, now: datetime, limit: int, lease: float) -> list[Pick
 
 async def flush(store: Store, settings: Settings, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT,
                 connections: int = CONNECTIONS, stopping: Callable[[], bool] = lambda: False,
-                tls_context: ssl.SSLContext | None = None) -> Counts:
+                tls_context: ssl.SSLContext | None = None) -> SendCounts:
     """One sending pass. `now` fixes the clock for the whole pass (tests); by default each step reads the DB's.
 
     Once `stopping()` is true (a shutdown), no new send starts: rows not yet sent are handed back at once.
@@ -142,7 +142,7 @@ async def flush(store: Store, settings: Settings, *, now: datetime | None = None
     return run.counts
 
 
-def flush_sync(store: Store, settings: Settings, **kw) -> Counts:
+def flush_sync(store: Store, settings: Settings, **kw) -> SendCounts:
     """`flush` for callers without an event loop: the CLI and the scheduler's worker threads."""
     return asyncio.run(flush(store, settings, **kw))
 
@@ -159,7 +159,7 @@ class _Pass:
         # commits several transactions at once, and a commit there waits for the disk, so each worker gets one.
         threads = 1 if store.dialect == "sqlite" else connections + 1
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="outbox-db")
-        self.counts = Counts()
+        self.counts = SendCounts()
         self.unavailable: smtp.RelayUnavailable | None = None
 
     def halted(self) -> bool:

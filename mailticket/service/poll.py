@@ -13,7 +13,7 @@ from mailticket.clock import utcnow
 from mailticket.config import MailboxSettings, Settings
 from mailticket.db.models import MailboxState
 from mailticket.db.store import Store
-from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, Counts, Fetched, ingest_batch
+from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, PollCounts, Fetched, ingest_batch
 from mailticket.service.undelivered import apply_bounces
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,13 @@ def poll_mailbox(
     connect: Callable[[MailboxSettings], imap.MailboxConnection] = imap.connect_with_backoff,
     clock: Callable[[], datetime] = utcnow,
     between_batches: Callable[[], None] | None = None,
-) -> Counts:
+) -> PollCounts:
     """One pass over one mailbox; safe to interrupt anywhere, since the watermark commits with the messages.
 
     `between_batches` runs after each committed batch: the daemon renews its mailbox lease there, and
     raises to stop early when it is shutting down.
     """
-    counts = Counts()
+    counts = PollCounts()
     with connect(box) as conn:
         uidvalidity = conn.select()
         last_uid = _watermark(store, box, uidvalidity, clock())
@@ -41,7 +41,7 @@ def poll_mailbox(
         conn.finish_leftovers(last_uid)
         for batch in conn.batches(last_uid, batch_size=box.batch_size, max_batch_bytes=MAX_BATCH_BYTES,
                                   max_message_bytes=settings.limits.max_message_bytes):
-            batch_counts = Counts(fetched=len(batch))
+            batch_counts = PollCounts(fetched=len(batch))
             with store.transaction() as session:
                 now = clock()
                 items = [Fetched(f.raw, f.internaldate, f.uid, f.size) for f in batch]
@@ -82,7 +82,7 @@ def _watermark(store: Store, box: MailboxSettings, uidvalidity: int, now: dateti
         return state.last_uid
 
 
-def _count(counts: Counts, result: str, autoreply: bool) -> None:
+def _count(counts: PollCounts, result: str, autoreply: bool) -> None:
     if result == CREATED:
         counts.created += 1
     elif result == APPENDED:

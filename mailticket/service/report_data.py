@@ -96,7 +96,7 @@ def figures(session: Session, since: datetime, until: datetime) -> list[TicketFi
                Ticket.reply_count, Ticket.reopen_count, Operator.name, Operator.username,
                Csat.rating.label("csat_rating"))
         .outerjoin(Operator, Operator.id == Ticket.first_responder_id)
-        .outerjoin(Csat, Csat.ticket_id == Ticket.id)  # issue 6: the customer's survey answer, if any
+        .outerjoin(Csat, Csat.ticket_id == Ticket.id)  # the customer's survey answer, if any
         .where(Ticket.created_at >= since, Ticket.created_at < until)
         .order_by(Ticket.created_at, Ticket.id)
     ).all()

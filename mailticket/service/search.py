@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
 
 from sqlalchemy import Select, bindparam, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from mailticket.db.models import Customer, CustomerAddress, Message, Ticket
-from mailticket.service.tickets import live_claims, ticket_summary
 
 # A word of the query, as both tokenizers see one: letters and digits (an underscore separates, as there).
 WORD = re.compile(r"[^\W_]+")
@@ -72,7 +70,7 @@ def _message_matches(session: Session, q: str) -> Select | None:
                                              func.mailticket_search_fold(bindparam("tsq", query)))))
 
 
-def _direct_ticket_ids(session: Session, q: str) -> set[int]:
+def direct_ticket_ids(session: Session, q: str) -> set[int]:
     """Tickets named by number, or whose customer has exactly this address: exact matches, no full-text."""
     found: set[int] = set()
     words = q.split()
@@ -92,12 +90,12 @@ def matching_ticket_ids(session: Session, q: str):
     conditions = []
     if (matches := _message_matches(session, q)) is not None:
         conditions.append(Ticket.id.in_(select(matches.subquery().c.ticket_id)))
-    if direct := _direct_ticket_ids(session, q):
+    if direct := direct_ticket_ids(session, q):
         conditions.append(Ticket.id.in_(direct))
     return or_(*conditions) if conditions else Ticket.id.is_(None)
 
 
-def _newest_matches(session: Session, q: str, limit: int, status: str | None) -> dict[int, int]:
+def newest_matches(session: Session, q: str, limit: int, status: str | None) -> dict[int, int]:
     """{ticket id: its newest matching message id}, newest first, for at most `limit` tickets.
 
     Messages are read from the newest down, a page at a time, so that a common word stops early instead of
@@ -130,31 +128,6 @@ def _newest_matches(session: Session, q: str, limit: int, status: str | None) ->
             break
         below = rows[-1].id
     return found
-
-
-def search(session: Session, q: str, *, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
-    """Ticket summaries matching `q`, newest first (by the newest matching message), each with a snippet."""
-    q = (q or "").replace("\x00", "").strip()
-    if not q:
-        return []
-    newest = _newest_matches(session, q, limit, status)
-    direct = [t for t in _direct_ticket_ids(session, q) if t not in newest]
-    tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_([*newest, *direct])))}
-    if status is not None:
-        direct = [t for t in direct if t in tickets and tickets[t].status == status]
-    texts = dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(newest.values()))).all())
-    # A ticket asked for by number or address comes first: it is what the operator typed.
-    order = sorted(direct, reverse=True) + list(newest)
-    words = [w for term in terms(q) for w in term]
-    results = []
-    for ticket_id in order[:limit]:
-        if ticket_id not in tickets:
-            continue  # removed between the two reads
-        summary = ticket_summary(tickets[ticket_id])
-        summary["snippet"] = snippet(texts.get(newest.get(ticket_id), ""), words)
-        results.append(summary)
-    claims = live_claims(session, [r["id"] for r in results])
-    return [{**r, "claim": claims.get(r["id"])} for r in results]
 
 
 def fold(value: str) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from mailticket.db.models import Claim, Customer, Message, Operator, Ticket
 from mailticket.db.store import db_now
+from mailticket.service import search
 
 
 class TicketNotFound(LookupError):
@@ -37,9 +38,7 @@ def find_tickets(session: Session, *, status: str | None = None, q: str | None =
     if q:
         # Full-text over subject, messages, addresses and names, plus the ticket number (service/search.py);
         # the list keeps its ticket order and `after` paging.
-        from mailticket.service.search import matching_ticket_ids  # search builds on this module
-
-        query = query.where(matching_ticket_ids(session, q))
+        query = query.where(search.matching_ticket_ids(session, q))
     tickets = [ticket_summary(t) for t in session.scalars(query)]
     claims = live_claims(session, [t["id"] for t in tickets])
     return [{**t, "claim": claims.get(t["id"])} for t in tickets]
@@ -110,3 +109,28 @@ def message_dict(message: Message) -> dict[str, Any]:
         "autoreply": message.autoreply,
         "loop": message.loop,
     }
+
+
+def search_tickets(session: Session, q: str, *, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
+    """Ticket summaries matching `q`, newest first (by the newest matching message), each with a snippet."""
+    q = (q or "").replace("\x00", "").strip()
+    if not q:
+        return []
+    newest = search.newest_matches(session, q, limit, status)
+    direct = [t for t in search.direct_ticket_ids(session, q) if t not in newest]
+    tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_([*newest, *direct])))}
+    if status is not None:
+        direct = [t for t in direct if t in tickets and tickets[t].status == status]
+    texts = dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(newest.values()))).all())
+    # A ticket asked for by number or address comes first: it is what the operator typed.
+    order = sorted(direct, reverse=True) + list(newest)
+    words = [w for term in search.terms(q) for w in term]
+    results = []
+    for ticket_id in order[:limit]:
+        if ticket_id not in tickets:
+            continue  # removed between the two reads
+        summary = ticket_summary(tickets[ticket_id])
+        summary["snippet"] = search.snippet(texts.get(newest.get(ticket_id), ""), words)
+        results.append(summary)
+    claims = live_claims(session, [r["id"] for r in results])
+    return [{**r, "claim": claims.get(r["id"])} for r in results]

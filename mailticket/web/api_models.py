@@ -81,7 +81,7 @@ class NoteCreated(BaseModel):
     id: int
 
 
-class Attachment(BaseModel):
+class AttachmentOut(BaseModel):
     id: int
     name: str
     content_type: str
@@ -99,7 +99,7 @@ class MessageOut(BaseModel):
     date: Timestamp | None
     received_at: Timestamp
     text: str
-    attachments: list[Attachment]
+    attachments: list[AttachmentOut]
     matched_by: str | None = Field(description="the SPEC §5 rule that put an inbound message in this ticket")
     autoreply: bool = Field(description="true for auto-replies, bulk mail and bounces")
     loop: str | None

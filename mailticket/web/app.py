@@ -23,10 +23,7 @@ from mailticket.config import Settings
 from mailticket.db.store import Store
 from mailticket.resources import resource_dir
 from mailticket.service.tickets import TicketNotFound
-from mailticket.web import admin, api, auth, customers, pages, queue
-from mailticket.web import report  # the report page (issue 4, point 7)
-from mailticket.web import search  # the search page (issue 6, point 3)
-from mailticket.web import canned, csat  # issue 6: canned replies, the public satisfaction survey
+from mailticket.web import admin, api, auth, canned, csat, customers, pages, queue, report, search
 from mailticket.web.core import LoginRequired, Web, make_templates, redirect, wants_json, web
 from mailticket.web.throttle import LoginGate
 

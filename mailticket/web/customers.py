@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, HTTPException, Path, Request
 
 from mailticket.service import actions
 from mailticket.service.errors import ActionError
-from mailticket.service import customers as customer_service  # issue 6: addresses
+from mailticket.service import customers as customer_service
 from mailticket.db.store import db_now
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
@@ -42,7 +42,7 @@ def customer_page(request: Request, customer_id: CustomerId, me: SignedIn):
 @router.post("/customers/{customer_id}/addresses")
 def add_address(request: Request, customer_id: CustomerId, me: Posting,
                 address: Annotated[str, Form(max_length=1000)] = ""):
-    """Issue 6: mail from the added address belongs to this customer from now on."""
+    """Mail from the added address belongs to this customer from now on."""
     try:
         with web(request).store.transaction() as session:
             added = customer_service.add_address(session, customer_id, address, db_now(session))

@@ -24,8 +24,9 @@ from mailticket.db.store import db_now
 from mailticket.service import actions
 from mailticket.service.errors import ActionError
 from mailticket.service import claims as claim_service
-from mailticket.service import merge as merge_service  # issue 6: merge
-from mailticket.service import canned as canned_replies, csat  # issue 6
+from mailticket.service import canned as canned_replies
+from mailticket.service import csat
+from mailticket.service import merge as merge_service
 from mailticket.service.status import change_status
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import reads
@@ -71,7 +72,7 @@ def render_ticket(request: Request, me: Operator, ticket_id: int, status: int = 
     app = web(request)
     with app.store.reading() as session:
         page = reads.ticket_page(session, ticket_id)
-        # issue 6: the canned replies filled for this ticket, and the customer's survey answer.
+        # The canned replies filled for this ticket, and the customer's survey answer.
         canned = canned_replies.for_ticket(session, page.ticket, me)
         csat_rating = csat.rating(session, ticket_id)
     holding = page.held_by(me.id)
@@ -257,7 +258,7 @@ MERGE_TARGET = re.compile(r"#?\s*([0-9]{1,10})")
 
 @router.post("/tickets/{ticket_id}/merge")
 def merge(request: Request, ticket_id: TicketId, me: Posting, into: Annotated[str, Form(max_length=32)] = ""):
-    """Issue 6: an admin merges this (duplicate) ticket into another; the answer shows the survivor."""
+    """An admin merges this (duplicate) ticket into another; the answer shows the survivor."""
     if not me.is_admin:
         raise HTTPException(403, "only an admin may merge tickets")
     target = MERGE_TARGET.fullmatch(into.strip())

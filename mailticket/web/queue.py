@@ -20,7 +20,7 @@ PAGE_SIZE = 200
 WAITING = "waiting"
 VIEWS = (WAITING, OPEN, PENDING, RESOLVED, "mine", "all")
 View = Literal["waiting", "open", "pending", "resolved", "mine", "all"]
-# issue 4 (SLA): the default order of each view, or the nearest due time first.
+# The default order of each view, or the nearest due time first.
 DUE = "due"
 Sort = Literal["default", "due"]
 # The due time a ticket runs against now: the first response until one is sent, then the resolution; none while
@@ -50,7 +50,6 @@ class QueueRow:
     holder: str | None
     holder_id: int | None
     claim_expires_at: datetime | None
-    # issue 4 (SLA)
     due_at: datetime | None = None
     breached: bool = False
     sla_paused: bool = False

@@ -94,7 +94,7 @@ def live_claims(session: Session) -> list[LiveClaim]:
 
 
 def customer_ticket_notes(session: Session, customer_id: int) -> list[Message]:
-    """Issue 6: the internal notes operators wrote on this customer's tickets, newest first."""
+    """The internal notes operators wrote on this customer's tickets, newest first."""
     return list(session.scalars(
         select(Message).join(Ticket, Ticket.id == Message.ticket_id)
         .where(Ticket.customer_id == customer_id, Message.direction == NOTE)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from mailticket.service.search import search
+from mailticket.service.tickets import search_tickets
 from mailticket.web.auth import SignedIn
 from mailticket.web.core import web
 
@@ -26,5 +26,5 @@ def search_page(request: Request, me: SignedIn,
     results = []
     if q:
         with app.store.reading() as session:
-            results = search(session, q, limit=RESULTS)
+            results = search_tickets(session, q, limit=RESULTS)
     return app.render(request, "search.html", q=q, results=results, limit=RESULTS)

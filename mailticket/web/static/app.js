@@ -83,7 +83,7 @@
     }
   }
 
-  // Canned replies (issue 6): insert the chosen text (filled by the server) at the cursor, without a reload.
+  // Canned replies: insert the chosen text (filled by the server) at the cursor, without a reload.
   function cannedInsert(button) {
     var select = document.getElementById("canned-select");
     var body = document.getElementById("reply-body");

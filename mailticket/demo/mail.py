@@ -197,20 +197,20 @@ def sample_mails(now: datetime, *, to: str = SUPPORT_ADDRESS,
 
 
 @dataclass(frozen=True)
-class Answer:
+class ProposedAnswer:
     """What the demo page proposes as the customer's answer to one of our replies."""
 
     subject: str
     body: str
 
 
-def proposed_answer(our_subject: str, our_text: str) -> Answer:
+def proposed_answer(our_subject: str, our_text: str) -> ProposedAnswer:
     lowered = f"{our_subject}\n{our_text}".lower()
     subject = our_subject if our_subject.lower().startswith("re:") else f"Re: {our_subject}"
     if any(hint in lowered for hint in PORTUGUESE_HINTS):
-        return Answer(subject, "Obrigado pelo retorno! Só mais uma dúvida: vocês avisam por e-mail quando "
+        return ProposedAnswer(subject, "Obrigado pelo retorno! Só mais uma dúvida: vocês avisam por e-mail quando "
                                "o pedido for despachado?")
-    return Answer(subject, "Thanks for getting back to me! One more question: will you e-mail me when the "
+    return ProposedAnswer(subject, "Thanks for getting back to me! One more question: will you e-mail me when the "
                            "order ships?")
 
 
@@ -248,7 +248,7 @@ class SentMail:
         value = (self.message.header(LOOP_HEADER) or "").strip()
         return int(value) if value.isdigit() else None
 
-    def proposed_answer(self) -> Answer:
+    def proposed_answer(self) -> ProposedAnswer:
         return proposed_answer(self.message.subject, self.message.text)
 
     def answer(self, subject: str, body: str, date: datetime) -> bytes:

@@ -5,17 +5,15 @@ Only `mailticket demo` adds this router (through create_app's extra_routers); `s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from mailticket.demo_mail import SampleMail
+from mailticket.demo.mail import SampleMail
+from mailticket.demo.sandbox import Sandbox
 from mailticket.web.auth import Posting, SignedIn
 from mailticket.web.core import flash, redirect, web
-
-if TYPE_CHECKING:
-    from mailticket.demo import Sandbox
 
 MAX_SUBJECT_CHARS = 500
 MAX_BODY_CHARS = 20_000
