@@ -187,7 +187,7 @@ def test_a_note_is_201_and_a_status_change_is_200(api):
 
 def test_the_list_filters_by_status_and_searches_subject_and_customer(api):
     store, ticket, _, callers = api
-    # The search is full-text over the messages too (issue 6), so this body must not say "order".
+    # The search is full-text over the messages too, so this body must not say "order".
     other = make_ticket(store, sender="dave@elsewhere.example", subject="Refund 100% please",
                         body="Please pay it back.", message_id="other@elsewhere.example")
     callers["ana"].post(f"/tickets/{other}/status", {"status": "resolved"})

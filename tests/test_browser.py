@@ -10,18 +10,20 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from datetime import timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 
 import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mailticket.clock import utcnow
 from mailticket.config import ClaimSettings, WebSettings
 from mailticket.db.models import OUT, Claim, Event, Message, Outbox, Ticket
 from mailticket.db.store import Store
+from mailticket.service.claims import expire_claims
 from mailticket.service.ingest import ingest
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import SUPPORT
@@ -33,14 +35,14 @@ pytestmark = pytest.mark.usefixtures("fast_passwords")
 SECRET_KEY = "browser-test-secret-key"
 # Long enough that nothing expires by accident during a story that is not about expiry.
 LONG_TTL = 900.0
-# The expiry stories: short enough to wait for, long enough for a claim-and-send of a few clicks.
-SHORT_TTL = 3.0
-# Past the expiry by this much before acting, so clocks a few ms apart cannot decide the outcome.
-EXPIRY_MARGIN = 0.5
-HEARTBEAT_TTL = 4.0
-HEARTBEAT = 1.0
-# Twice the ttl: without the heartbeat the claim would be long gone.
-HEARTBEAT_WAIT = 2 * HEARTBEAT_TTL
+# The expiry stories: claims of a few minutes, whose time the tests run out (run_out) instead of waiting.
+SHORT_TTL = 180.0
+# Past the expiry by this much, so clocks a few ms apart cannot decide the outcome.
+EXPIRY_MARGIN = 1.0
+HEARTBEAT_TTL = 60.0
+HEARTBEAT = 0.5
+# A bound only a broken page reaches while the test waits for its renewals.
+PATIENCE = 30.0
 # Whitespace around: a regex is matched against the element's raw text.
 CLAIM_BANNER = re.compile(r"^\s*Claimed by {} until \d\d:\d\d UTC")
 # What an operator may type: several lines, indentation, markup-looking text, entities, non-ASCII, trailing
@@ -119,10 +121,19 @@ def events(store: Store, ticket_id: int, kind: str) -> list[Event]:
         return list(session.scalars(select(Event).where(Event.ticket_id == ticket_id, Event.kind == kind)))
 
 
-def wait_until_expired(store: Store, ticket_id: int) -> None:
-    """Sleeps past the claim's expiry: here time itself is under test."""
-    expires_at = claim_row(store, ticket_id).expires_at
-    time.sleep(max(0.0, (expires_at - utcnow()).total_seconds()) + EXPIRY_MARGIN)
+def run_out(store: Store, ticket_id: int, page: Page) -> None:
+    """The claim's time runs out without the test waiting for it: its expiry moves into the past in the database,
+    and the page's clock (installed by `ticking`) moves past it, as if the minutes had gone by."""
+    with store.transaction() as session:
+        session.execute(update(Claim).where(Claim.ticket_id == ticket_id)
+                        .values(expires_at=utcnow() - timedelta(seconds=EXPIRY_MARGIN)))
+    page.clock.fast_forward(int((SHORT_TTL + EXPIRY_MARGIN) * 1000))
+
+
+def ticking(page: Page) -> Page:
+    """The page with a clock the test moves (Playwright's clock), installed before the ticket page loads."""
+    page.clock.install()
+    return page
 
 
 def post_from_page(page: Page, path: str, fields: dict[str, str]) -> tuple[int, str]:
@@ -192,12 +203,12 @@ def test_an_expired_claim_refuses_the_send_and_keeps_the_typed_text(sqlite_store
     # Bruno works on a second instance of the app on the same database, whose claims last the usual
     # 15 minutes: his takeover cannot lapse while the test looks at Ana's page.
     bruno_url = serve_app(settings(), store)
-    ana = operator_page(base_url, "ana")
+    ana = ticking(operator_page(base_url, "ana"))
     bruno = operator_page(bruno_url, "bruno")
 
     claim_ticket(ana, ticket_id, "Ana")
     ana.fill("#reply-body", TYPED_TEXT)
-    wait_until_expired(store, ticket_id)
+    run_out(store, ticket_id, ana)
     # The page itself says so before the operator even tries.
     expect(ana.locator("#claim-countdown")).to_contain_text("expired")
 
@@ -237,11 +248,11 @@ def test_a_refused_operator_can_claim_again_and_send_the_kept_text(sqlite_store,
     ticket_id = make_ticket(store, message_id="reclaim@customer.example")
     ana_id = make_operator(store, "ana", name="Ana")
     base_url = serve_app(settings(ttl=SHORT_TTL), store)
-    ana = operator_page(base_url, "ana")
+    ana = ticking(operator_page(base_url, "ana"))
 
     claim_ticket(ana, ticket_id, "Ana")
     ana.fill("#reply-body", TYPED_TEXT)
-    wait_until_expired(store, ticket_id)
+    run_out(store, ticket_id, ana)
     ana.click("#reply-send")
     expect(ana.locator("#flash-error")).to_contain_text("Not sent")
 
@@ -270,16 +281,22 @@ def test_the_heartbeat_keeps_the_claim_alive_while_the_form_is_open(sqlite_store
     claim_ticket(ana, ticket_id, "Ana")
     first_expiry = claim_row(store, ticket_id).expires_at
     countdown = ana.locator("#claim-countdown")
-    expect(countdown).to_have_text(re.compile(r"^Your claim expires in 0:0[0-4]\.$"))
+    expect(countdown).to_have_text(re.compile(r"^Your claim expires in [01]:\d\d\.$"))
     ana.fill("#reply-body", "Thanks for waiting, here is the answer.")
 
-    time.sleep(HEARTBEAT_WAIT)
+    # The page renews the claim every HEARTBEAT seconds while the form is open.
+    deadline = time.monotonic() + PATIENCE
+    while len(events(store, ticket_id, "renewed")) < 3:
+        assert time.monotonic() < deadline, "the page did not renew its claim"
+        time.sleep(0.05)
 
-    # Long past the first expiry, the claim still lives, in the database and on the page.
+    # Each renewal moved the expiry on: when the first expiry comes, the claim-expiry job leaves it alone.
     claim = claim_row(store, ticket_id)
-    assert claim.operator_id == ana_id and claim.expires_at > max(first_expiry, utcnow())
-    assert len(events(store, ticket_id, "renewed")) >= HEARTBEAT_WAIT / HEARTBEAT - 3
-    expect(countdown).to_have_text(re.compile(r"^Your claim expires in 0:0[0-4]\.$"))
+    assert claim.operator_id == ana_id and claim.expires_at > first_expiry
+    with store.transaction() as session:
+        assert expire_claims(session, now=first_expiry + timedelta(milliseconds=1)) == 0
+    assert claim_row(store, ticket_id).operator_id == ana_id
+    expect(countdown).to_have_text(re.compile(r"^Your claim expires in [01]:\d\d\.$"))
     expect(ana.locator("#claim-warning")).to_be_hidden()
     bruno.goto(f"/tickets/{ticket_id}")
     expect(bruno.locator("#claim-banner")).to_have_text(banner("Ana"))

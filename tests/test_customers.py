@@ -1,4 +1,4 @@
-"""The customer's history (issue 6) on real SQLite and PostgreSQL: their tickets, notes and further addresses."""
+"""The customer's history on real SQLite and PostgreSQL: their tickets, notes and further addresses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Merging a duplicate ticket (issue 6) on real SQLite and PostgreSQL: what moves, later mail, refusals, the web form."""
+"""Merging a duplicate ticket on real SQLite and PostgreSQL: what moves, later mail, refusals, the web form."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Routing (issue 6): [[route]] rules in order, accent- and case-insensitive keywords, check-config, and ingest."""
+"""Routing: [[route]] rules in order, accent- and case-insensitive keywords, check-config, and ingest."""
 
 from __future__ import annotations
 

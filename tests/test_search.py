@@ -1,4 +1,4 @@
-"""Search (issue 6, point 3): full-text, accent-insensitive, newest first, on SQLite and PostgreSQL, everywhere it shows."""
+"""Search: full-text, accent-insensitive, newest first, on SQLite and PostgreSQL, everywhere it shows."""
 
 from __future__ import annotations
 
