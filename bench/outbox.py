@@ -50,7 +50,7 @@ def queue(store: Store, count: int) -> list[bytes]:
                                             date=now, received_at=now, text=BODY, raw=out.raw)
                                        for n, out in enumerate(raws)])
         conn.execute(insert(Outbox), [dict(message_id=n + 1, ticket_id=n + 1, kind="reply", status=QUEUED,
-                                           recipients=f"c{n}@customer.example", attempts=0, next_attempt_at=now,
+                                           recipients=[f"c{n}@customer.example"], attempts=0, next_attempt_at=now,
                                            created_at=now) for n in range(count)])
     return [out.raw for out in raws]
 

@@ -41,7 +41,7 @@ def fill(store: Store, tickets: int, due: int, now) -> None:
         conn.execute(insert(Customer), [dict(id=1, address="ana@customer.example", name="", notes="",
                                              created_at=now)])
         conn.execute(insert(Operator), [dict(username=name, name=name, email=f"{name}@shop.example", is_admin=True,
-                                             disabled=False, failed_logins=0, created_at=now, password_hash="")
+                                             disabled=False, created_at=now, password_hash="")
                                         for name in ("boss", "deputy")])
         for start in range(0, tickets, INSERT_CHUNK):
             rows = []

@@ -18,7 +18,6 @@ SECONDS_PER_MINUTE = 60
 DST_CACHE_SIZE = 256  # (zone, hours, year) entries
 OFFSET_SAMPLE_DAYS = 5  # how often the UTC offset is sampled when looking for DST changes (see _dst_days)
 
-# A pause of the SLA clock: (start, end); end None means the ticket is still pending on the customer.
 # Opening hours per weekday (0 = Monday) as (start, end) minutes after local midnight; 1440 = "24:00".
 Spans = tuple[tuple[tuple[int, int], ...], ...]
 

@@ -336,6 +336,13 @@ def test_a_path_in_a_filename_is_reduced_to_the_base_name():
     assert names == ["nsmailEG.png", "RFC-MIME.ps"]
 
 
+def test_a_raw_8bit_name_that_decodes_to_c1_characters_keeps_its_sender():
+    # Shift_JIS full-width space (0x81 0x40): no Windows-1252 character, so the last resort Latin-1 gives C1.
+    msg = parse(b"From: \x81\x40Taro <taro@example.jp>\r\nSubject: x\r\nMessage-ID: <a@b.example>\r\n\r\nhi\r\n")
+    assert msg.from_addr == "taro@example.jp" and "Taro" in msg.from_name
+    assert not any("invalid sender" in defect for defect in msg.defects)
+
+
 def test_a_right_to_left_override_cannot_disguise_an_attachments_extension():
     raw = ("From: a@b.example\r\nSubject: invoice\r\nMIME-Version: 1.0\r\n"
            'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n'

@@ -203,7 +203,7 @@ def test_the_app_reads_the_old_rows_and_goes_on_threading_into_them(filled):
     assert fresh.ticket_id > second
 
 
-def test_outbox_recipients_written_as_one_string_become_a_list_of_addresses(empty_url):
+def test_outbox_recipients_become_lists_and_old_tickets_get_their_reply_counts(empty_url):
     store = Store(empty_url)
     upgrade(store.engine, "0007")
     with store.transaction() as session:
@@ -221,4 +221,7 @@ def test_outbox_recipients_written_as_one_string_become_a_list_of_addresses(empt
     with store.reading() as session:
         lists = session.scalars(select(Outbox.recipients).order_by(Outbox.id)).all()
     assert lists == [["ana@customer.example"], ["ana@customer.example", "boss@shop.example", "x@y.example"]]
+    with store.reading() as session:
+        # The two mails are one conversation: its ticket had two delivered replies before counts were written.
+        assert session.scalars(select(Ticket.reply_count).order_by(Ticket.id)).all() == [2]
     store.dispose()

@@ -21,6 +21,10 @@ DOMAIN_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]{2,45}\]|\[IPv6:[0-9A-Fa-f:.]{2,45}
 # Characters that end a line somewhere: CR and LF, and the ones Python's str.splitlines() also breaks on
 # (the stdlib's compat32 mail classes use it), plus every other control character.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# ASCII control characters but tab: in a header they were put there to split something. (C1 characters are no
+# sign of that: raw 8-bit names decoded as Latin-1 as the last resort hold them; `problem` still refuses them
+# in an address.)
+ASCII_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Invisible reordering marks (the right-to-left override that shows "gpj.exe" as "exe.jpg").
 BIDI_CONTROLS = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -189,8 +193,8 @@ def read(values: list[str]) -> list[Mailbox]:
     """The mailboxes of raw header values, each address lower-cased and judged by `problem`."""
     result = []
     for value in values:
-        # A control character anywhere in the header taints all of it: it was put there to split something.
-        tainted = CONTROL.search(value.replace("\t", " ")) is not None
+        # An ASCII control character anywhere in the header taints all of it.
+        tainted = ASCII_CONTROL.search(value) is not None
         for name, written in mailboxes(value):
             if tainted:
                 result.append(Mailbox(name, written.strip().lower(), "the header holds control characters"))

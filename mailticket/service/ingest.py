@@ -124,7 +124,8 @@ def ingest(
     session: Session, raw: bytes, *, settings: Settings, received_at: datetime, now: datetime,
     mailbox: str | None = None, folder: str | None = None, uid: int | None = None, queue: str = "default",
 ) -> Outcome:
-    """Stores one message (see ingest_batch)."""
+    """Stores one message (see ingest_batch). A delivery report it returns (Outcome.failure) is the caller's to
+    apply (service/undelivered.apply_bounces), as the poll step does."""
     return ingest_batch(session, [Fetched(raw, received_at, uid)], settings=settings, now=now, mailbox=mailbox,
                         folder=folder, queue=queue)[0]
 

@@ -238,8 +238,14 @@ def _sent(store: Store, row: Picked, refused: dict[str, str], now: datetime | No
         if conn.execute(MARK_SENT, {"row": row.id, "at": at, "error": error}).rowcount != 1:
             return LOST  # another sender marked it first
         if row.kind == outbound.REPLY:
-            # Only a reply is a response (SPEC §7): acknowledgements and notifications are not.
-            reactions.announce(session, settings, ReplySent(row.ticket_id, row.operator_id, at))
+            # Only a reply is a response (SPEC §7): acknowledgements and notifications are not. In a savepoint: a
+            # reaction that fails must not undo "sent", or the very reply would go out again after its lease.
+            try:
+                with session.begin_nested():
+                    reactions.announce(session, settings, ReplySent(row.ticket_id, row.operator_id, at))
+            except Exception:  # noqa: BLE001 - the reply is delivered; only its figures are missing
+                log.exception("reply %s to ticket %s was sent; recording its figures failed", row.message_id,
+                              row.ticket_id)
         return SENT_
 
 

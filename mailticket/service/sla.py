@@ -243,8 +243,8 @@ def on_status(ticket: Ticket, status: str, at: datetime, calendar: timing.Busine
 
 
 def on_first_response(session: Session, ticket_id: int) -> None:
-    """For the outbox, once first_response_at is set by the first reply SENT (or reset, after a bounce): the
-    first-response verdict."""
+    """Once first_response_at is set by the first reply sent (service/responses.py), or reset after a bounce
+    (service/undelivered.py): the first-response verdict."""
     before = _read(session, ticket_id)
     if before is not None:
         _write(session, ticket_id, before, first_response_verdict(before))

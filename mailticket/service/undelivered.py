@@ -4,6 +4,7 @@ operators; a reply's ticket is open again, and its figures are those of the repl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -19,6 +20,8 @@ from mailticket.service import outbound, sla
 from mailticket.service.history import record
 from mailticket.service.status import change_status
 
+log = logging.getLogger(__name__)
+
 KIND_NAMES = {outbound.REPLY: "reply", outbound.ACK: "acknowledgement", outbound.NOTIFICATION: "notification"}
 NOTE_DOMAIN = "note@mailticket.invalid"
 # A bounce may come for a row in any state (sent, or queued again after a send that only looked lost).
@@ -28,13 +31,18 @@ BOUNCED = (update(Outbox).where(Outbox.id == bindparam("row"), Outbox.status != 
 
 def apply_bounces(session: Session, failures: Sequence[DeliveryFailure], now: datetime, settings: Settings) -> int:
     """The step after a batch: each report fails the reply it names, if it names one of ours (see `bounced`).
-    Returns how many rows failed."""
+    Each in a savepoint of its own: a report that cannot be applied is logged, and never undoes the batch that
+    stored the mail. Returns how many rows failed."""
     failed = 0
     for failure in failures:
-        for message_id in failure.message_ids:
-            if bounced(session, message_id, failure, now, settings) is not None:
-                failed += 1
-                break
+        try:
+            with session.begin_nested():
+                for message_id in failure.message_ids:
+                    if bounced(session, message_id, failure, now, settings) is not None:
+                        failed += 1
+                        break
+        except Exception:  # noqa: BLE001 - the report stays stored on its ticket; the batch goes on
+            log.exception("delivery report about %s could not be applied", ", ".join(failure.message_ids))
     return failed
 
 
@@ -79,6 +87,23 @@ def undeliverable(session: Session, outbox_id: int, reason: str, at: datetime, *
 
 def _reply_failed(session: Session, ticket_id: int, written_at: datetime, sent_at: datetime | None,
                   at: datetime, settings: Settings) -> None:
+    ticket = session.get(Ticket, ticket_id)
+    if sent_at is not None:
+        # It was counted as delivered: the figures become those of the replies that were. First, so that the SLA
+        # clock that runs again below sees a first response still to come and moves its due time out.
+        ticket.reply_count = max(0, (ticket.reply_count or 0) - 1)
+        if ticket.first_response_at == sent_at:
+            first = session.execute(
+                select(Outbox.sent_at, Message.operator_id).join(Message, Message.id == Outbox.message_id)
+                .where(Outbox.ticket_id == ticket_id, Outbox.kind == outbound.REPLY, Outbox.status == SENT)
+                .order_by(Outbox.sent_at).limit(1)).first()
+            ticket.first_response_at = first.sent_at if first else None
+            ticket.first_responder_id = first.operator_id if first else None
+            ticket.first_response_seconds = timing.first_response_seconds(ticket.created_at,
+                                                                           ticket.first_response_at)
+            session.flush()
+            # The first-response verdict follows the response that now stands (or none).
+            sla.on_first_response(session, ticket_id)
     change_status(session, ticket_id, OPEN, actor=None, at=at, settings=settings,
                   reason="a reply could not be delivered")
     ticket = session.get(Ticket, ticket_id)
@@ -93,18 +118,3 @@ def _reply_failed(session: Session, ticket_id: int, written_at: datetime, sent_a
     since = session.scalar(oldest) or written_at
     ticket.waiting_since = min(ticket.waiting_since, since) if ticket.waiting_since else since
     ticket.updated_at = at
-    if sent_at is None:
-        return  # never counted as delivered: the figures stand
-    ticket.reply_count = max(0, (ticket.reply_count or 0) - 1)
-    if ticket.first_response_at == sent_at:
-        # A bounced first reply never reached the customer: the next delivered reply, if any, is the response.
-        first = session.execute(
-            select(Outbox.sent_at, Message.operator_id).join(Message, Message.id == Outbox.message_id)
-            .where(Outbox.ticket_id == ticket_id, Outbox.kind == outbound.REPLY, Outbox.status == SENT)
-            .order_by(Outbox.sent_at).limit(1)).first()
-        ticket.first_response_at = first.sent_at if first else None
-        ticket.first_responder_id = first.operator_id if first else None
-        ticket.first_response_seconds = timing.first_response_seconds(ticket.created_at, ticket.first_response_at)
-        session.flush()
-        # The first-response verdict follows the response that now stands (or none).
-        sla.on_first_response(session, ticket_id)

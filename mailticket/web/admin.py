@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from mailticket.service import operators
-from mailticket.db.store import db_now
 from mailticket.web import reads
 from mailticket.web.auth import Admin
 from mailticket.web.core import web
@@ -19,5 +18,4 @@ def admin_page(request: Request, me: Admin):
     with app.store.reading() as session:
         people = operators.list_operators(session)
         claims = reads.live_claims(session)
-        now = db_now(session)
-    return app.render(request, "admin.html", operators=people, claims=claims, claim_now=now)
+    return app.render(request, "admin.html", operators=people, claims=claims)

@@ -133,16 +133,16 @@ async def login(
     if not gate.may_try(client, username):
         # The same answer for every user name, known or not: it tells nobody which names exist.
         return refused(429, "too many login attempts from here; try again in a few minutes")
-    candidate = await run_in_threadpool(_candidate, app, username)
     try:
-        # The password is checked outside every transaction: a flood of logins holds no lock anyone waits for.
-        if not await gate.verify(candidate[1] if candidate else None, password):
-            gate.failed(client, username)
-            return refused(401, "wrong user name or password")
-        new_hash = await gate.hash(password) if operators.needs_rehash(candidate[1]) else None
+        # Outside every transaction, in the gate's own thread: a flood of logins holds no lock and no shared worker
+        # thread that anyone else waits for.
+        operator_id, new_hash = await gate.run(_check_password, app, username, password)
     except Busy:
         return refused(503, "the server is busy checking other logins; try again in a moment")
-    token = await run_in_threadpool(_start_session, app, candidate[0], new_hash)
+    if operator_id is None:
+        gate.failed(client, username)
+        return refused(401, "wrong user name or password")
+    token = await run_in_threadpool(_start_session, app, operator_id, new_hash)
     # A new session on login: nothing an attacker planted before (a token, a flash) survives it.
     request.session.clear()
     request.session[SESSION_KEY] = token
@@ -150,9 +150,14 @@ async def login(
     return redirect(target)
 
 
-def _candidate(app, username: str) -> tuple[int, str] | None:
+def _check_password(app, username: str, password: str) -> tuple[int | None, str | None]:
+    """The operator's id when the password is right (None otherwise), and a new hash when the old one's
+    parameters are outdated. An unknown name costs the same as a wrong password."""
     with app.store.read_connection() as conn:
-        return operators.login_candidate(conn, username)
+        candidate = operators.login_candidate(conn, username)
+    if not operators.verify_password(candidate[1] if candidate else None, password):
+        return None, None
+    return candidate[0], operators.hash_password(password) if operators.needs_rehash(candidate[1]) else None
 
 
 def _start_session(app, operator_id: int, new_hash: str | None) -> str:

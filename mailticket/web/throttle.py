@@ -7,11 +7,14 @@ import asyncio
 import functools
 from concurrent.futures import ThreadPoolExecutor
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from mailticket.service import operators
+T = TypeVar("T")
 
 # Attempts from one client address, whatever the user names: a guesser moves on to the next name in vain.
 PER_CLIENT = parse("20/minute")
@@ -46,14 +49,10 @@ class LoginGate:
     def failed(self, client: str, username: str) -> None:
         self._limiter.hit(FAILURES_PER_NAME, client, username.lower())
 
-    async def verify(self, password_hash: str | None, password: str) -> bool:
-        """Whether `password` matches (None: no such operator, checked against a dummy hash all the same)."""
-        return await self._run(operators.verify_password, password_hash, password)
-
-    async def hash(self, password: str) -> str:
-        return await self._run(operators.hash_password, password)
-
-    async def _run(self, fn, *args):
+    async def run(self, check: Callable[..., T], *args) -> T:
+        """Runs `check` (a login's lookup and password check) in the gate's own thread, after the ones before it;
+        raises Busy at once when MAX_WAITING are in line. The server's shared worker threads stay free for
+        everyone else."""
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(CONCURRENT_HASHES)
         if self._waiting >= MAX_WAITING:
@@ -61,7 +60,8 @@ class LoginGate:
         self._waiting += 1
         try:
             async with self._semaphore:
-                return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+                return await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                        functools.partial(check, *args))
         finally:
             self._waiting -= 1
 
