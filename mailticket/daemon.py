@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Sequence
 
@@ -24,7 +23,6 @@ log = logging.getLogger(__name__)
 
 # systemd waits this long for a clean stop; jobs stop between batches well before it.
 SHUTDOWN_GRACE = 8.0
-SWITCH_INTERVAL = 0.001
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # journald adds the time and the unit
 
 
@@ -104,9 +102,6 @@ def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = (),
     # Everything built so far lives as long as the process: moved out of the collector's sight, it is no longer
     # walked by every full collection, which would otherwise stall a request for tens of milliseconds.
     gc.freeze()
-    # Requests run their database work in worker threads while the event loop reads the next ones: a thread waiting
-    # for the interpreter lock gets it after at most this long (Python's default, 5 ms, is felt on every hand-off).
-    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         # uvicorn handles SIGTERM and SIGINT: it stops taking requests and finishes those in flight.
         server.run()

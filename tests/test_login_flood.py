@@ -74,5 +74,4 @@ def test_an_api_claim_answers_within_100_ms_during_100_concurrent_bogus_logins(t
     assert code == 0 and "Traceback" not in out, out
     assert len(statuses) == LOGINS and set(statuses) <= {401, 429, 503}, statuses
     assert len(claims) >= 3, "the flood was over before the claims could be timed"
-    print(sorted(statuses).count(401), len(claims), max(claims))
     assert max(claims) < CLAIM_BOUND_SECONDS, f"slowest claim {max(claims) * 1000:.0f} ms over {len(claims)}"
