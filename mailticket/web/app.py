@@ -25,7 +25,7 @@ from mailticket.resources import resource_dir
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import admin, api, auth, canned, csat, customers, pages, queue, report, search
 from mailticket.web.core import LoginRequired, Web, make_templates, redirect, wants_json, web
-from mailticket.web.throttle import LoginGate
+from mailticket.web.throttle import LoginDoor, LoginGate
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,14 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     app = FastAPI(title="mailticket", openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.web = Web(settings=settings, store=store, clock=clock,
                         templates=make_templates(str(resource_dir("templates"))))
-    app.state.login_gate = LoginGate()
+    app.state.login_gate = gate = LoginGate()
     app.add_middleware(
         SessionsOutsideApi, secret_key=settings.web.secret_key, session_cookie=SESSION_COOKIE,
         max_age=int(auth.SESSION_LIFETIME.total_seconds()), same_site="lax",
         https_only=settings.web.base_url.startswith("https://") or settings.web.session_cookie_secure,
     )
     app.add_middleware(BodyLimit, reply_limit=MAX_FORM_BYTES + settings.limits.max_attachment_bytes)
+    app.add_middleware(LoginDoor, gate=gate)
     app.add_middleware(SecurityHeaders)
     _add_error_pages(app)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from limits import parse
+from starlette.types import ASGIApp, Receive, Scope, Send
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
@@ -40,6 +41,10 @@ class LoginGate:
         self._semaphore: asyncio.Semaphore | None = None
         self._waiting = 0
 
+    def full(self) -> bool:
+        """Whether as many checks wait as may: the next login is turned away at the door (see LoginDoor)."""
+        return self._waiting >= MAX_WAITING
+
     def may_try(self, client: str, username: str) -> bool:
         """Counts an attempt; False when this client has tried too often, or failed too often with this name."""
         if not self._limiter.test(FAILURES_PER_NAME, client, username.lower()):
@@ -67,3 +72,24 @@ class LoginGate:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
+
+
+BUSY_PAGE = (b"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Busy</title>"
+             b"<p>The server is busy checking other logins; try again in a moment.</p></html>")
+
+
+class LoginDoor:
+    """Turns a login away at once, before any form is read, while the gate is full: under a flood, the many
+    refused logins cost the event loop next to nothing, and everyone else's requests go on."""
+
+    def __init__(self, app: ASGIApp, gate: LoginGate, path: str = "/login") -> None:
+        self.app, self.gate, self.path = app, gate, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path and self.gate.full():
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"retry-after", b"5"),
+                                    (b"content-length", str(len(BUSY_PAGE)).encode())]})
+            await send({"type": "http.response.body", "body": BUSY_PAGE})
+            return
+        await self.app(scope, receive, send)
