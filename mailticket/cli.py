@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     ticket_show.add_argument("id", type=int)
     ticket_show.add_argument("--json", action="store_true")
     ticket_show.set_defaults(run=cmd_ticket_show)
+    ticket_close = ticket.add_parser("close", help="resolve a ticket without notifying the customer (no survey mail)")
+    ticket_close.add_argument("id", type=int)
+    ticket_close.set_defaults(run=cmd_ticket_close)
 
     outbox = commands.add_parser("outbox", help="the outgoing mail queue").add_subparsers(dest="outbox_command", required=True)
     flush = outbox.add_parser("flush", help="one sending pass")
@@ -172,6 +175,24 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
         for attachment in message["attachments"]:
             print(shown(f"  [attachment] {attachment['name']} ({attachment['content_type']}, "
                         f"{attachment['size']} bytes)"))
+    return EXIT_OK
+
+
+def cmd_ticket_close(args: argparse.Namespace) -> int:
+    from mailticket.db.models import RESOLVED
+    from mailticket.db.store import db_now
+    from mailticket.service.status import change_status
+    from mailticket.service.tickets import TicketNotFound
+
+    settings = load_settings(args)
+    store = open_store(settings)
+    try:
+        with store.transaction() as session:
+            changed = change_status(session, args.id, RESOLVED, actor=None, at=db_now(session), settings=settings,
+                                    reason="closed without notifying", notify_customer=False)
+    except TicketNotFound:
+        raise UsageError(f"no ticket {args.id}") from None
+    print(f"ticket {args.id} closed without notifying the customer" if changed else f"ticket {args.id} was resolved")
     return EXIT_OK
 
 

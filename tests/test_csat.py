@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -125,6 +127,55 @@ def test_a_ticket_nobody_answered_gets_no_survey_when_resolved(store):
     ticket = make_ticket(store)
     resolve(store, ticket, answer=False)
     assert survey_mails(store, ticket) == []
+
+
+def answered(store, ticket_id: int) -> int:
+    """An operator claims and answers the ticket, leaving it open; returns the operator's id."""
+    operator_id = make_operator(store, f"op{ticket_id}")
+    with store.transaction() as session:
+        operator = session.get(Operator, operator_id)
+        view = claim(session, ticket_id, operator, 900, now=RESOLVED_AT - timedelta(minutes=10))
+        actions.reply(session, SURVEY_SETTINGS, ticket_id, operator, "It ships today.", view.token,
+                      now=RESOLVED_AT - timedelta(minutes=5))
+    return operator_id
+
+
+def status_of(store, ticket_id: int) -> str:
+    with store.reading() as session:
+        return session.get(Ticket, ticket_id).status
+
+
+def test_closing_without_notifying_from_the_ticket_page_resolves_and_sends_no_survey(store):
+    ticket = make_ticket(store)
+    answered(store, ticket)
+    operator = Browser(create_app(SURVEY_SETTINGS, store, clock=lambda: RESOLVED_AT))
+    # The survey settings serve https://: the session cookie is only sent there.
+    operator.client = TestClient(operator.client.app, base_url=BASE_URL, follow_redirects=False)
+    assert operator.log_in(f"op{ticket}").status_code == 303
+    assert operator.post(f"/tickets/{ticket}/close").status_code == 303
+    assert (status_of(store, ticket), survey_mails(store, ticket)) == ("resolved", [])
+
+
+def test_closing_without_notifying_through_the_api_sends_no_survey(store):
+    ticket = make_ticket(store)
+    answered(store, ticket)
+    with store.transaction() as session:
+        token = operators.new_token(session, f"op{ticket}")
+    answer = client(store).post(f"/api/v1/tickets/{ticket}/status", json={"status": "resolved", "notify": False},
+                                headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200 and answer.json()["status"] == "resolved"
+    assert survey_mails(store, ticket) == []
+
+
+def test_closing_without_notifying_from_the_command_line_sends_no_survey(tmp_path, store):
+    ticket = make_ticket(store)
+    answered(store, ticket)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{store.url}"\n[web]\nsecret_key = "{SECRET}"\n[csat]\nenabled = true\n')
+    done = subprocess.run([sys.executable, "-m", "mailticket", "-c", str(config), "ticket", "close", str(ticket)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (status_of(store, ticket), survey_mails(store, ticket)) == ("resolved", [])
 
 
 # The public page

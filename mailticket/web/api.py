@@ -226,7 +226,8 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
     def set_status(me: Me, ticket_id: TicketId, request: StatusRequest) -> dict[str, Any]:
         """Sets the ticket's status and answers with its summary."""
         with store.transaction() as session:
-            change_status(session, ticket_id, request.status, actor=me, at=db_now(session), settings=settings)
+            change_status(session, ticket_id, request.status, actor=me, at=db_now(session), settings=settings,
+                          notify_customer=request.notify)
             return ticket_summary(get_ticket(session, ticket_id))
 
     return router

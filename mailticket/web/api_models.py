@@ -47,6 +47,7 @@ class NoteRequest(StrictModel):
 
 class StatusRequest(StrictModel):
     status: Status
+    notify: bool = Field(True, description="false resolves without telling the customer: no survey mail")
 
 
 class Error(BaseModel):

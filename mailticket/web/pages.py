@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from mailticket import metrics
 from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
-from mailticket.db.models import Operator
+from mailticket.db.models import RESOLVED, Operator
 from mailticket.db.store import db_now
 from mailticket.service import actions
 from mailticket.service.errors import ActionError
@@ -228,6 +228,16 @@ def set_status(request: Request, ticket_id: TicketId, me: Posting, status: Annot
     except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=str(refused))
     flash(request, f"Status set to {status}")
+    return redirect(ticket_url(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/close")
+def close(request: Request, ticket_id: TicketId, me: Posting):
+    """Resolves the ticket without telling the customer: no survey mail."""
+    with web(request).store.transaction() as session:
+        change_status(session, ticket_id, RESOLVED, actor=me, at=db_now(session), settings=web(request).settings,
+                      reason="closed without notifying", notify_customer=False)
+    flash(request, "Closed without notifying the customer")
     return redirect(ticket_url(ticket_id))
 
 
