@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailticket import config as config_module
 from mailticket.config import ConfigError, Settings
+from mailticket.service.errors import ActionError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # `ticket list --search` shows at most this many tickets, newest first.
@@ -50,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     ticket_close = ticket.add_parser("close", help="resolve a ticket without notifying the customer (no survey mail)")
     ticket_close.add_argument("id", type=int)
     ticket_close.set_defaults(run=cmd_ticket_close)
+
+    block = commands.add_parser("block", help="senders whose mail goes straight to Spam").add_subparsers(
+        dest="block_command", required=True)
+    block.add_parser("list", help="the blocked addresses and domains").set_defaults(run=cmd_block_list)
+    block_add = block.add_parser("add", help="block an address or a whole domain")
+    block_add.add_argument("pattern", metavar="ADDRESS_OR_DOMAIN")
+    block_add.set_defaults(run=cmd_block_add)
+    block_remove = block.add_parser("remove", help="lift a block")
+    block_remove.add_argument("pattern", metavar="ADDRESS_OR_DOMAIN")
+    block_remove.set_defaults(run=cmd_block_remove)
 
     outbox = commands.add_parser("outbox", help="the outgoing mail queue").add_subparsers(dest="outbox_command", required=True)
     flush = outbox.add_parser("flush", help="one sending pass")
@@ -194,6 +205,43 @@ def cmd_ticket_close(args: argparse.Namespace) -> int:
         raise UsageError(f"no ticket {args.id}") from None
     print(f"ticket {args.id} closed without notifying the customer" if changed else f"ticket {args.id} was resolved")
     return EXIT_OK
+
+
+def cmd_block_list(args: argparse.Namespace) -> int:
+    from mailticket.service import blocks
+
+    store = open_store(load_settings(args))
+    with store.reading() as session:
+        for blocked in blocks.blocked(session):
+            print(shown(f"{blocked.pattern}  (by {blocked.created_by or '-'}, {blocked.created_at:%Y-%m-%d %H:%M} UTC)"))
+    return EXIT_OK
+
+
+def cmd_block_add(args: argparse.Namespace) -> int:
+    from mailticket.clock import utcnow
+    from mailticket.service import blocks
+
+    store = open_store(load_settings(args))
+    try:
+        with store.transaction() as session:
+            pattern = blocks.block(session, args.pattern, by=None, now=utcnow())
+    except ActionError as bad:
+        raise UsageError(str(bad)) from None
+    print(f"mail from {pattern} goes to Spam from now on")
+    return EXIT_OK
+
+
+def cmd_block_remove(args: argparse.Namespace) -> int:
+    from mailticket.service import blocks
+
+    store = open_store(load_settings(args))
+    try:
+        with store.transaction() as session:
+            lifted = blocks.unblock(session, args.pattern)
+    except ActionError as bad:
+        raise UsageError(str(bad)) from None
+    print(f"mail from {args.pattern.strip().lower()} is read again" if lifted else f"{args.pattern} was not blocked")
+    return EXIT_OK if lifted else EXIT_FAILURE
 
 
 def cmd_outbox_flush(args: argparse.Namespace) -> int:

@@ -77,6 +77,8 @@ class MailboxSettings:
     processed_folder: str | None = None
     queue: str = "default"
     batch_size: int = 100
+    # Trust the spam verdict headers this mailbox's own mail server adds (anyone can write them otherwise).
+    spam_headers: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "name": Key(one_line, True), "host": Key(one_line, True), "port": Key(PORT), "security": Key(SECURITY),
         "username": Key(one_line, True), "password": Key(any_secret, True, True), "folder": Key(one_line),
         "processed_folder": Key(one_line), "queue": Key(one_line), "batch_size": Key(integer_between(1, 10_000)),
+        "spam_headers": Key(boolean),
         "address": Key(email_address('an e-mail address like "support@example.com"'), True),
     },
     "smtp": {"host": Key(one_line), "port": Key(PORT), "security": Key(SECURITY), "username": Key(one_line),

@@ -152,7 +152,7 @@ def test_poll_once_prints_its_counts_as_json(tmp_path, db_url, dovecot, box):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert json.loads(out) == {"fetched": 3, "created": 1, "appended": 2, "duplicates": 0, "autoreplies": 0,
-                               "quarantined": 0}
+                               "quarantined": 0, "spam": 0}
 
 
 def test_poll_once_killed_in_the_middle_of_a_batch_loses_and_doubles_nothing(tmp_path, db_url, dovecot, box):

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
@@ -31,8 +32,10 @@ NAMING = {
 }
 
 # Ticket statuses (SPEC §9) and message directions.
-OPEN, PENDING, RESOLVED = "open", "pending", "resolved"
+OPEN, PENDING, RESOLVED, SPAM = "open", "pending", "resolved", "spam"
+# What an operator sets through the status field; spam has actions of its own (mark as spam, not spam).
 STATUSES = (OPEN, PENDING, RESOLVED)
+ALL_STATUSES = (*STATUSES, SPAM)
 IN, OUT, NOTE = "in", "out", "note"
 
 
@@ -111,6 +114,8 @@ class Ticket(Base):
     resolution_breached: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     sla_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    # Opened by automatic mail (an out-of-office, a list, a report): waits in the "Automatic" view, not in a queue.
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # When the survey mail went out: it goes once per ticket.
     survey_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # Set when an admin merged this ticket into another; its mail then lands in that one.
@@ -332,6 +337,16 @@ class CustomerAddress(Base):
     address: Mapped[str] = mapped_column(String(320), primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BlockedSender(Base):
+    """An address ("x@spam.example") or a whole domain ("spam.example") whose mail goes straight to Spam."""
+
+    __tablename__ = "blocked_senders"
+
+    pattern: Mapped[str] = mapped_column(String(320), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Csat(Base):

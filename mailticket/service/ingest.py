@@ -17,6 +17,7 @@ from mailticket.db.models import (
     IN,
     OPEN,
     PENDING,
+    SPAM,
     Attachment,
     Customer,
     CustomerAddress,
@@ -28,7 +29,8 @@ from mailticket.db.models import (
 from mailticket.mail.loops import BOUNCE, DeliveryFailure, bounced_message_ids, classify, delivery_failure
 from mailticket.mail.parse import Inbound, parse
 from mailticket.service.quarantine import quarantine, unusable
-from mailticket.service import acks
+from mailticket.mail import spam
+from mailticket.service import acks, blocks
 from mailticket.service import sla
 from mailticket.service.status import change_status
 
@@ -79,6 +81,7 @@ class PollCounts:
     duplicates: int = 0
     autoreplies: int = 0
     quarantined: int = 0
+    spam: int = 0
 
     def add(self, other: "PollCounts") -> None:
         for name in self.__dataclass_fields__:
@@ -91,6 +94,7 @@ class Outcome:
     ticket_id: int | None = None
     reason: str = ""
     autoreply: bool = False
+    spam: bool = False
     failure: DeliveryFailure | None = None  # a report that one of our messages could not be delivered
 
 
@@ -181,6 +185,9 @@ class _Batch:
         self.messages: list[dict] = []
         self.events: list[dict] = []
         self.acks: list[acks.AckRequest] = []  # acknowledgements hook, see _thread and run
+        box = next((b for b in settings.mailboxes if b.name == mailbox), None)
+        self.spam_headers = box is not None and box.spam_headers
+        self.blocked = blocks.patterns(session)
 
     # -- threads.Lookup ---------------------------------------------------------
 
@@ -233,7 +240,7 @@ class _Batch:
                            uid=item.uid, received_at=item.received_at, now=self.now, size=item.size)
                 outcomes.append(Outcome(QUARANTINED, reason=reason_or_loop))
             else:
-                outcomes.append(self._thread(item, msg, reason_or_loop, bounced))
+                outcomes.append(self._thread(item, msg, reason_or_loop, bounced, self._spam(msg)))
         self._write()
         # --- acknowledgements hook (service/acks.py): after the batch's rows, so that each ack follows the
         # customer's message; a handful of statements for the whole batch, none per ticket.
@@ -270,7 +277,16 @@ class _Batch:
         self._load_tickets({ticket_id})
         return ticket_id
 
-    def _thread(self, item: Fetched, msg: Inbound, loop: str | None, bounced: tuple[str, ...]) -> Outcome:
+    def _spam(self, msg: Inbound) -> str | None:
+        """Why the message is spam: a blocked sender, or the verdict of a mail server this mailbox trusts."""
+        if (pattern := blocks.matching(self.blocked, msg.from_addr)) is not None:
+            return f"the sender {pattern} is blocked"
+        if self.spam_headers and (header := spam.verdict(msg)) is not None:
+            return f"the mail server says so ({header})"
+        return None
+
+    def _thread(self, item: Fetched, msg: Inbound, loop: str | None, bounced: tuple[str, ...],
+                spam_reason: str | None) -> Outcome:
         rules = self.settings.tickets
         found = threads.match(
             message_id=msg.message_id, in_reply_to=(*msg.in_reply_to, *bounced), references=msg.references,
@@ -284,21 +300,21 @@ class _Batch:
             # A merged ticket's mail (its tag, its subject) lands in the ticket it was merged into.
             ticket = self.tickets[self._survivor(found.ticket_id)]
             action = threads.follow_up(ticket.status, ticket.resolved_at, self.now, rules.reopen_days)
-            if loop is not None:
-                # Automatic mail asks nothing of anyone: appended where it belongs, flagged, the status left alone.
+            if loop is not None or spam_reason is not None:
+                # Automatic mail and spam ask nothing of anyone: appended where they belong, the status left alone.
                 action = threads.APPEND
             if action == threads.REOPEN:
                 self._open_again(ticket, item.received_at, f"new mail from {msg.from_addr}")
             elif action == threads.NEW_LINKED:
                 old = ticket
-                ticket = self._new_ticket(item, msg, queue=old.queue, follows=old.id, loop=loop)
+                ticket = self._new_ticket(item, msg, queue=old.queue, follows=old.id, loop=loop, spam_reason=None)
                 self._event(ticket.id, "follow-up", f"follows resolved ticket {old.id}")
                 matched_by, result = threads.NEW, CREATED
         if ticket is None:
-            ticket = self._new_ticket(item, msg, queue=self.queue, follows=None, loop=loop)
+            ticket = self._new_ticket(item, msg, queue=self.queue, follows=None, loop=loop, spam_reason=spam_reason)
             result = CREATED
         self._add_message(ticket.id, item, msg, matched_by=matched_by, loop=loop)
-        if result == CREATED and loop is None:
+        if result == CREATED and loop is None and spam_reason is None:
             # A customer opened a ticket: acknowledged (service/acks.py); never auto-replies, bulk, bounces or our
             # own mail (loop is set for those). A made-up Message-ID is not theirs to thread.
             self.acks.append(acks.AckRequest(
@@ -309,14 +325,15 @@ class _Batch:
             ticket.last_message_at = item.received_at
         # Automatic mail asks nothing of the operators, so it starts no waiting clock (nor puts a ticket it opens
         # in "Needs answer").
-        if loop is None and ticket.waiting_since is None:
+        asks = loop is None and spam_reason is None and ticket.status != SPAM
+        if asks and ticket.waiting_since is None:
             ticket.waiting_since = item.received_at
-        if loop is None and result == APPENDED and ticket.status == PENDING:
+        if asks and result == APPENDED and ticket.status == PENDING:
             # The customer answered a ticket pending on them: it needs the operators again, from when they wrote.
             self._open_again(ticket, item.received_at, "customer answered")
         ticket.dirty = True
         # A report that one of our messages failed is applied by the caller after the batch (service/undelivered).
-        return Outcome(result, ticket.id, autoreply=loop is not None,
+        return Outcome(result, ticket.id, autoreply=loop is not None, spam=spam_reason is not None,
                        failure=delivery_failure(msg) if loop == BOUNCE else None)
 
     def _open_again(self, ticket: _TicketState, at: datetime, reason: str) -> None:
@@ -334,27 +351,32 @@ class _Batch:
         return self.customers[address]
 
     def _new_ticket(self, item: Fetched, msg: Inbound, *, queue: str, follows: int | None,
-                    loop: str | None) -> _TicketState:
+                    loop: str | None, spam_reason: str | None) -> _TicketState:
         customer = msg.from_addr or UNKNOWN_SENDER
         # The first [[route]] that fits sets queue and priority, before the SLA is chosen on them.
         rule = routing.route(self.settings.routes, to_addrs=msg.to_addrs, from_addr=msg.from_addr,
                              subject=msg.subject, body=msg.text)
         queue = rule.queue if rule and rule.queue else queue
         priority = rule.priority if rule and rule.priority else "normal"
-        # The SLA policy and its due times go in with the row; automatic mail promises nobody an answer.
-        sla_columns = sla.new_ticket_columns(() if loop else self.settings.sla, self.calendar, queue=queue,
+        # The SLA policy and its due times go in with the row; automatic mail and spam promise nobody an answer.
+        quiet = loop is not None or spam_reason is not None
+        sla_columns = sla.new_ticket_columns(() if quiet else self.settings.sla, self.calendar, queue=queue,
                                              priority=priority, customer=customer, created_at=item.received_at)
+        status = SPAM if spam_reason is not None else OPEN
         # Inserted at once: later messages of the batch may name it by subject or tag.
         ticket_id = self.conn.execute(INSERT_TICKET, dict(
             subject=_clean(msg.subject), subject_key=threads.subject_key(msg.subject, tag=self.tag),
-            status=OPEN, queue=queue, priority=priority, mailbox=self.mailbox, customer_id=self._customer(msg),
+            status=status, automatic=loop is not None and spam_reason is None, queue=queue, priority=priority,
+            mailbox=self.mailbox, customer_id=self._customer(msg),
             routed_by=rule.name if rule else None,
             follows_ticket_id=follows, created_at=item.received_at, updated_at=self.now,
             last_message_at=item.received_at, waiting_since=None, handle_seconds=0.0, **sla_columns,
         )).scalar_one()
-        self.tickets[ticket_id] = state = _TicketState(ticket_id, OPEN, None, item.received_at, None, queue,
+        self.tickets[ticket_id] = state = _TicketState(ticket_id, status, None, item.received_at, None, queue,
                                                        priority=priority)
         self._event(ticket_id, "created", f"from {customer}")
+        if spam_reason is not None:
+            self._event(ticket_id, "spam", spam_reason)
         if rule is not None:
             self._event(ticket_id, "routed", f"rule {rule.name}: queue {queue}, priority {priority}")
         if sla_columns["sla_name"] is not None:

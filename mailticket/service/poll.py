@@ -13,7 +13,8 @@ from mailticket.clock import utcnow
 from mailticket.config import MailboxSettings, Settings
 from mailticket.db.models import MailboxState
 from mailticket.db.store import Store
-from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, PollCounts, Fetched, ingest_batch
+from mailticket.service.ingest import (APPENDED, CREATED, DUPLICATE, QUARANTINED, Fetched, Outcome, PollCounts,
+                                       ingest_batch)
 from mailticket.service.undelivered import apply_bounces
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def poll_mailbox(
                 outcomes = ingest_batch(session, items, settings=settings, now=now, mailbox=box.name,
                                         folder=box.folder, queue=box.queue)
                 for outcome in outcomes:
-                    _count(batch_counts, outcome.result, outcome.autoreply)
+                    _count(batch_counts, outcome)
                 # Reports that our mail could not be delivered, once their messages are stored.
                 apply_bounces(session, [o.failure for o in outcomes if o.failure], now, settings)
                 state = session.scalar(
@@ -82,14 +83,15 @@ def _watermark(store: Store, box: MailboxSettings, uidvalidity: int, now: dateti
         return state.last_uid
 
 
-def _count(counts: PollCounts, result: str, autoreply: bool) -> None:
-    if result == CREATED:
+def _count(counts: PollCounts, outcome: Outcome) -> None:
+    if outcome.result == CREATED:
         counts.created += 1
-    elif result == APPENDED:
+    elif outcome.result == APPENDED:
         counts.appended += 1
-    elif result == DUPLICATE:
+    elif outcome.result == DUPLICATE:
         counts.duplicates += 1
-    elif result == QUARANTINED:
+    elif outcome.result == QUARANTINED:
         counts.quarantined += 1
-    if autoreply and result in (CREATED, APPENDED):
-        counts.autoreplies += 1
+    if outcome.result in (CREATED, APPENDED):
+        counts.autoreplies += outcome.autoreply
+        counts.spam += outcome.spam

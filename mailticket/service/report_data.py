@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailticket.config import Settings
-from mailticket.db.models import Csat, Operator, Ticket
+from mailticket.db.models import SPAM, Csat, Operator, Ticket
 from mailticket.reports import Report, TicketFigures, build_report
 
 DEFAULT_DAYS = 30  # the default period: the last 30 days, today included
@@ -97,7 +97,7 @@ def figures(session: Session, since: datetime, until: datetime) -> list[TicketFi
                Csat.rating.label("csat_rating"))
         .outerjoin(Operator, Operator.id == Ticket.first_responder_id)
         .outerjoin(Csat, Csat.ticket_id == Ticket.id)  # the customer's survey answer, if any
-        .where(Ticket.created_at >= since, Ticket.created_at < until)
+        .where(Ticket.created_at >= since, Ticket.created_at < until, Ticket.status != SPAM)
         .order_by(Ticket.created_at, Ticket.id)
     ).all()
     return [

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from mailticket import timing
 from mailticket.config import BusinessHoursSettings, Settings, SlaSettings
-from mailticket.db.models import NOTE, PENDING, RESOLVED, Customer, Event, Operator, Ticket
+from mailticket.db.models import NOTE, PENDING, RESOLVED, SPAM, Customer, Event, Operator, Ticket
 from mailticket.mail import address, compose
 from mailticket.service import outbound
 from mailticket.threads import TicketTag
@@ -37,7 +37,7 @@ from mailticket.threads import TicketTag
 log = logging.getLogger(__name__)
 
 # Statuses in which the SLA clocks stand still.
-STOPPED = (PENDING, RESOLVED)
+STOPPED = (PENDING, RESOLVED, SPAM)
 # Tickets one check handles in one transaction; the scheduler runs another check while a pass comes back full.
 CHECK_LIMIT = 500
 # RFC 3834: a message made by a program, not in answer to one; vacation responders leave it alone.
@@ -77,7 +77,10 @@ class Clock:
         return self.resolution_due_at is not None and self.resolution_breached is None and self.status != RESOLVED
 
     def next_check(self) -> datetime | None:
-        """The nearest due time that can still be missed; while stopped, only one missed before the stop."""
+        """The nearest due time that can still be missed; while stopped, only one missed before the stop; none for
+        spam, which is nobody's to answer."""
+        if self.status == SPAM:
+            return None
         dues = [due for due, unsettled in ((self.first_response_due_at, self.first_response_unsettled),
                                            (self.resolution_due_at, self.resolution_unsettled)) if unsettled]
         if self.sla_paused_since is not None:
@@ -283,7 +286,7 @@ def check(session: Session, settings: Settings, now: datetime, *, limit: int = C
             events.append(dict(ticket_id=row.id, at=now, kind="sla-breach", actor=None,
                                detail=f"{what} was due {due.isoformat()} (policy {row.sla_name})"))
         # One mail per ticket, ever; a resolved ticket needs nobody any more.
-        if missed and escalated_at is None and after.status != RESOLVED:
+        if missed and escalated_at is None and after.status not in (RESOLVED, SPAM):
             escalated_at = now
             escalate.append((row, missed))
         updates.append(dict(t_id=row.id, t_first=after.first_response_breached, t_resolution=after.resolution_breached,

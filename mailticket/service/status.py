@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from mailticket.config import Settings
-from mailticket.db.models import RESOLVED, STATUSES, Operator, Ticket
+from mailticket.db.models import ALL_STATUSES, RESOLVED, Operator, Ticket
 from mailticket.service import reactions, sla
 from mailticket.service.errors import ActionError
 from mailticket.service.events import StatusChanged
@@ -23,8 +23,8 @@ def change_status(session: Session, ticket_id: int, status: str, *, actor: Opera
     Resolving records the resolution and stops the SLA clocks (so does pending); leaving either runs them again
     (a pending ticket's pause counted in the business hours of `settings`); leaving resolved counts a reopening.
     """
-    if status not in STATUSES:
-        raise ActionError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    if status not in ALL_STATUSES:
+        raise ActionError(f"unknown status {status!r}; use one of {', '.join(ALL_STATUSES)}")
     # Read locked, so that two changes of one ticket never both start from the same old status. (SQLAlchemy leaves
     # FOR UPDATE out on SQLite, whose writers take the whole database at BEGIN.)
     ticket = session.get(Ticket, ticket_id, with_for_update={"of": Ticket}, populate_existing=True)

@@ -96,9 +96,14 @@ def admin(operator: Annotated[Operator, Depends(signed_in)]) -> Operator:
     return operator
 
 
+def admin_posting(operator: Annotated[Operator, Depends(posting)]) -> Operator:
+    return admin(operator)
+
+
 SignedIn = Annotated[Operator, Depends(signed_in)]
 Posting = Annotated[Operator, Depends(posting)]
 Admin = Annotated[Operator, Depends(admin)]
+AdminPosting = Annotated[Operator, Depends(admin_posting)]
 
 
 @router.get("/login")

@@ -27,6 +27,7 @@ from mailticket.service import claims as claim_service
 from mailticket.service import canned as canned_replies
 from mailticket.service import csat
 from mailticket.service import merge as merge_service
+from mailticket.service import spam_marks
 from mailticket.service.status import change_status
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import reads
@@ -238,6 +239,30 @@ def close(request: Request, ticket_id: TicketId, me: Posting):
         change_status(session, ticket_id, RESOLVED, actor=me, at=db_now(session), settings=web(request).settings,
                       reason="closed without notifying", notify_customer=False)
     flash(request, "Closed without notifying the customer")
+    return redirect(ticket_url(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/spam")
+def mark_spam(request: Request, ticket_id: TicketId, me: Posting, block: Annotated[str, Form(max_length=16)] = ""):
+    """Out of the queues, into Spam; with `block`, the sender's later mail goes there too."""
+    try:
+        with web(request).store.transaction() as session:
+            blocked = spam_marks.mark_spam(session, ticket_id, me, settings=web(request).settings,
+                                           now=db_now(session), block=block)
+    except ActionError as refused:
+        return render_ticket(request, me, ticket_id, 422, error=str(refused))
+    flash(request, "Marked as spam" + (f"; mail from {blocked} goes to Spam from now on" if blocked else ""))
+    return redirect(ticket_url(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/not-spam")
+def not_spam(request: Request, ticket_id: TicketId, me: Posting):
+    try:
+        with web(request).store.transaction() as session:
+            lifted = spam_marks.not_spam(session, ticket_id, me, settings=web(request).settings, now=db_now(session))
+    except ActionError as refused:
+        return render_ticket(request, me, ticket_id, 422, error=str(refused))
+    flash(request, "Not spam: back in the queue" + (f"; {', '.join(lifted)} no longer blocked" if lifted else ""))
     return redirect(ticket_url(ticket_id))
 
 

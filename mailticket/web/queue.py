@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import and_, case, or_, select, text
 from sqlalchemy.orm import Session
 
-from mailticket.db.models import OPEN, PENDING, RESOLVED, Claim, Customer, Operator, Ticket
+from mailticket.db.models import OPEN, PENDING, RESOLVED, SPAM, Claim, Customer, Operator, Ticket
 from mailticket.db.store import db_now
 from mailticket.web.auth import SignedIn
 from mailticket.web.core import web
@@ -18,8 +18,10 @@ from mailticket.web.core import web
 PAGE_SIZE = 200
 # The default view: open tickets with a customer message nobody has answered yet.
 WAITING = "waiting"
-VIEWS = (WAITING, OPEN, PENDING, RESOLVED, "mine", "all")
-View = Literal["waiting", "open", "pending", "resolved", "mine", "all"]
+# Automatic: tickets opened by automatic mail (out-of-office, lists, reports) that nobody has written to since.
+AUTOMATIC = "automatic"
+VIEWS = (WAITING, OPEN, PENDING, RESOLVED, "mine", AUTOMATIC, SPAM, "all")
+View = Literal["waiting", "open", "pending", "resolved", "mine", "automatic", "spam", "all"]
 # The default order of each view, or the nearest due time first.
 DUE = "due"
 Sort = Literal["default", "due"]
@@ -70,10 +72,14 @@ def queue_rows(session: Session, *, view: str, queue: str | None, operator_id: i
     )
     if view == WAITING:
         query = query.where(Ticket.status == OPEN, Ticket.waiting_since.is_not(None))
-    elif view in (OPEN, PENDING, RESOLVED):
+    elif view in (OPEN, PENDING, RESOLVED, SPAM):
         query = query.where(Ticket.status == view)
+    elif view == AUTOMATIC:
+        query = query.where(Ticket.status == OPEN, Ticket.automatic.is_(True), Ticket.waiting_since.is_(None))
     elif view == "mine":
         query = query.where(Claim.operator_id == operator_id)
+    else:  # all, but spam: it is nobody's work
+        query = query.where(Ticket.status != SPAM)
     if queue:
         query = query.where(Ticket.queue == queue)
     if sort == DUE:
