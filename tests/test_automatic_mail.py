@@ -15,6 +15,7 @@ from mailticket.service import actions, outbound
 from mailticket.service.claims import claim
 from mailticket.service.poll import poll_mailbox
 from mailticket.service.status import change_status
+from mailticket.web.queue import queue_rows
 from tests.factories import T0, make_operator
 from tests.mails import SUPPORT, make_mail
 
@@ -93,6 +94,8 @@ def test_an_automatic_message_that_opens_a_ticket_asks_nobody_for_an_answer(stor
                                                 subject="Our newsletter", headers={"List-Id": "<news.list.example>"}))
     with store.reading() as session:
         ticket = session.scalar(select(Ticket))
-        assert (ticket.status, ticket.waiting_since, ticket.sla_name) == ("open", None, None)
+        assert (ticket.status, ticket.waiting_since, ticket.sla_name, ticket.automatic) == ("open", None, None, True)
+        automatic, _more = queue_rows(session, view="automatic", queue=None, operator_id=0, now=T0)
     assert needs_answer(store) == []
+    assert [row.subject for row in automatic] == ["Our newsletter"]
     assert outgoing(store, outbound.ACK) == 0
