@@ -126,7 +126,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_poll_once(args: argparse.Namespace) -> int:
-    from mailticket.service.ingest import PollCounts
+    from mailticket.service.intake import PollCounts
     from mailticket.service.poll import poll_mailbox
 
     settings = load_settings(args)

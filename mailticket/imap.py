@@ -32,8 +32,11 @@ BODY_AND_DATE = ["BODY.PEEK[]", "INTERNALDATE"]  # PEEK: fetching must never set
 # Of a message over the size limit only its head is fetched (its headers and the start of its text, enough to
 # tell whose it is): it is quarantined, and the whole of it stays in the mailbox.
 OVERSIZE_HEAD_BYTES = 256 * 1024
-HEAD_AND_DATE = [f"BODY.PEEK[]<0.{OVERSIZE_HEAD_BYTES}>", "INTERNALDATE"]
+HEAD_AND_DATE = [f"BODY.PEEK[]<0.{OVERSIZE_HEAD_BYTES}>", "INTERNALDATE", "BODYSTRUCTURE"]
 HEAD = b"BODY[]<0>"  # the server's name for the partial fetch above
+STRUCTURE = b"BODYSTRUCTURE"
+# A basic part of a BODYSTRUCTURE: type, subtype, parameters, id, description, encoding, size (RFC 3501 §7.4.2).
+PART_PARAMETERS, PART_SIZE = 2, 6
 SEEN = b"\\Seen"
 DELETED = b"\\Deleted"
 EXISTS = b"EXISTS"  # the untagged response that announces a new message count
@@ -56,6 +59,8 @@ class Downloaded:
     internaldate: datetime  # timezone-aware UTC: when the IMAP server received the message
     raw: bytes
     size: int  # RFC822.SIZE: over the caller's limit, `raw` holds only the first OVERSIZE_HEAD_BYTES of it
+    # Of such a message, the parts left in the mailbox, as its BODYSTRUCTURE names them: (file name, bytes).
+    held_back: tuple[tuple[str, int], ...] = ()
 
 
 def plan_batches(sizes: Sequence[tuple[int, int]], *, batch_size: int, max_batch_bytes: int) -> list[list[int]]:
@@ -275,10 +280,12 @@ class MailboxConnection:
             with self._errors(f"fetching {len(batch)} messages from UID {batch[0]}"):
                 reply = self.client.fetch(whole, BODY_AND_DATE) if whole else {}
                 if heads:
-                    reply.update({uid: {BODY: data.get(HEAD, b""), INTERNALDATE: data[INTERNALDATE]}
+                    reply.update({uid: {BODY: data.get(HEAD, b""), INTERNALDATE: data[INTERNALDATE],
+                                        STRUCTURE: data.get(STRUCTURE)}
                                   for uid, data in self.client.fetch(heads, HEAD_AND_DATE).items()})
             # A UID missing from the reply was expunged by someone else since the listing: nothing to ingest.
-            fetched = [Downloaded(uid, _utc(reply[uid][INTERNALDATE]), reply[uid][BODY], full[uid])
+            fetched = [Downloaded(uid, _utc(reply[uid][INTERNALDATE]), reply[uid][BODY], full[uid],
+                                  tuple(named_parts(reply[uid].get(STRUCTURE))))
                        for uid in batch if BODY in reply.get(uid, {})]
             if fetched:
                 yield fetched
@@ -336,6 +343,29 @@ class MailboxConnection:
                     if not self.client.folder_exists(target):
                         raise
         self._processed_folder_exists = True
+
+
+def named_parts(structure) -> Iterator[tuple[str, int]]:
+    """(file name, size) of each part of a BODYSTRUCTURE that names a file, in order; nothing for None."""
+    if structure is None:
+        return
+    if getattr(structure, "is_multipart", False):
+        for part in structure[0]:
+            yield from named_parts(part)
+        return
+    names = [value for field in structure if isinstance(field, tuple) for value in _filenames(field)]
+    size = structure[PART_SIZE] if len(structure) > PART_SIZE and isinstance(structure[PART_SIZE], int) else 0
+    if names:
+        yield names[0], size
+
+
+def _filenames(field: tuple) -> Iterator[str]:
+    """The "name"/"filename" values in a parameter list or a disposition ("attachment", ("filename", ...))."""
+    for key, value in zip(field[::2], field[1::2]):
+        if isinstance(value, tuple):
+            yield from _filenames(value)
+        elif isinstance(key, bytes) and key.lower() in (b"name", b"filename") and isinstance(value, bytes):
+            yield value.decode("utf-8", "replace")
 
 
 def _announces_mail(responses: Sequence) -> bool:

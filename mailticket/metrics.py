@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from mailticket.db.models import OPEN, PENDING, QUEUED, SENDING, Outbox, Ticket
 from mailticket.db.store import Store
-from mailticket.service.ingest import PollCounts
+from mailticket.service.intake import PollCounts
 from mailticket.service.outbox import SendCounts
 
 log = logging.getLogger(__name__)

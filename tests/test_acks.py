@@ -23,7 +23,8 @@ from mailticket.db.models import OUT, Event, Message, Outbox, Ticket
 from mailticket.mail.loops import LOOP_HEADER, OWN, classify
 from mailticket.mail.parse import parse
 from mailticket.service.acks import human_duration, queue_ack, render_ack
-from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, Fetched, ingest, ingest_batch
+from mailticket.service.ingest import ingest, ingest_batch
+from mailticket.service.intake import APPENDED, CREATED, DUPLICATE, Fetched
 from mailticket.service.outbox import SendCounts, flush_sync
 from tests.mails import SUPPORT, make_mail
 

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from mailticket.db.models import Message, Quarantine, Ticket
 from mailticket.db.store import Store
-from mailticket.service.ingest import CREATED, QUARANTINED, ingest
+from mailticket.service.ingest import ingest
+from mailticket.service.intake import CREATED, QUARANTINED
 from tests.bombs import bombs
 from tests.dovecot import free_port
 from tests.factories import SETTINGS, T0

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from mailticket.db.models import CustomerAddress, Operator, Ticket
 from mailticket.service import actions
 from mailticket.service.status import change_status
-from mailticket.service.ingest import APPENDED, CREATED, ingest
+from mailticket.service.ingest import ingest
+from mailticket.service.intake import APPENDED, CREATED
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import make_mail
 from tests.test_web import element, signed_in

@@ -7,10 +7,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import undefer
 
 from mailticket.config import AutoreplySettings, LimitSettings, MailboxSettings, Settings, TicketSettings
+from mailticket.imap import OVERSIZE_HEAD_BYTES
 from mailticket.db.models import OUT, RESOLVED, Event, Message, Participant, Quarantine, Ticket
-from mailticket.service.ingest import APPENDED, CREATED, DUPLICATE, QUARANTINED, ingest
+from mailticket.service.ingest import ingest
+from mailticket.service.intake import APPENDED, CREATED, DUPLICATE, QUARANTINED
 from tests.mails import SUPPORT, make_mail
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
@@ -144,12 +147,15 @@ def test_random_bytes_are_quarantined_and_the_next_message_is_stored(store):
         assert row.raw == poison and "header" in row.reason
 
 
-def test_a_message_over_the_size_limit_is_quarantined_with_the_reason(store):
+def test_a_message_over_the_size_limit_opens_its_ticket_from_its_head_with_a_note(store):
     big = make_mail(body="x" * 300_000)
     outcome = put(store, big)
-    assert outcome.result == QUARANTINED
-    assert "max_message_bytes" in outcome.reason
-    assert count(store, Quarantine) == 1 and count(store, Message) == 0
+    assert outcome.result == CREATED and count(store, Quarantine) == 0
+    with store.reading() as session:
+        inbound, note = session.scalars(select(Message).where(Message.ticket_id == outcome.ticket_id)
+                                        .order_by(Message.id).options(undefer(Message.raw))).all()
+    assert inbound.raw == big[:OVERSIZE_HEAD_BYTES] and inbound.subject == "Where is my order?"
+    assert note.direction == "note" and "over limits.max_message_bytes" in note.text
 
 
 def test_the_same_poison_fetched_again_is_quarantined_once(store):
@@ -159,13 +165,15 @@ def test_the_same_poison_fetched_again_is_quarantined_once(store):
     assert count(store, Quarantine) == 1
 
 
-def test_a_multipart_message_whose_boundary_never_appears_is_quarantined(store):
+def test_a_multipart_message_whose_boundary_never_appears_is_stored_with_what_it_has(store):
     broken = (b"From: ana@customer.example\r\nTo: support@shop.example\r\nSubject: broken\r\n"
               b"Message-ID: <broken@c.example>\r\nMIME-Version: 1.0\r\n"
               b"Content-Type: multipart/mixed; boundary=\"XYZ\"\r\n\r\nno boundary here\r\n")
     outcome = put(store, broken)
-    assert outcome.result == QUARANTINED and "MIME" in outcome.reason
-    assert put(store, make_mail()).result == CREATED
+    assert outcome.result == CREATED
+    with store.reading() as session:
+        message = session.scalar(select(Message).options(undefer(Message.raw)))
+    assert (message.subject, message.raw) == ("broken", broken) and "StartBoundaryNotFoundDefect" in message.defects
 
 
 def test_nul_characters_in_the_body_do_not_stop_the_message(store):

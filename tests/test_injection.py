@@ -14,7 +14,8 @@ import pytest
 from mailticket.config import AutoreplySettings
 from mailticket.service import actions
 from mailticket.service import claims as claim_service
-from mailticket.service.ingest import QUARANTINED, ingest
+from mailticket.service.ingest import ingest
+from mailticket.service.intake import QUARANTINED
 from mailticket.service.outbox import flush_sync
 from mailticket.db.models import Operator
 from tests.factories import SETTINGS, T0, make_operator

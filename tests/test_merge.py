@@ -13,7 +13,8 @@ from mailticket.db.store import Store
 from mailticket.service import actions
 from mailticket.service import claims as claim_service
 from mailticket.service.tickets import TicketNotFound
-from mailticket.service.ingest import APPENDED, ingest
+from mailticket.service.ingest import ingest
+from mailticket.service.intake import APPENDED
 from mailticket.service.merge import MergeError, merge
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import make_mail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from email.message import EmailMessage
 import os
 import signal
 import subprocess
@@ -99,9 +100,9 @@ def test_internaldate_is_the_received_time_of_the_ticket(store, dovecot, box):
         assert session.scalar(select(Ticket.created_at)) == when
 
 
-def test_poison_messages_are_quarantined_and_the_messages_after_them_are_ingested(store, dovecot, box):
+def test_nothing_fetched_is_dropped_whatever_comes_in_and_the_messages_after_it_are_ingested(store, dovecot, box):
     random_bytes = os.urandom(4000).replace(b"\r", b"").replace(b"\n", b"") + b"\r\n"
-    huge = make_mail(body="placeholder", message_id="huge@c.example").replace(
+    huge = make_mail(body="placeholder", message_id="huge@c.example", subject="Photos of the damage").replace(
         b"placeholder", (b"y" * 998 + b"\r\n") * 60_000)  # about 60 MB
     assert len(huge) > 60_000_000
     broken = (b"From: ana@customer.example\r\nSubject: broken\r\nMessage-ID: <broken@c.example>\r\n"
@@ -110,17 +111,34 @@ def test_poison_messages_are_quarantined_and_the_messages_after_them_are_ingeste
     dovecot.deliver(box.username, [random_bytes, good[0], huge, broken, good[1]])
     settings = settings_for(box, limits=LimitSettings(max_message_bytes=25 * 1024 * 1024))
     counts = poll_mailbox(store, settings, box)
-    assert (counts.fetched, counts.quarantined, counts.created, counts.appended) == (5, 3, 1, 1)
+    assert (counts.fetched, counts.quarantined, counts.created, counts.appended) == (5, 1, 3, 1)
+    # Every message fetched is kept: stored on a ticket, or quarantined.
+    assert count(store, Message) + count(store, Quarantine) == counts.fetched
     with store.reading() as session:
-        reasons = session.scalars(select(Quarantine.reason).order_by(Quarantine.uid)).all()
-        sizes = session.scalars(select(Quarantine.size).order_by(Quarantine.uid)).all()
-    assert "header" in reasons[0] and "max_message_bytes" in reasons[1] and "MIME" in reasons[2]
-    assert sizes[1] == len(huge)
-    # Only the head of the huge one was downloaded and kept; all of it stays in the mailbox.
-    with store.reading() as session:
-        kept = session.scalar(select(Quarantine.raw).where(Quarantine.size == len(huge)))
-    assert kept == huge[:OVERSIZE_HEAD_BYTES] and "stays in the mailbox" in reasons[1]
+        assert "header" in session.scalar(select(Quarantine.reason))
+        # The huge one opened its ticket from its head alone; a note says what stayed in the mailbox.
+        ticket = session.scalar(select(Message.ticket_id).where(Message.message_id == "huge@c.example"))
+        note = session.scalar(select(Message.text).where(Message.ticket_id == ticket, Message.direction == "note"))
+        raw = session.scalar(select(Message.raw).where(Message.message_id == "huge@c.example"))
+    assert raw == huge[:OVERSIZE_HEAD_BYTES]
+    assert f"{len(huge) / 1_000_000:.1f} MB" in note and "UID 3" in note and "folder INBOX" in note
     assert all(SEEN in flags for flags in dovecot.flags(box.username).values())
+
+
+def test_the_note_of_an_oversized_message_names_the_attachments_it_held_back(store, dovecot, box):
+    photo = b"\xff\xd8" + os.urandom(3_000_000)
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "ana@customer.example", SUPPORT, "The broken vase"
+    mail["Message-ID"] = "<vase@customer.example>"
+    mail.set_content("Photos attached.")
+    mail.add_attachment(photo, maintype="image", subtype="jpeg", filename="vase.jpg")
+    dovecot.deliver(box.username, [mail.as_bytes()])
+    settings = settings_for(box, limits=LimitSettings(max_message_bytes=1_000_000))
+    assert poll_mailbox(store, settings, box).created == 1
+    with store.reading() as session:
+        note = session.scalar(select(Message.text).where(Message.direction == "note"))
+        text = session.scalar(select(Message.text).where(Message.direction == "in"))
+    assert "vase.jpg (4.1 MB)" in note and "Photos attached." in text
 
 
 def write_config(tmp_path, db_url: str, box: MailboxSettings) -> str:

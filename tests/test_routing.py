@@ -15,7 +15,8 @@ from sqlalchemy import select
 from mailticket.config import ConfigError, RouteSettings, SlaSettings, load
 from mailticket.db.models import Event, Ticket
 from mailticket.routing import fold, route
-from mailticket.service.ingest import APPENDED, CREATED, ingest
+from mailticket.service.ingest import ingest
+from mailticket.service.intake import APPENDED, CREATED
 from tests.mails import SUPPORT, make_mail
 from tests.test_config import EXAMPLE
 from tests.test_ingest import SETTINGS, T0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -15,6 +15,7 @@ from mailticket import routing, threads
 from mailticket.config import Settings
 from mailticket.db.models import (
     IN,
+    NOTE,
     OPEN,
     PENDING,
     SPAM,
@@ -26,10 +27,12 @@ from mailticket.db.models import (
     Event,
     Ticket,
 )
-from mailticket.mail.loops import BOUNCE, DeliveryFailure, bounced_message_ids, classify, delivery_failure
+from mailticket.mail.loops import BOUNCE, bounced_message_ids, classify, delivery_failure
 from mailticket.mail.parse import Inbound, parse
-from mailticket.service.quarantine import quarantine, unusable
-from mailticket.mail import spam
+from mailticket.service.intake import APPENDED, CREATED, DUPLICATE, QUARANTINED, Fetched, Outcome
+from mailticket.service.quarantine import oversize_note, quarantine, unusable
+from mailticket.imap import OVERSIZE_HEAD_BYTES
+from mailticket.mail import compose, spam
 from mailticket.service import acks, blocks
 from mailticket.service import sla
 from mailticket.service.status import change_status
@@ -43,7 +46,7 @@ SUBJECT_CANDIDATES = 5
 # A chain of merges (A into B, then B into C) is followed this far; merge refuses cycles, this bounds a broken one.
 MAX_MERGE_HOPS = 10
 UNKNOWN_SENDER = "unknown@invalid"
-CREATED, APPENDED, DUPLICATE, QUARANTINED = "created", "appended", "duplicate", "quarantined"
+NOTE_DOMAIN = "note@mailticket.invalid"
 
 log = logging.getLogger(__name__)
 
@@ -69,44 +72,6 @@ INSERT_MESSAGE_RETURNING_ID = insert(Message).returning(Message.id)
 UPDATE_TICKET = update(Ticket).where(Ticket.id == bindparam("t_id")).values(
     last_message_at=bindparam("t_last"), waiting_since=bindparam("t_waiting"), updated_at=bindparam("t_now"),
 )
-
-
-@dataclass
-class PollCounts:
-    """What one polling pass did (SPEC §3 poll-once)."""
-
-    fetched: int = 0
-    created: int = 0
-    appended: int = 0
-    duplicates: int = 0
-    autoreplies: int = 0
-    quarantined: int = 0
-    spam: int = 0
-
-    def add(self, other: "PollCounts") -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: str  # CREATED, APPENDED, DUPLICATE or QUARANTINED
-    ticket_id: int | None = None
-    reason: str = ""
-    autoreply: bool = False
-    spam: bool = False
-    failure: DeliveryFailure | None = None  # a report that one of our messages could not be delivered
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """One message to ingest: its bytes, when the server received it, and where it came from; `size` is its size in
-    the mailbox when `raw` holds only its head (a message over the limit is fetched no further)."""
-
-    raw: bytes
-    received_at: datetime
-    uid: int | None = None
-    size: int | None = None
 
 
 @dataclass
@@ -222,10 +187,13 @@ class _Batch:
 
     def run(self, items: Sequence[Fetched]) -> list[Outcome]:
         parsed = []
+        limit = self.settings.limits.max_message_bytes
         for item in items:
-            reason = unusable(item.raw, None, self.settings, item.size)
-            msg = parse(item.raw) if reason is None else None
-            reason = reason or unusable(item.raw, msg, self.settings)
+            if (item.size or len(item.raw)) > limit:
+                # Too big to keep whole: its head is read and stored, its ticket says what was held back.
+                item = replace(item, raw=item.raw[:OVERSIZE_HEAD_BYTES], size=item.size or len(item.raw))
+            msg = parse(item.raw)
+            reason = unusable(msg)
             if reason is not None:
                 parsed.append((item, None, reason, ()))
                 continue
@@ -314,6 +282,10 @@ class _Batch:
             ticket = self._new_ticket(item, msg, queue=self.queue, follows=None, loop=loop, spam_reason=spam_reason)
             result = CREATED
         self._add_message(ticket.id, item, msg, matched_by=matched_by, loop=loop)
+        if item.size is not None and item.size > self.settings.limits.max_message_bytes:
+            self._note(ticket.id, item, oversize_note(item.size, self.settings.limits.max_message_bytes,
+                                                      item.held_back, mailbox=self.mailbox, folder=self.folder,
+                                                      uid=item.uid))
         if result == CREATED and loop is None and spam_reason is None:
             # A customer opened a ticket: acknowledged (service/acks.py); never auto-replies, bulk, bounces or our
             # own mail (loop is set for those). A made-up Message-ID is not theirs to thread.
@@ -396,7 +368,8 @@ class _Batch:
         self.known[msg.message_id] = ticket_id
         if msg.from_addr:
             self.participants.add((ticket_id, msg.from_addr))
-        if not msg.attachments:
+        oversize = item.size is not None and item.size > len(item.raw)
+        if not msg.attachments or oversize:  # a head's attachments are cut short: the mailbox keeps them whole
             self.messages.append(row)
             return
         # Attachments need the message's id now; messages without them are written together at the end.
@@ -410,6 +383,14 @@ class _Batch:
                  data=part.data if len(part.data) <= limit else b"")
             for part in msg.attachments
         ])
+
+    def _note(self, ticket_id: int, item: Fetched, text: str) -> None:
+        """An internal note on the ticket, written with the batch's messages, just after the one it is about."""
+        self.messages.append(dict(
+            ticket_id=ticket_id, direction=NOTE, message_id=compose.new_message_id(NOTE_DOMAIN), in_reply_to="",
+            references="", from_addr="", from_name="mailticket", to_addrs="", subject="", date=item.received_at,
+            received_at=item.received_at, text=text, html=None, matched_by=None, loop=None, mailbox=self.mailbox,
+            defects="", raw=None, operator_id=None))
 
     def _event(self, ticket_id: int, kind: str, detail: str) -> None:
         self.events.append(dict(ticket_id=ticket_id, at=self.now, kind=kind, actor=None, detail=detail))

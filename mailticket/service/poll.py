@@ -13,8 +13,8 @@ from mailticket.clock import utcnow
 from mailticket.config import MailboxSettings, Settings
 from mailticket.db.models import MailboxState
 from mailticket.db.store import Store
-from mailticket.service.ingest import (APPENDED, CREATED, DUPLICATE, QUARANTINED, Fetched, Outcome, PollCounts,
-                                       ingest_batch)
+from mailticket.service.ingest import ingest_batch
+from mailticket.service.intake import APPENDED, CREATED, DUPLICATE, QUARANTINED, Fetched, Outcome, PollCounts
 from mailticket.service.undelivered import apply_bounces
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def poll_mailbox(
             batch_counts = PollCounts(fetched=len(batch))
             with store.transaction() as session:
                 now = clock()
-                items = [Fetched(f.raw, f.internaldate, f.uid, f.size) for f in batch]
+                items = [Fetched(f.raw, f.internaldate, f.uid, f.size, f.held_back) for f in batch]
                 outcomes = ingest_batch(session, items, settings=settings, now=now, mailbox=box.name,
                                         folder=box.folder, queue=box.queue)
                 for outcome in outcomes:

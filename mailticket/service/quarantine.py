@@ -1,4 +1,5 @@
-"""Mail that cannot become a ticket: why (`unusable`), and keeping its bytes with the reason (`quarantine`)."""
+"""Mail that cannot become a ticket: why (`unusable`), and keeping its bytes with the reason (`quarantine`); and the
+note on a ticket whose message was too big to read whole (`oversize_note`)."""
 
 from __future__ import annotations
 
@@ -9,37 +10,37 @@ from datetime import datetime
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailticket.config import Settings
 from mailticket.db.models import Quarantine
 from mailticket.mail.parse import INVALID_SENDER, Inbound
 
-# Defects after which the message body cannot be trusted to be what the sender wrote.
-FATAL_DEFECTS = ("StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect")
 MAX_SHORT_REASON = 500
 
 log = logging.getLogger(__name__)
 
 
-def unusable(raw: bytes, msg: Inbound | None, settings: Settings, size: int | None = None) -> str | None:
-    """Why a message must be quarantined instead of stored, or None; `size` is its size in the mailbox when `raw`
-    holds only its head."""
-    limit = settings.limits.max_message_bytes
-    size = len(raw) if size is None else size
-    if size > limit:
-        kept = "" if len(raw) >= size else f"; its first {len(raw)} bytes are kept here, all of it stays in the mailbox"
-        return f"message of {size} bytes exceeds limits.max_message_bytes ({limit}){kept}"
-    if msg is None:
-        return None
+def unusable(msg: Inbound) -> str | None:
+    """Why a parsed message must be quarantined instead of stored, or None. Broken MIME is no reason: such mail is
+    stored with what could be read (its headers, whatever text there is), and its raw bytes stay with it."""
     invalid_sender = next((d for d in msg.defects if d.startswith(INVALID_SENDER)), None)
     if invalid_sender is not None:
         # Answering it could send mail to whatever the address smuggles in (a list of others, a header).
         return f"the sender address is not a valid e-mail address ({invalid_sender.partition(': ')[2]})"
     if not msg.headers or not (msg.from_addr or msg.header("message-id") or msg.header("date")):
         return "no usable header fields (no From, Message-ID or Date): not an e-mail message"
-    fatal = [d for d in msg.defects if any(name in d for name in FATAL_DEFECTS)]
-    if fatal:
-        return "broken MIME structure: " + "; ".join(fatal)
     return None
+
+
+def oversize_note(size: int, limit: int, held_back: tuple[tuple[str, int], ...], *, mailbox: str | None,
+                  folder: str | None, uid: int | None) -> str:
+    """The note on the ticket of a message over `limits.max_message_bytes`, of which only the head was read."""
+    parts = ", ".join(f"{name} ({_megabytes(size)})" for name, size in held_back) or "its attachments"
+    where = f"mailbox {mailbox or '?'}, folder {folder or '?'}" + (f", UID {uid}" if uid is not None else "")
+    return (f"This message is {_megabytes(size)}, over limits.max_message_bytes ({_megabytes(limit)}): only its "
+            f"beginning was read. Held back: {parts}. The whole message stays in {where}.")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"
 
 
 def quarantine(
