@@ -5,23 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from pathlib import Path
 
-from mailticket import config as config_module
-from mailticket.config import ConfigError, Settings
-from mailticket.service.errors import ActionError
+from mailticket import cli_inbox
+from mailticket.cli_common import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, load_settings, open_store,
+                                   shown)
+from mailticket.config import ConfigError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # `ticket list --search` shows at most this many tickets, newest first.
 CLI_SEARCH_LIMIT = 500
-
-
-class UsageError(Exception):
-    """Bad arguments that argparse cannot see (an unknown mailbox, a missing ticket)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,15 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     ticket_close.add_argument("id", type=int)
     ticket_close.set_defaults(run=cmd_ticket_close)
 
-    block = commands.add_parser("block", help="senders whose mail goes straight to Spam").add_subparsers(
-        dest="block_command", required=True)
-    block.add_parser("list", help="the blocked addresses and domains").set_defaults(run=cmd_block_list)
-    block_add = block.add_parser("add", help="block an address or a whole domain")
-    block_add.add_argument("pattern", metavar="ADDRESS_OR_DOMAIN")
-    block_add.set_defaults(run=cmd_block_add)
-    block_remove = block.add_parser("remove", help="lift a block")
-    block_remove.add_argument("pattern", metavar="ADDRESS_OR_DOMAIN")
-    block_remove.set_defaults(run=cmd_block_remove)
+    cli_inbox.add_commands(commands)
 
     outbox = commands.add_parser("outbox", help="the outgoing mail queue").add_subparsers(dest="outbox_command", required=True)
     flush = outbox.add_parser("flush", help="one sending pass")
@@ -97,17 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("username")
     token.set_defaults(run=cmd_operator_token)
     return parser
-
-
-def load_settings(args: argparse.Namespace) -> Settings:
-    path = Path(args.config) if args.config else config_module.default_config_path()
-    return config_module.load(path)
-
-
-def open_store(settings: Settings):
-    from mailticket.db.store import Store
-
-    return Store(settings.database.url)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -205,43 +180,6 @@ def cmd_ticket_close(args: argparse.Namespace) -> int:
         raise UsageError(f"no ticket {args.id}") from None
     print(f"ticket {args.id} closed without notifying the customer" if changed else f"ticket {args.id} was resolved")
     return EXIT_OK
-
-
-def cmd_block_list(args: argparse.Namespace) -> int:
-    from mailticket.service import blocks
-
-    store = open_store(load_settings(args))
-    with store.reading() as session:
-        for blocked in blocks.blocked(session):
-            print(shown(f"{blocked.pattern}  (by {blocked.created_by or '-'}, {blocked.created_at:%Y-%m-%d %H:%M} UTC)"))
-    return EXIT_OK
-
-
-def cmd_block_add(args: argparse.Namespace) -> int:
-    from mailticket.clock import utcnow
-    from mailticket.service import blocks
-
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            pattern = blocks.block(session, args.pattern, by=None, now=utcnow())
-    except ActionError as bad:
-        raise UsageError(str(bad)) from None
-    print(f"mail from {pattern} goes to Spam from now on")
-    return EXIT_OK
-
-
-def cmd_block_remove(args: argparse.Namespace) -> int:
-    from mailticket.service import blocks
-
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            lifted = blocks.unblock(session, args.pattern)
-    except ActionError as bad:
-        raise UsageError(str(bad)) from None
-    print(f"mail from {args.pattern.strip().lower()} is read again" if lifted else f"{args.pattern} was not blocked")
-    return EXIT_OK if lifted else EXIT_FAILURE
 
 
 def cmd_outbox_flush(args: argparse.Namespace) -> int:
@@ -342,16 +280,6 @@ def cmd_operator_token(args: argparse.Namespace) -> int:
 
     print(_operator_change(args, lambda session: new_token(session, args.username)))
     return EXIT_OK
-
-
-# What mail may carry that a terminal would obey instead of show: escape sequences and other control characters
-# (not tab and newline), and the marks that reorder a line ("gpj.exe" shown as "exe.jpg").
-TERMINAL_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
-
-
-def shown(text: str) -> str:
-    """Text from mail as a terminal shows it harmlessly: each unsafe character written as its escape (\\x1b)."""
-    return TERMINAL_UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _safe_url(url: str) -> str:

@@ -1,13 +1,15 @@
-"""The admin page: operators, the live claims (each with a button to break it), and the blocked senders."""
+"""The admin pages: operators, the live claims (each with a button to break it), the blocked senders, and the
+quarantine (each message shown, downloaded, released or deleted)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi.responses import Response
 
 from mailticket.db.store import db_now
-from mailticket.service import blocks, operators
+from mailticket.service import blocks, operators, quarantine_admin
 from mailticket.service.errors import ActionError
 from mailticket.web import reads
 from mailticket.web.auth import Admin, AdminPosting
@@ -47,3 +49,65 @@ def unblock(request: Request, me: AdminPosting, pattern: Annotated[str, Form(max
         lifted, pattern = False, str(refused)
     flash(request, f"Mail from {pattern} is read again" if lifted else f"{pattern} was not blocked")
     return redirect("/admin")
+
+
+QuarantineId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.get("/admin/quarantine")
+def quarantine_page(request: Request, me: Admin):
+    app = web(request)
+    with app.store.reading() as session:
+        found = quarantine_admin.entries(session)
+    return app.render(request, "quarantine.html", entries=found, shown_entry=None, headers="")
+
+
+@router.get("/admin/quarantine/{entry_id}")
+def quarantine_entry(request: Request, entry_id: QuarantineId, me: Admin):
+    app = web(request)
+    try:
+        with app.store.reading() as session:
+            found = quarantine_admin.entry(session, entry_id)
+            headers = quarantine_admin.header_block(found.raw)
+    except ActionError as missing:
+        raise HTTPException(404, str(missing)) from None
+    return app.render(request, "quarantine.html", entries=[], shown_entry=found, headers=headers)
+
+
+@router.get("/admin/quarantine/{entry_id}/raw")
+def quarantine_raw(request: Request, entry_id: QuarantineId, me: Admin):
+    try:
+        with web(request).store.reading() as session:
+            raw = quarantine_admin.entry(session, entry_id).raw
+    except ActionError as missing:
+        raise HTTPException(404, str(missing)) from None
+    # A download, never shown: the bytes are whatever the sender made them.
+    return Response(raw, media_type="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="quarantined-{entry_id}.eml"',
+        "Content-Security-Policy": "sandbox; default-src 'none'", "Cache-Control": "private, no-store"})
+
+
+@router.post("/admin/quarantine/{entry_id}/release")
+def quarantine_release(request: Request, entry_id: QuarantineId, me: AdminPosting):
+    app = web(request)
+    try:
+        with app.store.transaction() as session:
+            released = quarantine_admin.release(session, entry_id, app.settings, db_now(session))
+    except ActionError as missing:
+        raise HTTPException(404, str(missing)) from None
+    if released.still_quarantined:
+        flash(request, f"Still quarantined: {released.outcome.reason}")
+        return redirect(f"/admin/quarantine/{entry_id}")
+    flash(request, f"Released into ticket #{released.outcome.ticket_id}")
+    return redirect(f"/tickets/{released.outcome.ticket_id}")
+
+
+@router.post("/admin/quarantine/{entry_id}/delete")
+def quarantine_delete(request: Request, entry_id: QuarantineId, me: AdminPosting):
+    try:
+        with web(request).store.transaction() as session:
+            quarantine_admin.remove(session, entry_id)
+    except ActionError as missing:
+        raise HTTPException(404, str(missing)) from None
+    flash(request, f"Quarantined message {entry_id} deleted")
+    return redirect("/admin/quarantine")

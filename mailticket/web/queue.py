@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from mailticket.db.models import OPEN, PENDING, RESOLVED, SPAM, Claim, Customer, Operator, Ticket
 from mailticket.db.store import db_now
+from mailticket.service import quarantine_admin
 from mailticket.web.auth import SignedIn
 from mailticket.web.core import web
 
@@ -132,5 +133,6 @@ def queue_page(
         rows, more = queue_rows(session, view=view, queue=queue or None, operator_id=me.id, now=db_now(session),
                                 page=page, sort=sort)
         names = queue_names(session)
+        quarantined = quarantine_admin.waiting(session)
     return app.render(request, "queue.html", rows=rows, more=more, view=view, views=VIEWS, queue=queue or "",
-                      queues=names, page=page, sort=sort)
+                      queues=names, page=page, sort=sort, quarantined=quarantined)
