@@ -237,7 +237,7 @@ def test_an_invalid_body_is_422_with_a_reason(api):
         "body.claim_token: field required": ana.post(reply, {"body": "Hi"}),
         "body.body: string should have at least 1 character": ana.post(reply, {"body": "", "claim_token": token}),
         "the reply is empty": ana.post(reply, {"body": "  \n ", "claim_token": token}),
-        "body.cc: extra inputs are not permitted": ana.post(reply, {"body": "Hi", "claim_token": token, "cc": "x"}),
+        "body.bcc: extra inputs are not permitted": ana.post(reply, {"body": "Hi", "claim_token": token, "bcc": "x"}),
         "body.status: input should be 'open', 'pending' or 'resolved'":
             ana.post(reply, {"body": "Hi", "claim_token": token, "status": "closed"}),
         "body.claim_token: string should match pattern": ana.post(reply, {"body": "Hi", "claim_token": "a\x00b"}),

@@ -31,7 +31,7 @@ NEW_COLUMNS = {
         "escalated_at": None, "sla_check_at": None, "merged_into_id": None, "routed_by": None,
         "survey_sent_at": None, "automatic": False,
     },
-    "messages": {"operator_id": None},
+    "messages": {"operator_id": None, "reply_to": None},
 }
 FIRST_TABLES = ("customers", "tickets", "messages", "attachments", "participants", "quarantine", "events",
                 "mailbox_state")

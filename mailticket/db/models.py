@@ -145,6 +145,8 @@ class Message(Base):
     from_addr: Mapped[str] = mapped_column(String(320), default="")
     from_name: Mapped[str] = mapped_column(String(200), default="")
     to_addrs: Mapped[str] = mapped_column(Text, default="")
+    # Where the sender asked answers to go (Reply-To); replies go to From when there is none.
+    reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
     subject: Mapped[str] = mapped_column(Text, default="")
     date: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # When the IMAP server received it (INTERNALDATE), or when we created it.

@@ -38,6 +38,7 @@ class Outgoing:
     subject: str
     raw: bytes
     to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
     from_address: str = ""
     text: str = ""  # the plain-text body
     in_reply_to: str | None = None
@@ -80,6 +81,7 @@ def build(
     auto_submitted: str | None = None,
     html: str | None = None,
     attachments: Sequence[tuple[str, str, bytes]] = (),
+    cc: Sequence[str] = (),
 ) -> Outgoing:
     """A complete message; its bytes are stored, so that every retry sends the very same message.
 
@@ -89,6 +91,7 @@ def build(
     which acknowledgements of a big batch of new tickets would pay on the ingest path.
     """
     to = tuple(address.checked(a) for a in to)
+    cc = tuple(address.checked(a) for a in cc)
     if not to:
         raise ValueError("a message needs at least one recipient")
     address.checked(from_address)
@@ -121,6 +124,8 @@ def build(
         msg = mixed
     msg["From"] = formataddr((from_name, from_address), charset="utf-8")
     msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
     msg["Subject"] = _subject_header(subject)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = f"<{message_id}>"
@@ -133,7 +138,7 @@ def build(
         msg["Auto-Submitted"] = auto_submitted
     msg[LOOP_HEADER] = str(ticket_id)
     # CRLF as on the wire, so that the stored bytes are exactly the bytes sent.
-    return Outgoing(message_id, subject, msg.as_bytes(policy=WIRE), to=to, from_address=from_address,
+    return Outgoing(message_id, subject, msg.as_bytes(policy=WIRE), to=to, cc=cc, from_address=from_address,
                     text=text, in_reply_to=in_reply_to, references=tuple(refs))
 
 

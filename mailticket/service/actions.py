@@ -19,6 +19,7 @@ from mailticket.service.tickets import get_ticket
 from mailticket.service.history import record
 from mailticket.service import outbound
 from mailticket.service.errors import ActionError
+from mailticket.service.recipients import Recipients, for_reply
 from mailticket.service.status import change_status
 from mailticket.threads import TicketTag
 
@@ -30,11 +31,13 @@ _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
 def reply(
     session: Session, settings: Settings, ticket_id: int, operator: Operator, body: str, claim_token: str | None,
     *, keep_claim: bool = False, status: str | None = None, now: datetime | None = None,
-    attachments: Sequence[tuple[str, str, bytes]] = (),
+    attachments: Sequence[tuple[str, str, bytes]] = (), recipients: Recipients | None = None,
 ) -> compose.Outgoing:
     """Queues a reply to the customer; refused with ClaimLost unless the live claim is held with this token.
 
     `attachments` are (filename, content type, bytes): sent with the mail and kept as Attachment rows.
+    `recipients` are To and Cc as the operator chose them (see service/recipients.py); by default the reply goes
+    to the Reply-To of the customer's newest message, else its From.
     Returns the composed mail (its Message-ID is the reply's).
     """
     body = body.replace("\x00", "")
@@ -51,15 +54,14 @@ def reply(
     now = now or db_now(session)
     ticket = get_ticket(session, ticket_id)
     take_for_reply(session, ticket_id, operator, claim_token, keep=keep_claim, now=now)
-    last_in = session.scalar(
-        select(Message).where(Message.ticket_id == ticket_id, Message.direction == IN)
-        .order_by(Message.received_at.desc(), Message.id.desc()).limit(1)
-    )
+    last_in = newest_from_customer(session, ticket_id)
+    if recipients is None:
+        recipients = for_reply(session, settings, ticket_id, to=None)
     address = settings.address_of(ticket.mailbox)
     references = (last_in.references.split() if last_in and last_in.references else [])
     try:
         outgoing = compose.build(
-            from_address=address, from_name=settings.smtp.from_name, to=[ticket.customer.address],
+            from_address=address, from_name=settings.smtp.from_name, to=recipients.to, cc=recipients.cc,
             subject=compose.reply_subject(ticket.subject, TicketTag(settings.tickets.subject_tag).render(ticket.id)),
             body=body, date=now, ticket_id=ticket.id, in_reply_to=last_in.message_id if last_in else None,
             references=references, attachments=parts,
@@ -80,6 +82,13 @@ def reply(
     if status is not None:
         change_status(session, ticket.id, status, actor=operator, at=now, settings=settings)
     return outgoing
+
+
+def newest_from_customer(session: Session, ticket_id: int) -> Message | None:
+    """The newest inbound message that a person wrote (automatic mail answers nobody)."""
+    return session.scalar(
+        select(Message).where(Message.ticket_id == ticket_id, Message.direction == IN, Message.loop.is_(None))
+        .order_by(Message.received_at.desc(), Message.id.desc()).limit(1))
 
 
 def clean_attachment(filename: str, content_type: str, data: bytes) -> tuple[str, str, bytes]:

@@ -360,7 +360,7 @@ class _Batch:
         row = dict(
             ticket_id=ticket_id, direction=IN, message_id=msg.message_id, in_reply_to=" ".join(msg.in_reply_to),
             references=" ".join(msg.references), from_addr=msg.from_addr, from_name=_clean(msg.from_name)[:200],
-            to_addrs=", ".join(msg.to_addrs), subject=_clean(msg.subject), date=msg.date,
+            to_addrs=", ".join(msg.to_addrs), reply_to=msg.reply_to, subject=_clean(msg.subject), date=msg.date,
             received_at=item.received_at, text=_clean(msg.text), html=_clean(msg.html) if msg.html else None,
             matched_by=matched_by, loop=loop, mailbox=self.mailbox, defects="\n".join(msg.defects), raw=item.raw,
             operator_id=None,

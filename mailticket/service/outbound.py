@@ -45,7 +45,7 @@ def enqueue(session: Session, items: Sequence[Queued], now: datetime) -> dict[st
     ids = dict(conn.execute(INSERT_MESSAGES, [_message_row(item, now) for item in items]).all())
     conn.execute(INSERT_OUTBOX, [
         dict(message_id=ids[item.mail.message_id], ticket_id=item.ticket_id, kind=item.kind, status=QUEUED,
-             recipients=list(item.mail.to), attempts=0, next_attempt_at=now, lease_until=None, last_error="",
+             recipients=[*item.mail.to, *item.mail.cc], attempts=0, next_attempt_at=now, lease_until=None, last_error="",
              created_at=now, sent_at=None)
         for item in items
     ])
@@ -57,7 +57,8 @@ def _message_row(item: Queued, now: datetime) -> dict:
     return dict(
         ticket_id=item.ticket_id, direction=item.direction, message_id=mail.message_id,
         in_reply_to=mail.in_reply_to or "", references=" ".join(mail.references), from_addr=mail.from_address,
-        from_name=item.shown_as[:MAX_NAME_CHARS], to_addrs=", ".join(mail.to), subject=mail.subject, date=now,
+        from_name=item.shown_as[:MAX_NAME_CHARS], to_addrs=", ".join((*mail.to, *mail.cc)), subject=mail.subject,
+        date=now,
         received_at=now, text=mail.text, html=None, matched_by=None, loop=None, mailbox=item.mailbox, defects="",
         raw=mail.raw, operator_id=item.operator_id,
     )

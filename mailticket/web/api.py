@@ -17,7 +17,7 @@ from mailticket.claims import ClaimConflict, ClaimLost, NotHolder
 from mailticket.config import Settings
 from mailticket.db.models import Operator
 from mailticket.db.store import Store
-from mailticket.service import actions, operators
+from mailticket.service import actions, operators, recipients
 from mailticket.service import claims as claim_service
 from mailticket.service.errors import ActionError
 from mailticket.db.store import db_now
@@ -209,8 +209,10 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
     def reply(me: Me, ticket_id: TicketId, request: ReplyRequest) -> dict[str, Any]:
         """Queues a reply; accepted only with the token of the caller's live claim (fencing)."""
         with store.transaction() as session:
+            chosen = recipients.for_reply(session, settings, ticket_id, to=request.to, cc=request.cc,
+                                          reply_all=request.reply_all)
             message = actions.reply(session, settings, ticket_id, me, request.body, request.claim_token,
-                                    keep_claim=request.keep_claim, status=request.status)
+                                    keep_claim=request.keep_claim, status=request.status, recipients=chosen)
         return {"message_id": message.message_id}
 
     @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=NoteCreated,

@@ -19,6 +19,7 @@ def _without_nul(value: str) -> str:
 
 
 Body = Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS), AfterValidator(_without_nul)]
+Address = Annotated[str, Field(min_length=3, max_length=254, description="an e-mail address")]
 ClaimToken = Annotated[str, Field(pattern=TOKEN_PATTERN, description="the token returned by the claim call")]
 # The read side hands out ISO 8601 strings with offset (SPEC §9); they are passed through, not re-parsed.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -39,6 +40,10 @@ class ReplyRequest(StrictModel):
     claim_token: ClaimToken
     keep_claim: bool = Field(False, description="keep the claim after sending (it is released by default)")
     status: Status | None = Field(None, description="set the ticket's status together with the reply")
+    to: list[Address] | None = Field(None, max_length=50, description="the recipients; by default the Reply-To, "
+                                                                       "else the From, of the customer's newest mail")
+    cc: list[Address] = Field([], max_length=50, description="copies")
+    reply_all: bool = Field(False, description="also Cc everyone else the customer's newest mail went to")
 
 
 class NoteRequest(StrictModel):

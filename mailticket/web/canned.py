@@ -6,6 +6,8 @@ the Insert button posts the whole reply form here and the ticket page comes back
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
@@ -15,7 +17,7 @@ from mailticket.db.models import Operator, Ticket
 from mailticket.service import canned
 from mailticket.web.auth import Admin, Posting
 from mailticket.web.core import flash, redirect, web
-from mailticket.web.pages import MAX_ID, MAX_TEXT_CHARS, REPLY_STATUSES, Draft, TicketId, render_ticket
+from mailticket.web.pages import MAX_ID, MAX_TEXT_CHARS, Draft, TicketId, render_ticket
 
 PAGE = "/admin/canned"
 CannedId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -95,10 +97,8 @@ def remove(request: Request, reply_id: CannedId, me: AdminPosting):
 async def insert(request: Request, ticket_id: TicketId, me: Posting):
     """The reply form's Insert button without JavaScript: the typed text comes back with the reply appended."""
     form = await request.form()
-    typed = str(form.get("body", ""))[:MAX_TEXT_CHARS]
     raw_id = str(form.get("canned_id", ""))
-    status = str(form.get("status", ""))
-    draft = Draft(typed, keep_claim="keep_claim" in form, status=status if status in REPLY_STATUSES else "")
+    draft = Draft.of(form)
     return await run_in_threadpool(_insert, request, ticket_id, me, draft, raw_id)
 
 
@@ -118,4 +118,4 @@ def _insert(request: Request, ticket_id: int, me: Operator, draft: Draft, raw_id
     else:
         text = ""
     return render_ticket(request, me, ticket_id,
-                         draft=Draft((text + chosen.body)[:MAX_TEXT_CHARS], draft.keep_claim, draft.status))
+                         draft=dataclasses.replace(draft, body=(text + chosen.body)[:MAX_TEXT_CHARS]))

@@ -27,7 +27,7 @@ from mailticket.service import claims as claim_service
 from mailticket.service import canned as canned_replies
 from mailticket.service import csat
 from mailticket.service import merge as merge_service
-from mailticket.service import spam_marks
+from mailticket.service import recipients, spam_marks
 from mailticket.service.status import change_status
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import reads
@@ -42,6 +42,8 @@ MAX_TEXT_CHARS = actions.MAX_BODY_CHARS * 2  # the service gives the precise ref
 TextField = Annotated[str, Form(max_length=MAX_TEXT_CHARS)]
 # Reply form: "" leaves the status as it is.
 REPLY_STATUSES = ("", "pending", "resolved")
+# The To and Cc fields: 50 addresses of the longest kind.
+MAX_ADDRESS_FIELD = 50 * 256
 # A content type we repeat to the browser as stored; anything else is served as plain bytes.
 SAFE_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
 
@@ -55,6 +57,18 @@ class Draft:
     body: str = ""
     keep_claim: bool = False
     status: str = ""
+    to: str | None = None  # None: the address proposed (Reply-To, else From, of the customer's newest mail)
+    cc: str = ""
+    reply_all: bool = False
+
+    @classmethod
+    def of(cls, form) -> Draft:
+        """The draft a posted reply form carries (its files cannot be handed back)."""
+        status = str(form.get("status", ""))
+        return cls(str(form.get("body", ""))[:MAX_TEXT_CHARS], keep_claim="keep_claim" in form,
+                   status=status if status in REPLY_STATUSES else "",
+                   to=str(form["to"])[:MAX_ADDRESS_FIELD] if "to" in form else None,
+                   cc=str(form.get("cc", ""))[:MAX_ADDRESS_FIELD], reply_all="reply_all" in form)
 
 
 def ticket_url(ticket_id: int) -> str:
@@ -78,13 +92,16 @@ def render_ticket(request: Request, me: Operator, ticket_id: int, status: int = 
         csat_rating = csat.rating(session, ticket_id)
     holding = page.held_by(me.id)
     live = page.live_claim()
+    newest = next((m for m in reversed(page.messages) if m.direction == "in" and m.loop is None), None)
+    answer, others = recipients.proposed(newest, page.ticket.customer.address, app.settings.own_addresses)
     return app.render(
         request, "ticket.html", status, page=page, ticket=page.ticket, customer=page.ticket.customer, live=live,
         holding=holding, show_reply=holding or draft is not None, draft=draft or Draft(),
         can_reclaim=draft is not None and not holding and live is None, error=error, note_draft=note_draft,
         heartbeat=app.settings.claims.heartbeat, max_attachment_bytes=app.settings.limits.max_attachment_bytes,
         reply_statuses=REPLY_STATUSES, statuses=actions.STATUSES,
-        priorities=actions.PRIORITIES, canned=canned, csat_rating=csat_rating,
+        priorities=actions.PRIORITIES, canned=canned, csat_rating=csat_rating, proposed_to=answer,
+        others=others,
     )
 
 
@@ -97,10 +114,7 @@ def ticket_page(request: Request, ticket_id: TicketId, me: SignedIn):
 async def claim(request: Request, ticket_id: TicketId, me: Posting):
     # The reply form's "Claim again" button posts the whole form here: its text comes back pre-filled.
     form = await request.form()
-    draft = None
-    if "body" in form:
-        draft = Draft(str(form.get("body", ""))[:MAX_TEXT_CHARS], keep_claim="keep_claim" in form,
-                      status=str(form.get("status", "")) if form.get("status") in REPLY_STATUSES else "")
+    draft = Draft.of(form) if "body" in form else None
     # The database work runs in a worker thread, as for the other (sync) handlers.
     return await run_in_threadpool(_claim, request, ticket_id, me, draft)
 
@@ -161,15 +175,19 @@ def break_claim(request: Request, ticket_id: TicketId, me: Posting, next: Annota
     return redirect(local_path(next, ticket_url(ticket_id)))
 
 
+AddressField = Annotated[str | None, Form(max_length=MAX_ADDRESS_FIELD)]
+
+
 @router.post("/tickets/{ticket_id}/reply")
 def reply(
     request: Request, ticket_id: TicketId, me: Posting, body: TextField = "",
     claim_token: Annotated[str, Form(max_length=200)] = "", keep_claim: Annotated[bool, Form()] = False,
-    status: Annotated[str, Form(max_length=16)] = "",
+    status: Annotated[str, Form(max_length=16)] = "", to: AddressField = None, cc: AddressField = "",
+    reply_all: Annotated[bool, Form()] = False,
     attachments: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI copies defaults)
 ):
     app = web(request)
-    draft = Draft(body, keep_claim, status if status in REPLY_STATUSES else "")
+    draft = Draft(body, keep_claim, status if status in REPLY_STATUSES else "", to, cc or "", reply_all)
     files = read_uploads(attachments, app.settings.limits.max_attachment_bytes)
     # A browser cannot be handed files back: a refusal says to choose them again; the text is kept.
     again = " (choose the attachments again)" if attachments and any(a.filename for a in attachments) else ""
@@ -180,7 +198,8 @@ def reply(
     try:
         with app.store.transaction() as session:
             actions.reply(session, app.settings, ticket_id, me, body, claim_token or None, keep_claim=keep_claim,
-                          status=status or None, attachments=files)
+                          status=status or None, attachments=files,
+                          recipients=chosen_recipients(session, app.settings, ticket_id, draft))
     except ClaimLost as lost:
         metrics.claim_conflict(metrics.CLAIM_LOST)  # metrics hook
         return render_ticket(request, me, ticket_id, 409, error=f"Not sent: {lost}{again}", draft=draft)
@@ -188,6 +207,13 @@ def reply(
         return render_ticket(request, me, ticket_id, 422, error=f"Not sent: {refused}{again}", draft=draft)
     flash(request, "Reply queued")
     return redirect(ticket_url(ticket_id))
+
+
+def chosen_recipients(session, settings, ticket_id: int, draft: Draft) -> recipients.Recipients:
+    """To and Cc as the form says (see recipients.for_reply)."""
+    return recipients.for_reply(session, settings, ticket_id,
+                                to=recipients.typed(draft.to, "To") if draft.to is not None else None,
+                                cc=recipients.typed(draft.cc, "Cc"), reply_all=draft.reply_all)
 
 
 def read_uploads(uploads: list[UploadFile], limit: int) -> list[tuple[str, str, bytes]] | None:
