@@ -110,3 +110,34 @@ def test_without_a_reply_to_the_reply_goes_to_the_sender(store):
         view = claim(session, ticket, olga, 900, now=T0)
         actions.reply(session, WEB_SETTINGS, ticket, olga, "Hello Bob.", view.token, now=T0)
     assert sent_to(store) == [["bob@customer.example"]]
+
+
+def test_forwarding_sends_the_conversation_with_its_attachments_and_notes_it(store, smtp_sink):
+    from email.message import EmailMessage
+
+    from mailticket.db.models import Event, Message
+    from mailticket.service.ingest import ingest
+    from tests.factories import SETTINGS
+
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "ana@customer.example", "support@shop.example", "Broken vase"
+    mail["Message-ID"] = "<vase@customer.example>"
+    mail.set_content("It arrived broken, photo attached.")
+    mail.add_attachment(b"\xff\xd8photo", maintype="image", subtype="jpeg", filename="vase.jpg")
+    with store.transaction() as session:
+        ticket = ingest(session, mail.as_bytes(), settings=SETTINGS, received_at=T0, now=T0).ticket_id
+    olga = browser(store)
+    refused = olga.post(f"/tickets/{ticket}/forward", {"to": "not an address"})
+    assert refused.status_code == 422 and "Not forwarded: To:" in refused.text
+    assert olga.post(f"/tickets/{ticket}/forward", {"to": "claims@carrier.example",
+                                                    "note": "Please open a claim."}).status_code == 303
+    assert flush_sync(store, replace(WEB_SETTINGS, smtp=smtp_sink.settings())).sent == 1
+    [sent] = smtp_sink.messages
+    assert sent.recipients == ("claims@carrier.example",)
+    parsed = email.message_from_bytes(sent.raw, policy=email.policy.default)
+    text = parsed.get_body(("plain",)).get_content()
+    assert "Please open a claim." in text and "It arrived broken, photo attached." in text
+    assert [part.get_filename() for part in parsed.iter_attachments()] == ["vase.jpg"]
+    with store.reading() as session:
+        assert "to claims@carrier.example" in session.scalar(select(Event.detail).where(Event.kind == "forwarded"))
+        assert session.scalar(select(Message.direction).where(Message.subject.startswith("Fwd:"))) == "note"

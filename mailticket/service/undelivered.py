@@ -22,7 +22,8 @@ from mailticket.service.status import change_status
 
 log = logging.getLogger(__name__)
 
-KIND_NAMES = {outbound.REPLY: "reply", outbound.ACK: "acknowledgement", outbound.NOTIFICATION: "notification"}
+KIND_NAMES = {outbound.REPLY: "reply", outbound.ACK: "acknowledgement", outbound.NOTIFICATION: "notification",
+              "forward": "forwarded conversation"}
 NOTE_DOMAIN = "note@mailticket.invalid"
 # A bounce may come for a row in any state (sent, or queued again after a send that only looked lost).
 BOUNCED = (update(Outbox).where(Outbox.id == bindparam("row"), Outbox.status != FAILED)

@@ -27,7 +27,7 @@ from mailticket.service import claims as claim_service
 from mailticket.service import canned as canned_replies
 from mailticket.service import csat
 from mailticket.service import merge as merge_service
-from mailticket.service import recipients, spam_marks
+from mailticket.service import forward, recipients, spam_marks
 from mailticket.service.status import change_status
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import reads
@@ -265,6 +265,19 @@ def close(request: Request, ticket_id: TicketId, me: Posting):
         change_status(session, ticket_id, RESOLVED, actor=me, at=db_now(session), settings=web(request).settings,
                       reason="closed without notifying", notify_customer=False)
     flash(request, "Closed without notifying the customer")
+    return redirect(ticket_url(ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/forward")
+def forward_conversation(request: Request, ticket_id: TicketId, me: Posting, to: AddressField = "",
+                         note: Annotated[str, Form(max_length=MAX_TEXT_CHARS)] = ""):
+    """Sends the conversation, with its attachments, to the addresses typed; a note of it stays on the ticket."""
+    try:
+        with web(request).store.transaction() as session:
+            forward.forward(session, web(request).settings, ticket_id, me, to or "", note, db_now(session))
+    except ActionError as refused:
+        return render_ticket(request, me, ticket_id, 422, error=f"Not forwarded: {refused}")
+    flash(request, f"Conversation forwarded to {(to or '').strip()}")
     return redirect(ticket_url(ticket_id))
 
 
