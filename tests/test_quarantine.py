@@ -19,7 +19,6 @@ from mailticket.service.ingest import ingest
 from mailticket.web.app import create_app
 from tests.browser import login
 from tests.factories import SETTINGS, T0, make_operator
-from tests.mails import make_mail
 from tests.test_web import Browser
 
 WEB = Settings(mailboxes=SETTINGS.mailboxes, autoreply=SETTINGS.autoreply,

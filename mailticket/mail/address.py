@@ -27,6 +27,8 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ASCII_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Invisible reordering marks (the right-to-left override that shows "gpj.exe" as "exe.jpg").
 BIDI_CONTROLS = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Mail systems that sign a bounce "From: MAILER-DAEMON", with no domain: still the sender, and a bounce by its name.
+BARE_SYSTEM_SENDERS = frozenset({"mailer-daemon", "postmaster"})
 
 
 def problem(address: str) -> str | None:
@@ -198,6 +200,9 @@ def read(values: list[str]) -> list[Mailbox]:
         for name, written in mailboxes(value):
             if tainted:
                 result.append(Mailbox(name, written.strip().lower(), "the header holds control characters"))
+                continue
+            if written.strip().lower() in BARE_SYSTEM_SENDERS:
+                result.append(Mailbox(name, written.strip().lower(), None))
                 continue
             if "@" not in written:
                 # "From: Whomever" (RFC 2046's examples, "undisclosed-recipients:;") names nobody we can answer.

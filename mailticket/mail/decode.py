@@ -41,7 +41,7 @@ ID_SEPARATORS = re.compile(r"[\s,]+")
 
 
 @functools.lru_cache(maxsize=256)
-def _codec(label: str) -> str | None:
+def codec(label: str) -> str | None:
     """The Python codec for a charset label, None when unknown or not a text charset."""
     label = CHARSET_ALIASES.get(label, label)
     try:
@@ -54,7 +54,7 @@ def _codec(label: str) -> str | None:
 def decode_bytes(data: bytes, declared: str | None, defects: list[str]) -> str:
     """Text of `data`: the declared charset if it works, then the fallbacks; never raises."""
     label = (declared or "").strip().strip("\"'").lower()
-    first = _codec(label)
+    first = codec(label)
     chain = ("utf-8", first, *FALLBACK_CHARSETS) if first in UTF8_FIRST else (first, *FALLBACK_CHARSETS)
     if label and not first:
         defects.append(f"unknown charset {label}")
@@ -97,15 +97,34 @@ def unfold(value: str) -> str:
     return value.replace("\r", "").replace("\n", "") if "\n" in value or "\r" in value else value
 
 
-def header_text(value: str) -> str:
-    """A raw header value (8-bit bytes carried as surrogate escapes) as real text."""
+def header_text(value: str, charset: str | None = None) -> str:
+    """A raw header value (8-bit bytes carried as surrogate escapes) as real text: UTF-8 (RFC 6532) when it is,
+    else `charset` (what the message declares or what its bytes look like), else the fallbacks."""
     if value.isascii():
         return value
     try:
         data = value.encode("ascii", "surrogateescape")
     except UnicodeEncodeError:  # already real text, not escaped bytes
         return value
-    return decode_bytes(data, None, [])
+    if charset:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return decode_bytes(data, charset, [])
+
+
+def is_raw_8bit(value: str) -> bool:
+    """Whether a raw header value carries 8-bit bytes that are no UTF-8: only then does its charset matter."""
+    if value.isascii():
+        return False
+    try:
+        value.encode("ascii", "surrogateescape").decode("utf-8")
+    except UnicodeEncodeError:  # already real text
+        return False
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def _decode_word(charset: str, encoding: str, payload: str) -> bytes | None:
@@ -118,7 +137,7 @@ def _decode_word(charset: str, encoding: str, payload: str) -> bytes | None:
         if not payload.isascii():
             # Raw 8-bit text inside a Q word (Eudora did this): it was written in the word's charset.
             try:
-                return binascii.a2b_qp(payload.encode(_codec(charset) or LAST_RESORT_CHARSET), header=True)
+                return binascii.a2b_qp(payload.encode(codec(charset) or LAST_RESORT_CHARSET), header=True)
             except Exception:
                 pass
         return binascii.a2b_qp(payload.encode("utf-8", "surrogatepass"), header=True)

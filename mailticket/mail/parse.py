@@ -17,6 +17,7 @@ from io import BytesIO
 from mailticket.mail import address
 from mailticket.mail import headers as header_block
 from mailticket.mail import html as html_mail
+from mailticket.mail import detect, tnef
 from mailticket.mail.decode import (
     decode_bytes,
     decode_words,
@@ -131,7 +132,7 @@ def _payload_bytes(part: Message, defects: list[str]) -> bytes:
         return b""
 
 
-def _part_text(part: Message, defects: list[str]) -> str:
+def _part_text(part: Message, defects: list[str], default_charset: str | None) -> str:
     data = _payload_bytes(part, defects)
     try:
         charset = part.get_param("charset")
@@ -141,7 +142,7 @@ def _part_text(part: Message, defects: list[str]) -> str:
     if not charset and part.get_content_type() == "text/html":
         match = META_CHARSET.search(data, 0, META_SNIFF_BYTES)
         charset = match.group(1).decode("ascii") if match else None
-    return decode_bytes(data, charset, defects).replace("\r\n", "\n").replace("\r", "\n")
+    return decode_bytes(data, charset or default_charset, defects).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _safe_filename(name: str) -> str:
@@ -220,7 +221,8 @@ def _html_view(chunks: list[_Chunk]) -> str | None:
 class _Walk:
     """One pass over the MIME tree collecting body text, HTML and attachments."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_charset: str | None) -> None:
+        self.default_charset = default_charset  # for text parts that declare none: the charset of the headers
         self.attachments: list[AttachedPart] = []
         self.defects: list[str] = []
 
@@ -252,7 +254,7 @@ class _Walk:
         disposition = self._disposition(part)
         filename = _filename(part)
         if ctype in BODY_TYPES and disposition != "attachment" and not filename:
-            text = _part_text(part, self.defects)
+            text = _part_text(part, self.defects, self.default_charset)
             if not text.strip():  # an empty part must not hide a sibling alternative that has content
                 return [], []
             chunk = (ctype == "text/html", text)
@@ -260,8 +262,24 @@ class _Walk:
         if len(self.attachments) >= MAX_ATTACHMENTS:
             self.defects.append(f"more than {MAX_ATTACHMENTS} attachments: the others stay in the raw message")
             return [], []
-        self.attachments.append(self._attachment(part, ctype, disposition, filename))
+        attachment = self._attachment(part, ctype, disposition, filename)
+        if tnef.is_tnef(ctype, attachment.filename):
+            self.attachments.extend(self._unpacked(attachment))
+        else:
+            self.attachments.append(attachment)
         return [], []
+
+    def _unpacked(self, winmail: AttachedPart) -> list[AttachedPart]:
+        """The files inside a winmail.dat; the blob itself when they cannot be read."""
+        try:
+            files = tnef.unpacked(winmail.data)
+        except ValueError as exc:
+            self.defects.append(str(exc))
+            return [winmail]
+        if not files:  # only Outlook's formatting inside: keep the blob, it is still what the customer sent
+            return [winmail]
+        room = max(0, MAX_ATTACHMENTS - len(self.attachments))
+        return [AttachedPart(_safe_filename(name) or "attachment", ctype, data) for name, ctype, data in files][:room]
 
     @staticmethod
     def _disposition(part: Message) -> str:
@@ -321,10 +339,11 @@ def parse(raw: bytes) -> Inbound:
     headers: list[tuple[str, str]] = []
     first_raw: dict[str, str] = {}  # unfolded but not RFC 2047-decoded: address parsing needs the quoting
     raw_values: dict[str, list[str]] = {}
-    for name, value in message.raw_items():
-        name = str(name).lower()
+    items = [(str(name).lower(), _bounded(str(name).lower(), str(value))) for name, value in message.raw_items()]
+    charset = detect.header_charset(raw, message, [value for _, value in items])
+    for name, value in items:
         # NUL cannot be stored in PostgreSQL text and never means anything in a header.
-        value = unfold(header_text(_bounded(name, str(value)))).replace("\x00", "")
+        value = unfold(header_text(value, charset)).replace("\x00", "")
         headers.append((name, decode_words(value)))
         first_raw.setdefault(name, value)
         raw_values.setdefault(name, []).append(value)
@@ -353,7 +372,7 @@ def parse(raw: bytes) -> Inbound:
     if "date" in raw_values and date is None:
         defects.append("unparseable Date")
 
-    walk = _Walk()
+    walk = _Walk(charset)
     try:
         text_chunks, html_chunks = walk.part(message)
     except Exception as exc:  # a bug or a shape we never saw must not lose the message

@@ -388,7 +388,7 @@ class _Batch:
         """An internal note on the ticket, written with the batch's messages, just after the one it is about."""
         self.messages.append(dict(
             ticket_id=ticket_id, direction=NOTE, message_id=compose.new_message_id(NOTE_DOMAIN), in_reply_to="",
-            references="", from_addr="", from_name="mailticket", to_addrs="", subject="", date=item.received_at,
+            references="", from_addr="", from_name="mailticket", to_addrs="", reply_to=None, subject="", date=item.received_at,
             received_at=item.received_at, text=text, html=None, matched_by=None, loop=None, mailbox=self.mailbox,
             defects="", raw=None, operator_id=None))
 

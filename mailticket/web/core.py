@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import jinja2
 from fastapi import Request
@@ -22,6 +23,8 @@ FLASH_KEY = "flash"
 CSRF_KEY = "csrf"
 # A redirect target must be a path on this site: "//host" and "/\host" are other sites to a browser.
 _LOCAL_PATH_PREFIXES_REFUSED = ("//", "/\\")
+# An image's cid: link as the sanitiser writes it (always in double quotes).
+CID_SOURCE = re.compile(r'src="cid:([^"]*)"', re.IGNORECASE)
 
 
 class LoginRequired(Exception):
@@ -136,13 +139,22 @@ def readable(text: str) -> str:
     return _ISO_UTC.sub(r"\1 \2 UTC", text)
 
 
-def srcdoc(sanitised_html: str) -> str:
-    """A whole document around a message's sanitised HTML, for a sandboxed iframe's srcdoc.
+def srcdoc(sanitised_html: str, images: dict[str, str] | None = None) -> str:
+    """A whole document around a message's sanitised HTML, for a sandboxed iframe's srcdoc, its cid: images
+    replaced by the data: URLs in `images` (by Content-ID).
 
     The frame has an opaque origin and may run nothing; it only gets our style sheet for a readable font.
     """
+    if images:
+        sanitised_html = CID_SOURCE.sub(lambda m: _inline(m, images), sanitised_html)
     return ('<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" href="/static/app.css">'
             f'</head><body class="mail-doc">{sanitised_html}</body></html>')
+
+
+def _inline(match: re.Match, images: dict[str, str]) -> str:
+    content_id = unquote(html.unescape(match.group(1)))  # RFC 2392: the cid: URL is the Content-ID, %-encoded
+    found = images.get(content_id)
+    return f'src="{found}"' if found else match.group(0)
 
 
 def make_templates(folder: str) -> jinja2.Environment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from base64 import b64encode
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,10 @@ from mailticket.service.tickets import TicketNotFound
 CUSTOMER_TICKETS = 100
 # How many internal notes of a customer's tickets the customer page shows, newest first.
 CUSTOMER_NOTES = 50
+# Inline images (cid: links in HTML mail) shown in the message, at most this big each; a bigger one stays a download.
+MAX_INLINE_IMAGE_BYTES = 1024 * 1024
+# Raster images only: a browser shows these and nothing else from them.
+INLINE_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class TicketPage:
     other_tickets: list[Ticket]
     # The clock claims are judged by (the database's on PostgreSQL).
     claim_now: datetime
+    # The images the HTML of each message links as cid:, by message row id: {Content-ID: data: URL}.
+    images: dict[int, dict[str, str]]
 
     def live_claim(self) -> ClaimView | None:
         return self.claim if self.claim is not None and self.claim.live(self.claim_now) else None
@@ -54,7 +61,21 @@ def ticket_page(session: Session, ticket_id: int) -> TicketPage:
     return TicketPage(
         ticket=ticket, messages=messages, delivery=delivery, events=events, claim=read_claim(session, ticket_id),
         other_tickets=customer_tickets(session, ticket.customer_id, but=ticket_id), claim_now=db_now(session),
+        images=inline_images(session, ticket_id),
     )
+
+
+def inline_images(session: Session, ticket_id: int) -> dict[int, dict[str, str]]:
+    """The ticket's inline images as data: URLs: the sandboxed HTML view can load nothing else."""
+    rows = session.execute(
+        select(Attachment.message_id, Attachment.content_id, Attachment.content_type, Attachment.data)
+        .join(Message, Message.id == Attachment.message_id)
+        .where(Message.ticket_id == ticket_id, Attachment.content_id.is_not(None),
+               Attachment.content_type.in_(INLINE_IMAGE_TYPES), Attachment.size <= MAX_INLINE_IMAGE_BYTES))
+    images: dict[int, dict[str, str]] = {}
+    for message_id, content_id, content_type, data in rows:
+        images.setdefault(message_id, {})[content_id] = f"data:{content_type};base64,{b64encode(data).decode()}"
+    return images
 
 
 def customer_tickets(session: Session, customer_id: int, *, but: int | None = None) -> list[Ticket]:
