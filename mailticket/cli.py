@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
-from mailticket import cli_inbox
+from mailticket import cli_inbox, cli_mailbox
 from mailticket.cli_common import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, load_settings, open_store,
                                    shown)
 from mailticket.config import ConfigError
@@ -26,10 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check-config", help="validate the config file and exit").set_defaults(run=cmd_check_config)
     commands.add_parser("migrate", help="upgrade the database schema (safe to repeat)").set_defaults(run=cmd_migrate)
 
-    poll = commands.add_parser("poll-once", help="one polling pass over the mailboxes")
-    poll.add_argument("--mailbox", help="only this [[mailbox]] name")
-    poll.add_argument("--json", action="store_true")
-    poll.set_defaults(run=cmd_poll_once)
+    cli_mailbox.add_commands(commands)
 
     ticket = commands.add_parser("ticket", help="list or show tickets").add_subparsers(dest="ticket_command", required=True)
     ticket_list = ticket.add_parser("list")
@@ -97,25 +94,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     store = open_store(load_settings(args))
     store.migrate()
     print(f"database at revision {current(store.engine)}")
-    return EXIT_OK
-
-
-def cmd_poll_once(args: argparse.Namespace) -> int:
-    from mailticket.service.intake import PollCounts
-    from mailticket.service.poll import poll_mailbox
-
-    settings = load_settings(args)
-    boxes = [settings.mailbox(args.mailbox)] if args.mailbox else list(settings.mailboxes)
-    if not boxes:
-        raise UsageError(f"{settings.path}: no [[mailbox]] is configured")
-    store = open_store(settings)
-    total = PollCounts()
-    for box in boxes:
-        total.add(poll_mailbox(store, settings, box))
-    if args.json:
-        print(json.dumps(asdict(total)))
-    else:
-        print("  ".join(f"{name} {value}" for name, value in asdict(total).items()))
     return EXIT_OK
 
 

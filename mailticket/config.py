@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mailticket import config_oauth
+from mailticket.config_oauth import AUTH_MODES, OAUTH2, PASSWORD, OAuth2Settings
 from mailticket.config_values import (
     DOMAIN,
     DURATION_KEY,
@@ -69,8 +71,8 @@ class MailboxSettings:
     name: str
     host: str
     username: str
-    password: str
     address: str  # the support address customers write to
+    password: str = ""  # with auth = "password"
     port: int = 993
     security: str = "tls"  # tls | starttls | none
     folder: str = "INBOX"
@@ -79,6 +81,13 @@ class MailboxSettings:
     batch_size: int = 100
     # Trust the spam verdict headers this mailbox's own mail server adds (anyone can write them otherwise).
     spam_headers: bool = False
+    auth: str = PASSWORD  # password | oauth2
+    oauth2: OAuth2Settings | None = None
+
+    @property
+    def authorization(self) -> str | None:
+        """The name its OAuth2 tokens are kept under; None for a password login."""
+        return f"mailbox:{self.name}" if self.auth == OAUTH2 else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,10 @@ class SmtpSettings:
     password: str | None = None
     from_name: str = "Support"
     timeout: float = 30.0
+    auth: str = "password"  # password | oauth2
+    oauth2: OAuth2Settings | None = None
+    # Whose tokens: "smtp" for its own [smtp.oauth2], "mailbox:NAME" when it shares that mailbox's consent.
+    authorization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,13 +236,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "database": {"url": Key(database_url, secret=True)},
     "mailbox": {
         "name": Key(one_line, True), "host": Key(one_line, True), "port": Key(PORT), "security": Key(SECURITY),
-        "username": Key(one_line, True), "password": Key(any_secret, True, True), "folder": Key(one_line),
+        "username": Key(one_line, True), "password": Key(any_secret, secret=True), "folder": Key(one_line),
         "processed_folder": Key(one_line), "queue": Key(one_line), "batch_size": Key(integer_between(1, 10_000)),
-        "spam_headers": Key(boolean),
+        "spam_headers": Key(boolean), "auth": Key(one_of(*AUTH_MODES)),
         "address": Key(email_address('an e-mail address like "support@example.com"'), True),
     },
     "smtp": {"host": Key(one_line), "port": Key(PORT), "security": Key(SECURITY), "username": Key(one_line),
-             "password": Key(any_secret, secret=True), "from_name": Key(one_line), "timeout": DURATION_KEY},
+             "password": Key(any_secret, secret=True), "from_name": Key(one_line), "timeout": DURATION_KEY,
+             "auth": Key(one_of(*AUTH_MODES)), "mailbox": Key(one_line)},
     "web": {"listen": Key(listen_address), "base_url": Key(base_url), "secret_key": Key(secret_key, secret=True),
             "session_cookie_secure": Key(boolean)},
     "tickets": {"subject_tag": Key(subject_tag), "reopen_days": Key(day_count), "subject_threading_days": Key(day_count)},
@@ -251,6 +265,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "csat": {"enabled": Key(boolean), "valid_days": Key(positive_days)},
     "log": {"level": Key(one_of(*LOG_LEVELS))},
 }
+# Tables inside a section's table: [mailbox.oauth2] and [smtp.oauth2].
+SUBTABLES: dict[str, dict[str, Key]] = {"oauth2": config_oauth.SCHEMA}
+NESTED = {"mailbox": ("oauth2",), "smtp": ("oauth2",)}
 ARRAY_SECTIONS = ("mailbox", "sla", "route")  # written [[mailbox]], [[sla]], [[route]]: one block per entry
 ROUTE_MATCH_KEYS = ("to", "from", "from_domain", "subject_keywords", "body_keywords")
 ROUTE_ACTIONS = ("queue", "priority")
@@ -258,8 +275,12 @@ ROUTE_ACTIONS = ("queue", "priority")
 
 def allowed_keys(section: str) -> list[str]:
     """Every key a section accepts, secrets in all three forms."""
-    return [form for name, key in SCHEMA[section].items()
-            for form in ((name, f"{name}_env", f"{name}_file") if key.secret else (name,))]
+    return [form for name, key in _schema(section).items()
+            for form in ((name, f"{name}_env", f"{name}_file") if key.secret else (name,))] + list(NESTED.get(section, ()))
+
+
+def _schema(section: str) -> dict[str, Key]:
+    return SCHEMA[section] if section in SCHEMA else SUBTABLES[section]
 
 
 def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -283,8 +304,9 @@ class _Reader:
         for name in raw:
             if name not in allowed:
                 raise self.error(f"unknown key {where}.{name}; [{section}] accepts {', '.join(allowed)}")
-        values = {}
-        for name, key in SCHEMA[section].items():
+        values = {name: self.table(raw[name], f"{where}.{name}", name)
+                  for name in NESTED.get(section, ()) if name in raw}
+        for name, key in _schema(section).items():
             form = self.secret_form(raw, where, name) if key.secret else name
             try:
                 if form in raw:
@@ -362,6 +384,7 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
 
     for where, box in sections["mailbox"]:
         box.setdefault("port", IMAP_PORTS[box.get("security", "tls")])
+        config_oauth.check_mailbox(where, box, reader.error)
         if box.get("processed_folder", "") == box.get("folder", "INBOX"):
             raise reader.error(f"{where}.processed_folder must differ from the folder it reads")
     for where, sla in sections["sla"]:
@@ -376,9 +399,11 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
             rule["from_addr"] = rule.pop("from")
     smtp, web, claims, hours = sections["smtp"], sections["web"], sections["claims"], sections["business_hours"]
     smtp.setdefault("port", SMTP_PORTS[smtp.get("security", "starttls")])
-    if ("username" in smtp) != ("password" in smtp):
-        raise reader.error("smtp.username and smtp.password (or password_env/password_file) "
-                           "must be given together or not at all")
+    config_oauth.check_smtp(smtp, {box["name"]: box for _, box in sections["mailbox"]}, reader.error)
+    if (smtp.get("auth") == OAUTH2 or any(box.get("auth") == OAUTH2 for _, box in sections["mailbox"])) \
+            and "secret_key" not in web:
+        raise reader.error('web.secret_key is required when a mailbox or [smtp] uses auth = "oauth2": '
+                           "the tokens are stored encrypted with it")
     web.setdefault("session_cookie_secure", web.get("base_url", WebSettings.base_url).startswith("https://"))
     ttl, heartbeat = claims.get("ttl", ClaimSettings.ttl), claims.get("heartbeat", ClaimSettings.heartbeat)
     if heartbeat >= ttl:

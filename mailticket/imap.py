@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailticket.config import MailboxSettings
+from mailticket.config import OAUTH2, MailboxSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,10 @@ BYTES_REPR = re.compile(r"^b(['\"])(.*)\1$")  # imapclient puts the server's tex
 class MailboxError(Exception):
     """An IMAP failure, in one sentence naming the mailbox; `transient` says whether retrying may help."""
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(self, message: str, *, transient: bool = False, login_refused: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.login_refused = login_refused
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,11 @@ def _utc(value: datetime) -> datetime:
 class MailboxConnection:
     """One logged-in IMAP connection to one mailbox folder."""
 
-    def __init__(self, settings: MailboxSettings, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, settings: MailboxSettings, *, timeout: float = DEFAULT_TIMEOUT,
+                 access_token: Callable[[], str] | None = None) -> None:
         self.settings = settings
+        # With auth = "oauth2": gives a valid access token, asked for at login so that a retry gets a fresh one.
+        self._access_token = access_token
         self._client: IMAPClient | None = None
         self._processed_folder_exists = False
         with self._errors("connecting"):
@@ -120,7 +124,13 @@ class MailboxConnection:
                     # Logging in anyway would send the password in clear text.
                     raise MailboxError(f"{self._where}: security is starttls but the server offers no STARTTLS")
                 client.starttls(context)
-            client.login(settings.username, settings.password)
+            if settings.auth == OAUTH2:
+                if self._access_token is None:
+                    raise MailboxError(f"{self._where}: auth is oauth2 but no token source was given")
+                # SASL XOAUTH2 (RFC 7628's predecessor, what Microsoft 365 and Gmail speak).
+                client.oauth2_login(settings.username, self._access_token())
+            else:
+                client.login(settings.username, settings.password)
         except BaseException:
             _shutdown_quietly(client)
             raise
@@ -140,7 +150,7 @@ class MailboxConnection:
         except MailboxError:
             raise
         except LoginError as exc:
-            raise MailboxError(f"{self._where}: login refused: {_reason(exc)}") from exc
+            raise MailboxError(f"{self._where}: login refused: {_reason(exc)}", login_refused=True) from exc
         except ssl.SSLCertVerificationError as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             raise MailboxError(f"{self._where}: {doing} failed, TLS certificate rejected: {_reason(exc)}") from exc
@@ -388,6 +398,7 @@ def connect_with_backoff(
     max_delay: float = 60.0,
     timeout: float = DEFAULT_TIMEOUT,
     sleep: Callable[[float], None] = time.sleep,
+    access_token: Callable[[], str] | None = None,
 ) -> MailboxConnection:
     """A logged-in connection; transient failures are retried after base_delay, 2x, 4x... up to max_delay.
 
@@ -395,7 +406,7 @@ def connect_with_backoff(
     """
     for attempt in range(1, attempts + 1):
         try:
-            return MailboxConnection(settings, timeout=timeout)
+            return MailboxConnection(settings, timeout=timeout, access_token=access_token)
         except MailboxError as exc:
             if not exc.transient:
                 raise

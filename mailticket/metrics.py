@@ -17,7 +17,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from mailticket.db.models import OPEN, PENDING, QUEUED, SENDING, Outbox, Ticket
+from mailticket.config import Settings
 from mailticket.db.store import Store
+from mailticket.service import mailboxes
 from mailticket.service.intake import PollCounts
 from mailticket.service.outbox import SendCounts
 
@@ -99,8 +101,8 @@ def claim_conflict(kind: str = CLAIM_HELD) -> None:
 class DatabaseGauges(Collector):
     """Gauges computed at scrape time from the shared database; a database that does not answer reads as down."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+        self.store, self.settings = store, settings
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("mailticket_database_up", "1 when the database answered the scrape's query.")
@@ -125,14 +127,20 @@ class DatabaseGauges(Collector):
         breached.add_metric(["first_response"], row.first_response_breached)
         breached.add_metric(["resolution"], row.resolution_breached)
         yield breached
+        if self.settings is not None and self.settings.mailboxes:
+            auth = GaugeMetricFamily("mailticket_mailbox_auth_ok", "1 while the mailbox can log in; 0 when it needs "
+                                     "authorizing again (OAuth2) or its login was refused.", labels=["mailbox"])
+            for health in mailboxes.health(self.store, self.settings):
+                auth.add_metric([health.mailbox], int(health.auth_ok))
+            yield auth
 
 
-def build_registry(store: Store) -> CollectorRegistry:
+def build_registry(store: Store, settings: Settings | None = None) -> CollectorRegistry:
     """A registry for one app: this process's counters, the database gauges, and the process's own figures."""
     registry = CollectorRegistry(auto_describe=True)
     for metric in PROCESS_METRICS:
         registry.register(metric)
-    registry.register(DatabaseGauges(store))
+    registry.register(DatabaseGauges(store, settings))
     ProcessCollector(registry=registry)
     return registry
 

@@ -17,7 +17,9 @@ from mailticket import imap, metrics
 from mailticket.clock import utcnow
 from mailticket.config import MailboxSettings, Settings
 from mailticket.db.store import Store
-from mailticket.service import leases
+from mailticket.service import leases, mailboxes
+from mailticket.service.poll import Stopping
+from mailticket.service.tokens import TokenError
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,6 @@ IDLE_RECONNECT_MAX = 60.0
 IDLE_JOIN_SECONDS = 5.0
 # A period lease ends this much before the next period, so that clock jitter never skips a run.
 PERIOD_SLACK = 0.9
-
-
-class Stopping(Exception):
-    """Raised between batches when the daemon shuts down."""
 
 
 def instance_id() -> str:
@@ -101,6 +99,9 @@ class Jobs:
             metrics.record_poll(box.name, counts)  # metrics hook
         except Stopping:
             log.info("mailbox %s: stopped between batches", box.name)
+        except (imap.MailboxError, TokenError) as exc:  # said in words already: no traceback
+            metrics.POLL_ERRORS.labels(box.name).inc()  # metrics hook
+            log.error("mailbox %s: poll failed: %s", box.name, exc)
         except Exception:  # noqa: BLE001 - one failing mailbox must not stop the others or the scheduler
             metrics.POLL_ERRORS.labels(box.name).inc()  # metrics hook
             log.exception("mailbox %s: poll failed", box.name)
@@ -164,7 +165,8 @@ class Jobs:
         delay = IDLE_RECONNECT_FIRST
         while not self.stopping.is_set():
             try:
-                with imap.MailboxConnection(box) as conn:
+                with imap.MailboxConnection(box, access_token=mailboxes.token_source(self.store, self.settings,
+                                                                                    box)) as conn:
                     if not conn.supports_idle():
                         log.info("mailbox %s: the server offers no IDLE; polling every %g s", box.name,
                                  self.settings.scheduler.poll_interval)
@@ -179,7 +181,7 @@ class Jobs:
                             self.poll_one(box, wait=True)
                         arrived = conn.idle_wait(IDLE_RENEW_SECONDS, interrupted=self.stopping.is_set)
                 return
-            except imap.MailboxError as exc:
+            except (imap.MailboxError, TokenError) as exc:
                 log.warning("mailbox %s: IDLE watcher: %s; connecting again in %g s", box.name, exc, delay)
             except Exception:  # noqa: BLE001 - the watcher must outlive any one failure; polling covers the gap
                 log.exception("mailbox %s: IDLE watcher failed; connecting again in %g s", box.name, delay)

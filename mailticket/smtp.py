@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiosmtplib
 
-from mailticket.config import SmtpSettings
+from mailticket.config import OAUTH2, SmtpSettings
 from mailticket.mail import address
 
 TLS, STARTTLS = "tls", "starttls"  # and "none": plain SMTP
@@ -46,6 +46,10 @@ class RelayUnavailable(TemporaryFailure):
     and every other message would fail the same way right now."""
 
 
+class LoginRefused(RelayUnavailable):
+    """The relay refused our login: a wrong password, or an OAuth2 token it no longer takes."""
+
+
 class PermanentFailure(SmtpFailure):
     """A 5xx reply (or an address no server could take): sending the same bytes again will not help."""
 
@@ -58,9 +62,12 @@ def longest_send(settings: SmtpSettings) -> float:
 class Connection:
     """One SMTP session reused for several messages; it reconnects on the next send after it was lost."""
 
-    def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None,
+                 access_token: Callable[[], Awaitable[str]] | None = None) -> None:
         self.settings = settings
         self.tls_context = tls_context
+        # With auth = "oauth2": gives a valid token at each login, or raises RelayUnavailable saying why not.
+        self.access_token = access_token
         self._client: aiosmtplib.SMTP | None = None
 
     async def __aenter__(self) -> Connection:
@@ -121,14 +128,23 @@ class Connection:
             hostname=s.host, port=s.port, timeout=s.timeout, use_tls=s.security == TLS,
             # True, not None: with "starttls" configured, a relay without STARTTLS must not get our password in clear.
             start_tls=s.security == STARTTLS, tls_context=self.tls_context,
-            username=s.username or None, password=s.password if s.username else None,
+            username=s.username or None if s.auth != OAUTH2 else None,
+            password=s.password if s.username and s.auth != OAUTH2 else None,
         )
         budget = BUDGET_TIMEOUTS * s.timeout
+        token = None
+        if s.auth == OAUTH2:
+            if self.access_token is None:
+                raise RelayUnavailable(None, "smtp.auth is oauth2 but no token source was given")
+            token = await self.access_token()  # before connecting: the renewal may take a while
         try:
             async with asyncio.timeout(budget):
                 await client.connect()
+                if token is not None:
+                    await client.auth_xoauth2(s.username, token)
         except aiosmtplib.SMTPAuthenticationError as exc:
-            raise RelayUnavailable(exc.code, f"login refused: {exc.message}") from None
+            client.close()
+            raise LoginRefused(exc.code, f"login refused: {exc.message}") from None
         except aiosmtplib.SMTPResponseException as exc:  # a 421/554 greeting or a refused EHLO
             raise RelayUnavailable(exc.code, exc.message) from None
         except (aiosmtplib.SMTPException, OSError) as exc:  # refused, reset, DNS, TLS, no STARTTLS, timed out
@@ -144,9 +160,13 @@ class Connection:
 
 
 async def send(settings: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str], *,
-               tls_context: ssl.SSLContext | None = None) -> dict[str, str]:
+               tls_context: ssl.SSLContext | None = None, access_token: str | None = None) -> dict[str, str]:
     """One message on a connection of its own; see `Connection.send`."""
-    async with Connection(settings, tls_context=tls_context) as conn:
+
+    async def token() -> str:
+        return access_token or ""
+
+    async with Connection(settings, tls_context=tls_context, access_token=token) as conn:
         return await conn.send(raw, sender, recipients)
 
 

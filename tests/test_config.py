@@ -9,6 +9,7 @@ import pytest
 
 from mailticket.config import (
     SCHEMA,
+    SUBTABLES,
     ConfigError,
     Settings,
     default_config_path,
@@ -79,6 +80,10 @@ def test_the_example_documents_every_key():
     text = EXAMPLE.read_text(encoding="utf-8")
     for section, keys in SCHEMA.items():
         assert re.search(rf"^\[\[?{section}\]\]?$", text, re.M), section
+        for key in keys:
+            assert re.search(rf"^#? ?{key}(_file|_env)? =", text, re.M), f"{section}.{key}"
+    for section, keys in SUBTABLES.items():
+        assert re.search(rf"^#?\[mailbox\.{section}\]$", text, re.M), section
         for key in keys:
             assert re.search(rf"^#? ?{key}(_file|_env)? =", text, re.M), f"{section}.{key}"
 

@@ -18,6 +18,7 @@ from mailticket.service.tickets import search_tickets as search
 from tests.factories import T0, make_operator, make_ticket
 from tests.test_api import Caller, make_app, token_for
 from tests.test_cli import config_file, run
+from tests.test_upgrade import insert, stamp
 from tests.test_web import signed_in
 
 HTML_ONLY = (
@@ -160,7 +161,18 @@ def test_the_migration_indexes_the_messages_already_there(empty_url):  # noqa: F
     store = Store(empty_url)
     try:
         upgrade(store.engine, "0005")
-        make_ticket(store, body="Mensagem antiga sobre a fatura.")
+        with store.engine.begin() as conn:  # plain SQL: today's ingest expects today's tables
+            customer = insert(conn, "customers", dict(address="joao@cliente.example", name="", notes="",
+                                                      created_at=stamp(store, T0)))
+            ticket = insert(conn, "tickets", dict(
+                subject="Fatura", subject_key="fatura", status="open", queue="default", priority="normal",
+                mailbox="support", customer_id=customer, created_at=stamp(store, T0), updated_at=stamp(store, T0),
+                last_message_at=stamp(store, T0), waiting_since=stamp(store, T0), handle_seconds=0.0))
+            insert(conn, "messages", dict(
+                ticket_id=ticket, direction="in", message_id="old@cliente.example", in_reply_to="", references="",
+                from_addr="joao@cliente.example", from_name="", to_addrs="support@shop.example", subject="Fatura",
+                received_at=stamp(store, T0), text="Mensagem antiga sobre a fatura.", matched_by="new",
+                mailbox="support", defects=""))
         store.migrate()
         assert find(store, "fatura") != []
     finally:

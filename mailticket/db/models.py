@@ -360,3 +360,42 @@ class Csat(Base):
     rating: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str] = mapped_column(Text, default="")
     answered_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class OAuthToken(Base):
+    """A mailbox's (or the relay's) OAuth2 authorization: the tokens, encrypted, and whether it still holds."""
+
+    __tablename__ = "oauth_tokens"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # "mailbox:NAME" or "smtp"
+    access_token: Mapped[str | None] = mapped_column(Text, nullable=True)  # Fernet token of the access token
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    refresh_token: Mapped[str | None] = mapped_column(Text, nullable=True)  # Fernet token of the refresh token
+    state: Mapped[str] = mapped_column(String(32))  # ok | needs-authorization | error
+    error: Mapped[str] = mapped_column(Text, default="")  # the last failure, in words, without secrets
+    authorized_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class OAuthPending(Base):
+    """A browser authorization under way: its state and PKCE verifier, bound to the admin's session."""
+
+    __tablename__ = "oauth_pending"
+
+    state: Mapped[str] = mapped_column(String(128), primary_key=True)
+    authorization: Mapped[str] = mapped_column(String(128))
+    verifier: Mapped[str] = mapped_column(Text)  # Fernet token of the PKCE code verifier
+    session_id: Mapped[str] = mapped_column(String(64))  # the web_sessions id that started it
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class MailboxStatus(Base):
+    """How a mailbox's polling went: the last pass that worked and the last failure, for `mailbox status`."""
+
+    __tablename__ = "mailbox_status"
+
+    mailbox: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_ok_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    login_refused: Mapped[bool] = mapped_column(Boolean, default=False)

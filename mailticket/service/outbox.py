@@ -27,7 +27,9 @@ from mailticket import smtp
 from mailticket.config import Settings, SmtpSettings
 from mailticket.db.models import FAILED, QUEUED, SENDING, SENT, Message, Outbox
 from mailticket.db.store import Store, db_now
-from mailticket.service import outbound, reactions
+from mailticket.clock import utcnow
+from mailticket.service import outbound, reactions, tokens
+from mailticket.service.auth_notice import tell_admins
 from mailticket.service.events import ReplySent
 from mailticket.service.undelivered import undeliverable
 
@@ -165,12 +167,22 @@ class _Pass:
     def halted(self) -> bool:
         return self.unavailable is not None or self.stopping()
 
+    async def relay_token(self) -> str:
+        """The relay's OAuth2 token (renewing it may call the authorization server: off the event loop)."""
+        try:
+            return await self.call(tokens.access_token, self.store, self.settings, self.settings.smtp.authorization)
+        except tokens.TokenError as exc:
+            if exc.newly_lost and exc.auth is not None:
+                await self.call(tell_admins, self.store, self.settings, exc.auth, str(exc), utcnow())
+            raise smtp.RelayUnavailable(None, str(exc)) from None
+
     async def call(self, fn, *args):
         # The one crossing from the event loop to the (blocking) store.
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     async def work(self, queue: asyncio.Queue) -> None:
-        async with smtp.Connection(self.settings.smtp, tls_context=self.tls_context) as conn:
+        async with smtp.Connection(self.settings.smtp, tls_context=self.tls_context,
+                                   access_token=self.relay_token) as conn:
             while (item := await queue.get()) is not None:
                 try:
                     await self._deliver(conn, *item)
@@ -192,6 +204,9 @@ class _Pass:
         except smtp.TemporaryFailure as exc:
             if isinstance(exc, smtp.RelayUnavailable):
                 self.unavailable = exc
+            if isinstance(exc, smtp.LoginRefused) and self.settings.smtp.authorization:
+                # A token the relay no longer takes (revoked before its time): the next pass renews it.
+                await self.call(tokens.expire_now, self.store, self.settings.smtp.authorization, utcnow())
             error = str(exc)
             outcome = await self.call(_retry, self.store, row, error, self.now, self.settings)
         else:

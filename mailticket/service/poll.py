@@ -13,6 +13,7 @@ from mailticket.clock import utcnow
 from mailticket.config import MailboxSettings, Settings
 from mailticket.db.models import MailboxState
 from mailticket.db.store import Store
+from mailticket.service import mailboxes
 from mailticket.service.ingest import ingest_batch
 from mailticket.service.intake import APPENDED, CREATED, DUPLICATE, QUARANTINED, Fetched, Outcome, PollCounts
 from mailticket.service.undelivered import apply_bounces
@@ -23,17 +24,35 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
+class Stopping(Exception):
+    """Raised between batches when the daemon shuts down."""
+
+
 def poll_mailbox(
     store: Store, settings: Settings, box: MailboxSettings, *,
-    connect: Callable[[MailboxSettings], imap.MailboxConnection] = imap.connect_with_backoff,
+    connect: Callable[[MailboxSettings], imap.MailboxConnection] | None = None,
     clock: Callable[[], datetime] = utcnow,
     between_batches: Callable[[], None] | None = None,
 ) -> PollCounts:
     """One pass over one mailbox; safe to interrupt anywhere, since the watermark commits with the messages.
 
     `between_batches` runs after each committed batch: the daemon renews its mailbox lease there, and
-    raises to stop early when it is shutting down.
+    raises to stop early when it is shutting down. The pass's outcome is kept for `mailbox status`.
     """
+    try:
+        counts = _pass(store, settings, box, connect or mailboxes.connector(store, settings), clock, between_batches)
+    except Stopping:
+        raise
+    except Exception as exc:
+        mailboxes.record_failure(store, settings, box, exc, clock())
+        raise
+    mailboxes.record_ok(store, box, clock())
+    return counts
+
+
+def _pass(store: Store, settings: Settings, box: MailboxSettings,
+          connect: Callable[[MailboxSettings], imap.MailboxConnection], clock: Callable[[], datetime],
+          between_batches: Callable[[], None] | None) -> PollCounts:
     counts = PollCounts()
     with connect(box) as conn:
         uidvalidity = conn.select()

@@ -23,7 +23,8 @@ from mailticket.config import Settings
 from mailticket.db.store import Store
 from mailticket.resources import resource_dir
 from mailticket.service.tickets import TicketNotFound
-from mailticket.web import admin, api, auth, canned, csat, customers, pages, queue, report, search
+from mailticket.web import (admin, api, auth, canned, csat, customers, mailboxes_admin, pages, queue, report,
+                            search)
 from mailticket.web.core import LoginRequired, Web, make_templates, redirect, wants_json, web
 from mailticket.web.throttle import LoginDoor, LoginGate
 
@@ -149,7 +150,7 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "detail": "the database is not reachable"}, status_code=503)
 
-    metrics_registry = metrics.build_registry(store)
+    metrics_registry = metrics.build_registry(store, settings)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
@@ -159,7 +160,7 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     # The API first: routes are tried in order, and its calls (claims above all) are the hot path.
     api.install(app, settings, store)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, pages, customers, admin, report, search, canned, csat):
+    for module in (auth, queue, pages, customers, admin, mailboxes_admin, report, search, canned, csat):
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)

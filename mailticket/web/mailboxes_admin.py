@@ -1,0 +1,58 @@
+"""The mailboxes admin page: each mailbox's login and last poll, and the browser authorization (Connect,
+Re-authorize) that comes back at /oauth/callback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse
+
+from mailticket.service import mailboxes, oauth_browser, tokens
+from mailticket.service.errors import ActionError
+from mailticket.web.auth import SESSION_KEY, Admin, AdminPosting
+from mailticket.web.core import flash, redirect, web
+
+router = APIRouter(include_in_schema=False)
+PAGE = "/admin/mailboxes"
+
+
+@router.get(PAGE)
+def mailboxes_page(request: Request, me: Admin):
+    app = web(request)
+    found = mailboxes.health(app.store, app.settings)
+    connectable = {name.partition(":")[2] or name: auth for name, auth in
+                   tokens.authorizations(app.settings).items()}
+    return app.render(request, "mailboxes.html", mailboxes=found, connectable=connectable,
+                      callback=oauth_browser.redirect_uri(app.settings))
+
+
+@router.post(PAGE + "/authorize")
+def authorize(request: Request, me: AdminPosting, mailbox: Annotated[str, Form(max_length=200)] = ""):
+    app = web(request)
+    try:
+        url = oauth_browser.start(app.store, app.settings, mailbox, request.session[SESSION_KEY], app.clock())
+    except ActionError as refused:
+        flash(request, f"Not started: {refused}")
+        return redirect(PAGE)
+    # 303 to the provider: its sign-in and consent page, which sends the admin back to the callback.
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get(oauth_browser.CALLBACK_PATH)
+def callback(request: Request, me: Admin, state: str = "", code: str = "", error: str = "",
+             error_description: str = ""):
+    app = web(request)
+    if error:  # the admin declined, or the provider refused (say, a scope the tenant does not allow)
+        flash(request, f"Not authorized: {error}" + (f" ({error_description[:300]})" if error_description else ""))
+        return redirect(PAGE)
+    if not code or not state:
+        raise HTTPException(400, "the provider's answer lacks its code or state; start again from the admin page")
+    try:
+        auth = oauth_browser.finish(app.store, app.settings, state[:200], code[:4000], request.session[SESSION_KEY],
+                                    app.clock())
+    except ActionError as refused:
+        flash(request, f"Not authorized: {refused}")
+        return redirect(PAGE)
+    flash(request, f"{auth.label} is authorized; mail is read from it at the next poll")
+    return redirect(PAGE)
