@@ -72,7 +72,7 @@ class MailboxSettings:
     host: str
     username: str
     address: str  # the support address customers write to
-    password: str = ""  # with auth = "password"
+    password: str = field(default="", repr=False)  # with auth = "password"; never in a log line
     port: int = 993
     security: str = "tls"  # tls | starttls | none
     folder: str = "INBOX"
@@ -96,7 +96,7 @@ class SmtpSettings:
     port: int = 587
     security: str = "starttls"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     from_name: str = "Support"
     timeout: float = 30.0
     auth: str = "password"  # password | oauth2
@@ -109,7 +109,7 @@ class SmtpSettings:
 class WebSettings:
     listen: str = "127.0.0.1:8025"
     base_url: str = "http://127.0.0.1:8025"
-    secret_key: str = ""  # empty: `serve` refuses to start; config loading does not invent one
+    secret_key: str = field(default="", repr=False)  # empty: `serve` refuses to start; config loading does not invent one
     session_cookie_secure: bool = False  # when absent from the file: True iff base_url is https
 
 

@@ -131,7 +131,7 @@ def _device_authorization(client: OAuth2Client, settings: OAuth2Settings) -> dic
     data = {"client_id": settings.client_id, "scope": " ".join(settings.scopes)}
     if settings.client_secret:
         data["client_secret"] = settings.client_secret
-    response = client.post(settings.device_authorization_url, data=data, withhold_token=True)
+    response = client.request("POST", settings.device_authorization_url, data=data, withhold_token=True)
     if response.status_code >= 500:
         response.raise_for_status()
     answer = response.json()

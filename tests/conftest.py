@@ -17,7 +17,7 @@ from mailticket.db.store import Store
 from mailticket.web.app import create_app
 from tests.factories import NOW, WEB_SETTINGS
 
-pytest_plugins = ["tests.dovecot", "tests.browser", "tests.smtp_sink"]
+pytest_plugins = ["tests.dovecot", "tests.browser", "tests.smtp_sink", "tests.oauth_server"]
 
 # The administrative PostgreSQL URL; tests create and drop their own databases there.
 PG_ADMIN_URL = os.environ.get("MAILTICKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -44,7 +44,7 @@ protocols = imap
 listen = {host}
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 # Tests log in with wrong passwords on purpose; the default 2 s penalty only slows them down.
 auth_failure_delay = 0
 default_login_user = dovenull
@@ -65,9 +65,9 @@ passdb {{
   # a file it has never opened is read on first use, so a user added mid-test is seen at once.
   args = scheme=PLAIN username_format=%u {root}/users/%u
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
-  args = uid={mail_owner} gid={mail_owner} home={root}/mail/%u
+  args = uid={mail_owner} gid={mail_owner} home={root}/mail/%u{oauth2_userdb}
 }}
 # Failed logins from 127.0.0.1 would slow every later login by 2-15 s; switch the IP penalty off.
 service anvil {{
@@ -84,6 +84,24 @@ service imap-login {{
     port = 0
   }}
 }}
+"""
+
+# Added to CONFIG only for a server that takes OAuth2 tokens (Dovecot(oauth2_introspection_url=...)).
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+# RFC 7662: Dovecot POSTs token=... and reads {"active": true, "username": ...}; the username must equal
+# the one the client logged in with. No tokeninfo_url: introspection alone is enough in 2.3.
+OAUTH2_CONFIG = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
 """
 
 
@@ -110,8 +128,9 @@ class Dovecot:
 
     host = "127.0.0.1"
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, oauth2_introspection_url: str | None = None) -> None:
         self.port = port or free_port(self.host)
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.root: Path | None = None
         self.version = ""
         self._users: dict[str, str] = {}
@@ -133,9 +152,8 @@ class Dovecot:
         os.chown(self.root / "mail", owner.pw_uid, owner.pw_gid)
         for name in self._users:
             self._write_user(name)
-        self.config.write_text(
-            CONFIG.format(root=self.root, host=self.host, port=self.port, mail_owner=MAIL_OWNER)
-        )
+        self.config.write_text(CONFIG.format(root=self.root, host=self.host, port=self.port, mail_owner=MAIL_OWNER,
+                                             **self._oauth2_config()))
         stderr = open(self.root / "stderr.log", "wb")
         self._proc = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.config)],
@@ -148,6 +166,16 @@ class Dovecot:
             self.stop()
             raise
         return self
+
+    def _oauth2_config(self) -> dict[str, str]:
+        """The CONFIG fields that switch OAuth2 on; all empty for a password-only server."""
+        if self.oauth2_introspection_url is None:
+            return dict(oauth2_mechanisms="", oauth2_passdb="", oauth2_userdb="")
+        (self.root / "dovecot-oauth2.conf.ext").write_text(OAUTH2_CONFIG.format(url=self.oauth2_introspection_url))
+        # A userdb-only lookup (doveadm, used by deliver()) asks the passdbs whether the user exists;
+        # an OAuth2 user has no passwd-file entry and the oauth2 passdb cannot answer such a lookup.
+        return dict(oauth2_mechanisms=" xoauth2 oauthbearer", oauth2_passdb=OAUTH2_PASSDB.format(root=self.root),
+                    oauth2_userdb=" allow_all_users=yes")
 
     def stop(self) -> None:
         if self._proc is not None:

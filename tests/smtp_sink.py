@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.parser
 import email.policy
+import json
 import socket
 import ssl
 import subprocess
@@ -13,9 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import MISSING, AuthResult
 
 from mailticket.config import SmtpSettings
 
@@ -34,6 +37,7 @@ class Received:
     sender: str
     recipients: tuple[str, ...]
     raw: bytes
+    login: str | None = None  # who the session authenticated as, if it did
 
     @property
     def message_id(self) -> str:
@@ -72,22 +76,74 @@ class _Handler:
             return refused
         raw = envelope.original_content or envelope.content
         # Kept before any delay: from here on the server holds the message, whatever happens to the client.
+        login = getattr(session.auth_data, "login", None)
+        login = login.decode() if isinstance(login, bytes) else login
         with self.lock:
-            self.messages.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos), raw))
+            self.messages.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos), raw, login))
         self.received.set()
         if self.delay:
             await asyncio.sleep(self.delay)
         return "250 2.0.0 OK"
 
 
+@dataclass(frozen=True)
+class BearerLogin:
+    login: str
+
+
+class _XOAuth2Handler(_Handler):
+    """Adds AUTH XOAUTH2 (aiosmtpd finds `auth_*` methods on the handler), checked by RFC 7662 introspection."""
+
+    def __init__(self, introspection_url: str) -> None:
+        super().__init__()
+        self.introspection_url = introspection_url
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # Not aiosmtpd's auth_required: that also wants TLS or warns on every connection.
+        if not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def auth_XOAUTH2(self, server, args):
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
+        else:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        fields = dict(part.split("=", 1) for part in blob.decode(errors="replace").split("\x01") if "=" in part)
+        user, token = fields.get("user", ""), fields.get("auth", "").removeprefix("Bearer ")
+        if user and token and await self._active_for(token, user):
+            return AuthResult(success=True, auth_data=BearerLogin(user))
+        # Google's way: a 334 with the error as base64 JSON, the client answers empty, then the 535.
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "smtp"})
+        if await server.challenge_auth(error) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
+
+    async def _active_for(self, token: str, user: str) -> bool:
+        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
+            answer = await client.post(self.introspection_url, data={"token": token})
+        info = answer.json() if answer.status_code == 200 else {}
+        return info.get("active") is True and info.get("username") == user
+
+
 class SmtpSink:
-    """`refuse(451|550, times=N, at="rcpt"|"data")`, `accept()`, `stop()`/`start()`, `delay_answer(s)`."""
+    """`refuse(451|550, times=N, at="rcpt"|"data")`, `accept()`, `stop()`/`start()`, `delay_answer(s)`.
+
+    With `xoauth2_introspection_url` it offers AUTH XOAUTH2 and takes mail only after a login.
+    """
 
     def __init__(self, *, tls: str = "none", cert: Path | None = None, key: Path | None = None,
-                 login: tuple[str, str] | None = None) -> None:
+                 login: tuple[str, str] | None = None, xoauth2_introspection_url: str | None = None) -> None:
         self.port = free_port()
         self.tls = tls
-        self.handler = _Handler()
+        self.handler = _XOAuth2Handler(xoauth2_introspection_url) if xoauth2_introspection_url else _Handler()
         self.login = login
         self.logins: list[str] = []
         self._kwargs: dict = {}
@@ -99,6 +155,11 @@ class SmtpSink:
                             else {"tls_context": server_ctx, "require_starttls": True})
         if login:
             self._kwargs["authenticator"] = self._authenticate
+        if xoauth2_introspection_url:
+            # Plain-text tests: AUTH is offered without TLS; PLAIN/LOGIN only if a password login was given.
+            self._kwargs.setdefault("auth_require_tls", tls == "starttls")
+            if not login:
+                self._kwargs["auth_exclude_mechanism"] = ["PLAIN", "LOGIN"]
         self._controller: Controller | None = None
 
     @property
@@ -138,7 +199,7 @@ class SmtpSink:
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         user, password = auth_data.login.decode(), auth_data.password.decode()
         self.logins.append(user)
-        return AuthResult(success=(user, password) == self.login, handled=False)
+        return AuthResult(success=(user, password) == self.login, handled=False, auth_data=auth_data)
 
 
 def free_port() -> int:
