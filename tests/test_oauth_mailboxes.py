@@ -281,3 +281,90 @@ def test_the_relay_logs_in_with_the_mailbox_token_and_holds_the_mail_once_it_is_
         assert status(path)["support"]["state"] == "needs-authorization"
     finally:
         sink.stop()
+
+
+RENEW = """
+import sys, time, pathlib
+from mailticket.config import load
+from mailticket.db.store import Store
+from mailticket.service import tokens
+settings = load(sys.argv[1])
+store = Store(settings.database.url)
+flag = pathlib.Path(sys.argv[2])
+while not flag.exists():  # every process starts renewing at the same moment
+    time.sleep(0.005)
+print(tokens.access_token(store, settings, "mailbox:support"))
+"""
+
+
+def test_instances_renewing_at_the_same_moment_make_one_renewal_and_share_its_token(tmp_path, store, oauth_dovecot,
+                                                                                     auth_server):
+    setup_server(auth_server)
+    path = config(tmp_path, store, oauth_dovecot, auth_server)
+    authorize_with_device(path, auth_server)
+    age_tokens(store, auth_server)
+    flag = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", RENEW, str(path), str(flag)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    flag.touch()
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1  # one token for all four
+    refreshes = [r for r in auth_server.token_requests if r["grant_type"] == "refresh_token"]
+    # With rotation, a second renewal with the same refresh token would have been refused (invalid_grant).
+    assert [r["success"] for r in refreshes] == [True]
+    assert stored_refresh_token(store) == auth_server.issued_refresh_tokens(USER)[-1]
+
+
+def test_a_token_revoked_before_its_time_is_renewed_at_the_next_poll(tmp_path, store, oauth_dovecot, auth_server):
+    setup_server(auth_server)
+    path = config(tmp_path, store, oauth_dovecot, auth_server)
+    authorize_with_device(path, auth_server)
+    auth_server.expire_access_tokens()  # the server drops it; mailticket still thinks it has an hour
+    oauth_dovecot.deliver(USER, [make_mail(message_id="h@customer.example", subject="Boleto vencido")])
+    refused = cli(path, "poll-once")
+    assert refused.returncode == 1 and "login refused" in refused.stderr
+    assert cli(path, "poll-once").returncode == 0
+    assert tickets(store) == ["Boleto vencido"] and status(path)["support"]["state"] == "ok"
+
+
+def test_secrets_never_reach_logs_commands_metrics_or_pages(tmp_path, store, oauth_dovecot, auth_server, caplog):
+    import base64
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from mailticket.service.poll import poll_mailbox
+    from mailticket.web.app import create_app
+
+    setup_server(auth_server)
+    path = config(tmp_path, store, oauth_dovecot, auth_server)
+    authorize_with_device(path, auth_server)
+    age_tokens(store, auth_server)
+    settings = load(path)
+    oauth_dovecot.deliver(USER, [make_mail(message_id="i@customer.example", subject="Segredo")])
+    with caplog.at_level(logging.DEBUG):
+        assert poll_mailbox(store, settings, settings.mailbox("support")).created == 1
+    with store.reading() as session:
+        row = session.get(OAuthToken, "mailbox:support")
+    box = tokens.cipher(SECRET_KEY)
+    access = box.decrypt(row.access_token.encode()).decode()
+    secrets = [access, *auth_server.issued_refresh_tokens(USER), SECRET_KEY]
+    xoauth2 = base64.b64encode(f"user={USER}\x01auth=Bearer {access}\x01\x01".encode()).decode()
+    # What the test's own authorization server logs (it runs in this process, in its request threads) is not ours.
+    ours = [r for r in caplog.records if r.threadName == "MainThread"]
+    assert {r.name.split(".")[0] for r in ours} >= {"mailticket", "imapclient", "httpx2"}  # debug logs included
+    shown = [logging.Formatter("%(name)s %(message)s").format(r) for r in ours]
+    for args in (("ticket", "show", "1"), ("ticket", "show", "1", "--json"), ("mailbox", "status"),
+                 ("mailbox", "status", "--json"), ("check-config",), ("poll-once",)):
+        done = cli(path, *args)
+        shown.append(done.stdout + done.stderr)
+    client = TestClient(create_app(settings, store))
+    shown.append(client.get("/metrics").text)
+    assert 'mailticket_mailbox_auth_ok{mailbox="support"} 1.0' in shown[-1]
+    for page in ("/oauth/callback?state=s&code=c", "/admin/mailboxes", "/no-such-page"):
+        shown.append(client.get(page).text)
+    everything = "\n".join(shown)
+    for secret in secrets:
+        assert secret not in everything
+    assert xoauth2 not in everything
