@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from mailticket.clock import utcnow
 from mailticket.config import load
 from mailticket.db.models import OAuthToken, Outbox, Ticket
 from mailticket.service import tokens
+from mailticket.web.app import create_app
 from tests.mails import make_mail
 from tests.oauth_server import AuthServer
 from tests.smtp_sink import SmtpSink
@@ -219,6 +221,9 @@ def test_a_revoked_authorization_stops_only_its_mailbox_until_it_is_authorized_a
         health = status(path)
         assert health["support"]["state"] == "needs-authorization" and "invalid_grant" in health["support"]["last_error"]
         assert health["sales"]["state"] == "ok"
+        scrape = TestClient(create_app(load(path), store)).get("/metrics").text
+        assert 'mailticket_mailbox_auth_ok{mailbox="support"} 0.0' in scrape
+        assert 'mailticket_mailbox_auth_ok{mailbox="sales"} 1.0' in scrape
         # The admins are told once (two failed polls, one mail), through a relay that does not need the lost token.
         assert [m.recipients for m in sink.messages] == [(ADMIN_EMAIL,)]
         notice = sink.messages[0].raw.decode()
@@ -288,6 +293,7 @@ import sys, time, pathlib
 from mailticket.config import load
 from mailticket.db.store import Store
 from mailticket.service import tokens
+from mailticket.web.app import create_app
 settings = load(sys.argv[1])
 store = Store(settings.database.url)
 flag = pathlib.Path(sys.argv[2])
@@ -332,10 +338,7 @@ def test_secrets_never_reach_logs_commands_metrics_or_pages(tmp_path, store, oau
     import base64
     import logging
 
-    from fastapi.testclient import TestClient
-
     from mailticket.service.poll import poll_mailbox
-    from mailticket.web.app import create_app
 
     setup_server(auth_server)
     path = config(tmp_path, store, oauth_dovecot, auth_server)
