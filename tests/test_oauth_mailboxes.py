@@ -30,13 +30,17 @@ CODE = re.compile(r"enter the code\s+(\S+)")
 
 
 def config(tmp_path: Path, store, dovecot, server: AuthServer, *, flow: str = "device", sales: bool = False,
-           smtp: SmtpSink | None = None, relay_oauth: bool = False, acks: bool = False) -> Path:
+           smtp: SmtpSink | None = None, relay_oauth: bool = False, acks: bool = False,
+           web: str = "", scheduler: str = "") -> Path:
     secret = f'client_secret = "{CLIENT_SECRET}"\n' if flow == "client_credentials" else ""
     text = f"""
 [database]
 url = "{store.url}"
 [web]
 secret_key = "{SECRET_KEY}"
+{web}
+[scheduler]
+{scheduler}
 [autoreply]
 enabled = {"true" if acks else "false"}
 [[mailbox]]
@@ -371,3 +375,52 @@ def test_secrets_never_reach_logs_commands_metrics_or_pages(tmp_path, store, oau
     for secret in secrets:
         assert secret not in everything
     assert xoauth2 not in everything
+
+
+def test_serve_reads_an_oauth2_mailbox_through_idle_and_says_in_one_line_when_it_is_lost(
+        tmp_path, store, oauth_dovecot, auth_server):
+    import queue
+    import signal
+    import threading
+    import time
+
+    from tests.dovecot import free_port
+    from tests.test_idle import POLL_INTERVAL, READY_LINE, _read_lines, wait_for_tickets
+    from tests.test_serve import start, wait_for
+
+    setup_server(auth_server)
+    port = free_port()
+    path = config(tmp_path, store, oauth_dovecot, auth_server, web=f'listen = "127.0.0.1:{port}"',
+                  scheduler=f'poll_interval = "{POLL_INTERVAL}"')
+    authorize_with_device(path, auth_server)
+    proc = start(str(path))
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+    threading.Thread(target=_read_lines, args=(proc, lines), daemon=True).start()
+
+    def wait_for_line(text: str) -> None:
+        deadline = time.monotonic() + 30
+        while not any(text in line for line in output):
+            assert time.monotonic() < deadline, f"serve never said {text!r}:\n" + "".join(output)
+            try:
+                output.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                pass
+
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/healthz", proc) == 200
+        wait_for_line(READY_LINE)
+        oauth_dovecot.deliver(USER, [make_mail(message_id="j@customer.example", subject="Via IDLE")])
+        wait_for_tickets(store, 1)
+        auth_server.revoke(USER)
+        age_tokens(store, auth_server)
+        oauth_dovecot.kill_connections(USER)  # the watcher logs in again, and the renewal is refused
+        wait_for_line("needs authorization again")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    while not lines.empty():
+        output.append(lines.get())
+    out = "".join(output)
+    assert code == 0, out
+    assert "Traceback" not in out and tickets(store) == ["Via IDLE"]

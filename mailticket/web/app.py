@@ -25,18 +25,14 @@ from mailticket.resources import resource_dir
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import (admin, api, auth, canned, csat, customers, mailboxes_admin, pages, queue, report,
                             search)
-from mailticket.web.core import LoginRequired, Web, make_templates, redirect, wants_json, web
+from mailticket.web.core import (CONTENT_SECURITY_POLICY, LoginRequired, Web, make_templates, redirect, wants_json,
+                                 web)
 from mailticket.web.throttle import LoginDoor, LoginGate
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "mailticket_session"
-# No inline script or style anywhere: the templates load /static/app.css and /static/app.js.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'"
-)
 # No form or API call needs more (a reply is at most 100,000 characters) than this plus the attachments
 # `limits.max_attachment_bytes` allows; a bigger body is refused as soon as it is known, and never stored.
 MAX_FORM_BYTES = 4 * 1024 * 1024

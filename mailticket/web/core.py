@@ -26,6 +26,12 @@ _LOCAL_PATH_PREFIXES_REFUSED = ("//", "/\\")
 # An image's cid: link as the sanitiser writes it (always in double quotes).
 CID_SOURCE = re.compile(r'src="cid:([^"]*)"', re.IGNORECASE)
 
+# No inline script or style anywhere: the templates load /static/app.css and /static/app.js.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+
 
 class LoginRequired(Exception):
     """No signed-in, enabled operator: a redirect to /login for pages, 401 for posts and JSON."""

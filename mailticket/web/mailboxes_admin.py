@@ -4,14 +4,16 @@ Re-authorize) that comes back at /oauth/callback."""
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
+from mailticket.config_oauth import BROWSER
 from mailticket.service import mailboxes, oauth_browser, tokens
 from mailticket.service.errors import ActionError
 from mailticket.web.auth import SESSION_KEY, Admin, AdminPosting
-from mailticket.web.core import flash, redirect, web
+from mailticket.web.core import CONTENT_SECURITY_POLICY, flash, redirect, web
 
 router = APIRouter(include_in_schema=False)
 PAGE = "/admin/mailboxes"
@@ -23,8 +25,20 @@ def mailboxes_page(request: Request, me: Admin):
     found = mailboxes.health(app.store, app.settings)
     connectable = {name.partition(":")[2] or name: auth for name, auth in
                    tokens.authorizations(app.settings).items()}
-    return app.render(request, "mailboxes.html", mailboxes=found, connectable=connectable,
+    page = app.render(request, "mailboxes.html", mailboxes=found, connectable=connectable,
                       callback=oauth_browser.redirect_uri(app.settings))
+    # Browsers hold the redirects after a form to form-action too: Connect's 303 must be let through to the
+    # provider's sign-in page, and only to the providers this config names.
+    providers = sorted({_origin(a.settings.authorization_url) for a in connectable.values()
+                        if a.settings.flow == BROWSER and a.settings.authorization_url})
+    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", " ".join(["form-action 'self'", *providers]))
+    return page
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @router.post(PAGE + "/authorize")
