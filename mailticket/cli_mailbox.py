@@ -11,7 +11,7 @@ from mailticket import oauth
 from mailticket.cli_common import EXIT_FAILURE, EXIT_OK, UsageError, load_settings, open_store, shown
 from mailticket.clock import utcnow
 from mailticket.config_oauth import BROWSER, CLIENT_CREDENTIALS
-from mailticket.service import mailboxes, tokens
+from mailticket.service import auth_notice, mailboxes, tokens
 
 
 def add_commands(commands) -> None:
@@ -52,6 +52,7 @@ def cmd_poll_once(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(total)))
     else:
         print("  ".join(f"{name} {value}" for name, value in asdict(total).items()))
+    auth_notice.send_due(store, settings, utcnow())
     if failed:
         print(f"mailticket: polling failed for {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILURE
@@ -78,7 +79,7 @@ def cmd_mailbox_authorize(args: argparse.Namespace) -> int:
             tokens.save(store, tokens.cipher(settings.web.secret_key), name,
                         oauth.client_credentials(auth.settings, utcnow()), utcnow(), authorized=True)
             print(f"{auth.label}: the app's credentials work; a token was issued for {auth.username}.")
-            return EXIT_OK
+            return _checked(store, settings, auth)
         code = oauth.start_device(auth.settings)
         print(f"To authorize {auth.label} ({auth.username}), open\n\n    {code.verification_uri}\n\n"
               f"and enter the code\n\n    {code.user_code}\n\nSign in as {auth.username}. Waiting…", flush=True)
@@ -91,6 +92,14 @@ def cmd_mailbox_authorize(args: argparse.Namespace) -> int:
               "offline_access (Microsoft) or the app must ask for offline access", file=sys.stderr)
         return EXIT_FAILURE
     tokens.save(store, tokens.cipher(settings.web.secret_key), name, got, utcnow(), authorized=True)
+    return _checked(store, settings, auth)
+
+
+def _checked(store, settings, auth: tokens.Authorization) -> int:
+    if (problem := mailboxes.check_login(store, settings, auth.name)) is not None:
+        print(f"mailticket: {auth.label} was authorized, but its server refused the login: {shown(problem)}\n"
+              f"Sign in as {auth.username} (not as yourself) and run `{auth.command}` again.", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"{auth.label} is authorized; mail is read from it at the next poll.")
     return EXIT_OK
 

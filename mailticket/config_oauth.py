@@ -123,6 +123,8 @@ def check_mailbox(where: str, box: dict[str, Any], error: Error) -> None:
         return
     if "password" in box:
         raise error(f'{where}.password is not used with auth = "oauth2"; remove it')
+    if box["name"] == "smtp":
+        raise error(f'{where}.name "smtp" is taken by the relay\'s own authorization; pick another name')
     if "oauth2" not in box:
         raise error(f'{where}.oauth2 is required with auth = "oauth2": a [mailbox.oauth2] table '
                            "right after this [[mailbox]]")

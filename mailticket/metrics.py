@@ -114,6 +114,16 @@ class DatabaseGauges(Collector):
             up.add_metric([], 0)
             yield up
             return
+        auth = None
+        if self.settings is not None and self.settings.mailboxes:
+            auth = GaugeMetricFamily("mailticket_mailbox_auth_ok", "1 while the mailbox can log in; 0 when it needs "
+                                     "authorizing again (OAuth2) or its login was refused.", labels=["mailbox"])
+            try:
+                for health in mailboxes.health(self.store, self.settings):
+                    auth.add_metric([health.mailbox], int(health.auth_ok))
+            except Exception:  # noqa: BLE001 - the other figures still answer
+                log.warning("metrics: the mailboxes' state could not be read", exc_info=True)
+                auth = None
         up.add_metric([], 1)
         yield up
         yield GaugeMetricFamily("mailticket_tickets_open", "Tickets waiting for an operator (status open).",
@@ -127,11 +137,7 @@ class DatabaseGauges(Collector):
         breached.add_metric(["first_response"], row.first_response_breached)
         breached.add_metric(["resolution"], row.resolution_breached)
         yield breached
-        if self.settings is not None and self.settings.mailboxes:
-            auth = GaugeMetricFamily("mailticket_mailbox_auth_ok", "1 while the mailbox can log in; 0 when it needs "
-                                     "authorizing again (OAuth2) or its login was refused.", labels=["mailbox"])
-            for health in mailboxes.health(self.store, self.settings):
-                auth.add_metric([health.mailbox], int(health.auth_ok))
+        if auth is not None:
             yield auth
 
 

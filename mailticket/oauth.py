@@ -1,5 +1,4 @@
-"""OAuth2 client adapter (Authlib over httpx2): device, browser (code + PKCE) and client-credentials grants, refresh;
-every failure is one of three kinds: authorization lost, a refusal to fix in the setup, or worth retrying."""
+"""OAuth2 client adapter (Authlib over httpx2): device, code + PKCE, client credentials, refresh; three kinds of failure."""
 
 from __future__ import annotations
 
@@ -14,13 +13,15 @@ from authlib.integrations.httpx_client import OAuth2Client
 
 from mailticket.config_oauth import OAuth2Settings
 
-TIMEOUT = 20.0  # seconds for one call to the authorization server
+TIMEOUT = 10.0  # seconds for each step (connect, send, each read) of one call to the authorization server
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # The token may not outlive the call that uses it: it is renewed this long before the server says it expires.
 EXPIRY_MARGIN = timedelta(seconds=120)
 DEFAULT_LIFETIME = 3600  # seconds, when the server does not say (RFC 6749 leaves expires_in optional)
 # Answers that mean the person's consent or the refresh token is gone: only a new authorization helps.
 LOST = {"invalid_grant", "access_denied", "expired_token", "consent_required", "interaction_required"}
+# The server's own "try later" answers (RFC 6749 §5.2 and §4.1.2.1): an outage, not a fault in the setup.
+BUSY = {"temporarily_unavailable", "server_error"}
 # RFC 8628 §3.5: keep polling (slow_down: and wait 5 s longer each time).
 PENDING, SLOW_DOWN = "authorization_pending", "slow_down"
 
@@ -81,6 +82,8 @@ def _failure(exc: Exception) -> Exception:
     """The kind of a failed token request, in the server's words; never the request, which holds secrets."""
     if isinstance(exc, OAuthError):
         text = f"{exc.error}: {exc.description}" if exc.description else str(exc.error)
+        if exc.error in BUSY:
+            return Unavailable(f"the authorization server is busy: {text}")
         return (AuthorizationLost if exc.error in LOST else OAuthFailure)(text)
     if isinstance(exc, httpx2.HTTPStatusError):
         status = exc.response.status_code

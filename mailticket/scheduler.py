@@ -17,7 +17,7 @@ from mailticket import imap, metrics
 from mailticket.clock import utcnow
 from mailticket.config import MailboxSettings, Settings
 from mailticket.db.store import Store
-from mailticket.service import leases, mailboxes
+from mailticket.service import auth_notice, leases, mailboxes
 from mailticket.service.poll import Stopping
 from mailticket.service.tokens import TokenError
 
@@ -67,6 +67,10 @@ class Jobs:
             if self.stopping.is_set():
                 return
             self.poll_one(box)
+        try:
+            auth_notice.send_due(self.store, self.settings, utcnow())
+        except Exception:  # noqa: BLE001 - the notice is tried again after the next poll
+            log.exception("telling the admins about a lost authorization failed")
 
     def poll_one(self, box: MailboxSettings, *, wait: bool = False) -> None:
         """One pass over the mailbox unless another holds it; `wait` (the IDLE watcher) waits for a pass of this
@@ -162,7 +166,7 @@ class Jobs:
     def watch(self, box: MailboxSettings) -> None:
         """Waits in IDLE on a connection of its own and polls as soon as the server announces mail; reconnects
         with backoff when the connection is lost. Polling on the schedule goes on regardless, as the fallback."""
-        delay = IDLE_RECONNECT_FIRST
+        delay, told = IDLE_RECONNECT_FIRST, False
         while not self.stopping.is_set():
             try:
                 with imap.MailboxConnection(box, access_token=mailboxes.token_source(self.store, self.settings,
@@ -172,7 +176,7 @@ class Jobs:
                                  self.settings.scheduler.poll_interval)
                         return
                     conn.examine()
-                    delay = IDLE_RECONNECT_FIRST
+                    delay, told = IDLE_RECONNECT_FIRST, False
                     log.info("mailbox %s: waiting for new mail (IMAP IDLE)", box.name)
                     # Mail may have come while there was no watcher (at start, or while reconnecting).
                     arrived = True
@@ -181,7 +185,11 @@ class Jobs:
                             self.poll_one(box, wait=True)
                         arrived = conn.idle_wait(IDLE_RENEW_SECONDS, interrupted=self.stopping.is_set)
                 return
-            except (imap.MailboxError, TokenError) as exc:
+            except TokenError as exc:
+                if not told:  # said once; the polls say the rest
+                    log.warning("mailbox %s: IDLE watcher: %s", box.name, exc)
+                told, delay = True, IDLE_RECONNECT_MAX
+            except imap.MailboxError as exc:
                 log.warning("mailbox %s: IDLE watcher: %s; connecting again in %g s", box.name, exc, delay)
             except Exception:  # noqa: BLE001 - the watcher must outlive any one failure; polling covers the gap
                 log.exception("mailbox %s: IDLE watcher failed; connecting again in %g s", box.name, delay)

@@ -70,6 +70,7 @@ def test_a_custom_server_needs_its_endpoints_and_scopes(tmp_path):
     (WEB + BOX + MICROSOFT + '[smtp]\nauth = "oauth2"\nmailbox = "sales"\n', "smtp.mailbox names 'sales'"),
     (WEB + BOX + MICROSOFT + '[smtp]\nauth = "oauth2"\n', 'needs either an [smtp.oauth2] table or mailbox'),
     (WEB + BOX + MICROSOFT + '[smtp]\nmailbox = "support"\n', 'smtp.mailbox is given but smtp.auth is not'),
+    (WEB + BOX.replace('name = "support"', 'name = "smtp"') + MICROSOFT, 'name "smtp" is taken by the relay'),
 ])
 def test_a_wrong_oauth2_setting_names_its_key(tmp_path, text, fragment):
     refused(tmp_path, text, fragment)

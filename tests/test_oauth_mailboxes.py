@@ -262,6 +262,30 @@ def test_client_credentials_need_no_authorize_step(tmp_path, store, oauth_doveco
     assert CLIENT_SECRET not in proved.stdout + proved.stderr
 
 
+def test_consent_given_by_the_wrong_account_is_caught_at_once(tmp_path, store, oauth_dovecot, auth_server):
+    setup_server(auth_server)
+    auth_server.add_user("dona@shop.example")  # the admin signs in as herself, not as the support mailbox
+    path = config(tmp_path, store, oauth_dovecot, auth_server)
+    proc = subprocess.Popen([sys.executable, "-m", "mailticket", "-c", str(path), "mailbox", "authorize", "support"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shown = ""
+    while not (found := CODE.search(shown)):
+        shown += proc.stdout.readline()
+    auth_server.approve_device(found.group(1), "dona@shop.example")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and f"Sign in as {USER}" in err and "Traceback" not in err
+
+
+def test_a_refused_client_secret_shows_as_an_error_and_in_the_metrics(tmp_path, store, oauth_dovecot, auth_server):
+    auth_server.add_client("mailticket", secret="the-real-secret", app_username=USER)
+    path = config(tmp_path, store, oauth_dovecot, auth_server, flow="client_credentials")  # CLIENT_SECRET: wrong
+    failed = cli(path, "poll-once")
+    assert failed.returncode == 1 and "invalid_client" in failed.stderr and "[mailbox.oauth2] of mailbox" in failed.stderr
+    assert status(path)["support"]["state"] == "error"
+    scrape = TestClient(create_app(load(path), store)).get("/metrics").text
+    assert 'mailticket_mailbox_auth_ok{mailbox="support"} 0.0' in scrape
+
+
 def test_the_relay_logs_in_with_the_mailbox_token_and_holds_the_mail_once_it_is_revoked(
         tmp_path, store, oauth_dovecot, auth_server):
     setup_server(auth_server)

@@ -374,6 +374,8 @@ class OAuthToken(Base):
     state: Mapped[str] = mapped_column(String(32))  # ok | needs-authorization | error
     error: Mapped[str] = mapped_column(Text, default="")  # the last failure, in words, without secrets
     authorized_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # When the admins were told it was lost (set before sending, cleared if the mail could not go).
+    notice_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

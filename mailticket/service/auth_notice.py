@@ -1,4 +1,4 @@
-"""One mail to the admins when a mailbox's OAuth2 authorization is lost, sent at once (it belongs to no ticket)."""
+"""One mail to the admins for each OAuth2 authorization that was lost, sent when due and retried until it goes."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import asyncio
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mailticket import smtp
 from mailticket.config import Settings
-from mailticket.db.models import Operator
+from mailticket.db.models import OAuthToken, Operator
 from mailticket.db.store import Store
 from mailticket.mail import address, compose
-from mailticket.service.sla import AUTO_GENERATED
 from mailticket.service import tokens
+from mailticket.service.sla import AUTO_GENERATED
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,56 @@ def notice_text(settings: Settings, auth: tokens.Authorization, error: str) -> s
     ]) + "\n"
 
 
-def tell_admins(store: Store, settings: Settings, auth: tokens.Authorization, error: str, now: datetime) -> bool:
-    """Sends the notice to every admin with an address; False (and a log line) when it could not be sent."""
+def send_due(store: Store, settings: Settings, now: datetime) -> int:
+    """Tells the admins about each lost authorization not told yet. The row is claimed before the mail goes (so two
+    instances never both send) and given back if it could not go. Returns the number of mails sent."""
+    known = tokens.authorizations(settings)
+    if not known:
+        return 0
+    with store.transaction() as session:
+        due = session.execute(
+            update(OAuthToken)
+            .where(OAuthToken.name.in_(known), OAuthToken.state == tokens.NEEDS_AUTHORIZATION,
+                   OAuthToken.notice_sent_at.is_(None))
+            .values(notice_sent_at=now).returning(OAuthToken.name, OAuthToken.error)
+        ).all()
+    sent = 0
+    for name, error in due:
+        if _tell_admins(store, settings, known[name], error, now):
+            sent += 1
+        elif settings.smtp.authorization != name:  # the relay may work next time; it cannot on its own lost token
+            with store.transaction() as session:
+                session.execute(update(OAuthToken).where(OAuthToken.name == name).values(notice_sent_at=None))
+    return sent
+
+
+def _sender(settings: Settings) -> str:
+    """An address the relay lets us send as: the mailbox whose login it shares, or its own user name."""
+    relay = settings.smtp
+    if relay.authorization and relay.authorization.startswith("mailbox:"):
+        return settings.mailbox(relay.authorization.partition(":")[2]).address
+    if relay.username and address.is_valid(relay.username):
+        return relay.username
+    return settings.address_of(None)
+
+
+def _tell_admins(store: Store, settings: Settings, auth: tokens.Authorization, error: str, now: datetime) -> bool:
     with store.reading() as session:
-        admins = [a.strip().lower() for a in session.scalars(
-            select(Operator.email).where(Operator.is_admin.is_(True), Operator.disabled.is_(False)))
-            if a and address.is_valid(a.strip())]
-    admins = list(dict.fromkeys(admins))
+        found = session.scalars(select(Operator.email).where(Operator.is_admin.is_(True),
+                                                             Operator.disabled.is_(False)))
+        admins = list(dict.fromkeys(a.strip().lower() for a in found if a and address.is_valid(a.strip())))
     if not admins:
         log.error("%s needs authorization again, and no admin has an e-mail address to be told", auth.label)
+        return True  # nobody to tell: trying again would not change that
+    if settings.smtp.authorization == auth.name:
+        log.error("%s needs authorization again; the admins cannot be mailed, since the relay logs in with it",
+                  auth.label)
         return False
-    sender = settings.mailboxes[0].address if settings.mailboxes else settings.address_of(None)
+    sender = _sender(settings)
     mail = compose.build(from_address=sender, from_name=SENDER_NAME, to=admins,
-                         subject=f"mailticket: {auth.label} needs authorization again", body=notice_text(settings, auth, error),
-                         date=now, ticket_id=NO_TICKET, auto_submitted=AUTO_GENERATED)
+                         subject=f"mailticket: {auth.label} needs authorization again",
+                         body=notice_text(settings, auth, error), date=now, ticket_id=NO_TICKET,
+                         auto_submitted=AUTO_GENERATED)
     try:
         relay_token = None
         if settings.smtp.authorization:

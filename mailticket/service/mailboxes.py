@@ -1,5 +1,4 @@
-"""Mailbox logins and health: an OAuth2 mailbox's token source, and each polling pass's outcome, kept for
-`mailbox status`, the admin page and /metrics."""
+"""Mailbox logins and health: a token source for OAuth2, and each poll's outcome for status, admin page and metrics."""
 
 from __future__ import annotations
 
@@ -34,6 +33,19 @@ def connector(store: Store, settings: Settings) -> Callable[[MailboxSettings], i
     return lambda box: imap.connect_with_backoff(box, access_token=token_source(store, settings, box))
 
 
+def check_login(store: Store, settings: Settings, name: str) -> str | None:
+    """After an authorization: does the token open the mailbox? The words of the refusal, or None. Catches a
+    consent given by the wrong account (login_hint is only a hint), which would fail on every poll."""
+    box = next((b for b in settings.mailboxes if b.authorization == name), None)
+    if box is None:
+        return None  # the relay's own authorization: it is tried at the next send
+    try:
+        with imap.MailboxConnection(box, access_token=token_source(store, settings, box)):
+            return None
+    except (imap.MailboxError, tokens.TokenError) as exc:
+        return str(exc)
+
+
 def record_ok(store: Store, box: MailboxSettings, now: datetime) -> None:
     with store.transaction() as session:
         row = _row(session, box.name)
@@ -41,8 +53,8 @@ def record_ok(store: Store, box: MailboxSettings, now: datetime) -> None:
 
 
 def record_failure(store: Store, settings: Settings, box: MailboxSettings, exc: BaseException, now: datetime) -> str:
-    """Keeps the failure in words for `mailbox status`; a refused OAuth2 login gets its token renewed next time,
-    and an authorization found lost just now is told to the admins, once. Returns the words."""
+    """Keeps the failure in words for `mailbox status`; a refused OAuth2 login gets its token renewed next time.
+    Returns the words."""
     text = str(exc) or type(exc).__name__
     refused = isinstance(exc, imap.MailboxError) and exc.login_refused
     if refused and box.authorization:
@@ -54,10 +66,6 @@ def record_failure(store: Store, settings: Settings, box: MailboxSettings, exc: 
             row.login_refused = refused or (isinstance(exc, tokens.TokenError) and exc.lost)
     except Exception:  # noqa: BLE001 - the database may be what failed; the poll's own error is what counts
         log.warning("mailbox %s: could not record the failure", box.name, exc_info=True)
-    if isinstance(exc, tokens.TokenError) and exc.newly_lost and exc.auth is not None:
-        from mailticket.service.auth_notice import tell_admins  # sends mail: only on this rare path
-
-        tell_admins(store, settings, exc.auth, text, now)
     return text
 
 
@@ -79,10 +87,11 @@ class Health:
     last_error: str  # empty when the last pass worked
     last_error_at: datetime | None
     login_refused: bool  # the last pass failed at the login
+    token_ok: bool = True  # OAuth2: its tokens are usable (not lost, not refused by the provider)
 
     @property
     def auth_ok(self) -> bool:
-        return self.state != NEEDS_AUTHORIZATION and not self.login_refused
+        return self.token_ok and self.state != NEEDS_AUTHORIZATION and not self.login_refused
 
 
 def health(store: Store, settings: Settings) -> list[Health]:
@@ -97,15 +106,21 @@ def health(store: Store, settings: Settings) -> list[Health]:
         failed_at = row.last_error_at if row else None
         failing = failed_at is not None and (last_ok is None or failed_at > last_ok)
         error = row.last_error if row and failing else ""
-        state = ERROR if failing else OK
+        state, token_ok = ERROR if failing else OK, True
         if box.auth == OAUTH2:
-            token = held.get(box.authorization)
-            never = token is None and box.oauth2.flow != CLIENT_CREDENTIALS
-            if never or (token is not None and token.state == NEEDS_AUTHORIZATION):
-                state = NEEDS_AUTHORIZATION
-                error = (token.error if token else "") or error or "never authorized"
-            elif token is not None and token.state == ERROR:
-                state, error = ERROR, token.error
+            state, error, token_ok = _token_state(held.get(box.authorization), box.oauth2.flow, state, error)
         found.append(Health(box.name, box.auth, box.oauth2.flow if box.oauth2 else None, state, last_ok, error,
-                            failed_at, bool(failing and row.login_refused)))
+                            failed_at, bool(failing and row.login_refused), token_ok))
+    if settings.smtp.authorization == "smtp":  # the relay's own authorization: nobody else would show it
+        state, error, token_ok = _token_state(held.get("smtp"), settings.smtp.oauth2.flow, OK, "")
+        found.append(Health("smtp", OAUTH2, settings.smtp.oauth2.flow, state, None, error, None, False, token_ok))
     return found
+
+
+def _token_state(token, flow: str, state: str, error: str) -> tuple[str, str, bool]:
+    """(state, error, tokens usable) of an OAuth2 login, from its token row and how its last pass went."""
+    if (token is None and flow != CLIENT_CREDENTIALS) or (token is not None and token.state == NEEDS_AUTHORIZATION):
+        return NEEDS_AUTHORIZATION, (token.error if token else "") or error or "never authorized", False
+    if token is not None and token.state == ERROR:
+        return ERROR, token.error, False
+    return state, error, True

@@ -1,10 +1,10 @@
-"""The browser authorization (code + PKCE): started from the admin page, finished at /oauth/callback by the same
-admin's session, each state used once and for at most 15 minutes."""
+"""The browser authorization (code + PKCE): started on the admin page, finished by the same session, state used once."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy import delete
 
 from mailticket import oauth
@@ -48,6 +48,16 @@ def start(store: Store, settings: Settings, mailbox: str, session_token: str, no
     return oauth.authorization_url(auth.settings, redirect_uri(settings), state, verifier, auth.username)
 
 
+def cancel(store: Store, state: str, session_token: str) -> bool:
+    """The provider said no: spends the state; True when it was this session's (only then are its words shown)."""
+    with store.transaction() as session:
+        pending = session.get(OAuthPending, state, with_for_update=True) if state else None
+        if pending is None or pending.session_id != hash_token(session_token):
+            return False
+        session.delete(pending)
+    return True
+
+
 def finish(store: Store, settings: Settings, state: str, code: str, session_token: str,
            now: datetime) -> tokens.Authorization:
     """Exchanges the code for tokens and stores them; the state is spent whatever happens."""
@@ -66,7 +76,10 @@ def finish(store: Store, settings: Settings, state: str, code: str, session_toke
     if auth is None:
         raise ActionError("the mailbox of this authorization is no longer in the config")
     box = tokens.cipher(settings.web.secret_key)
-    verifier = box.decrypt(pending.verifier.encode()).decode()
+    try:
+        verifier = box.decrypt(pending.verifier.encode()).decode()
+    except InvalidToken:  # web.secret_key changed since it started
+        raise ActionError("this authorization was started before web.secret_key changed; start it again") from None
     try:
         got = oauth.exchange_code(auth.settings, redirect_uri(settings), code, verifier, now)
     except (oauth.OAuthFailure, oauth.Unavailable) as exc:

@@ -29,7 +29,6 @@ from mailticket.db.models import FAILED, QUEUED, SENDING, SENT, Message, Outbox
 from mailticket.db.store import Store, db_now
 from mailticket.clock import utcnow
 from mailticket.service import outbound, reactions, tokens
-from mailticket.service.auth_notice import tell_admins
 from mailticket.service.events import ReplySent
 from mailticket.service.undelivered import undeliverable
 
@@ -119,7 +118,16 @@ async def flush(store: Store, settings: Settings, *, now: datetime | None = None
 
     Once `stopping()` is true (a shutdown), no new send starts: rows not yet sent are handed back at once.
     """
+    token = None
+    if settings.smtp.authorization:
+        # Before any row is taken: without a token nothing can be sent, and no row should spend an attempt on it.
+        try:
+            token = await asyncio.to_thread(tokens.access_token, store, settings, settings.smtp.authorization)
+        except tokens.TokenError as exc:
+            log.warning("outbox: nothing sent in this pass: %s", exc)
+            return SendCounts()
     run = _Pass(store, settings, now, tls_context, stopping, connections)
+    run.token = token
     queue: asyncio.Queue[tuple[Picked, float] | None] = asyncio.Queue(maxsize=PICK_CHUNK)
     picked = 0
     with run.executor:
@@ -163,18 +171,13 @@ class _Pass:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="outbox-db")
         self.counts = SendCounts()
         self.unavailable: smtp.RelayUnavailable | None = None
+        self.token: str | None = None  # the relay's OAuth2 access token, fetched once per pass
 
     def halted(self) -> bool:
         return self.unavailable is not None or self.stopping()
 
     async def relay_token(self) -> str:
-        """The relay's OAuth2 token (renewing it may call the authorization server: off the event loop)."""
-        try:
-            return await self.call(tokens.access_token, self.store, self.settings, self.settings.smtp.authorization)
-        except tokens.TokenError as exc:
-            if exc.newly_lost and exc.auth is not None:
-                await self.call(tell_admins, self.store, self.settings, exc.auth, str(exc), utcnow())
-            raise smtp.RelayUnavailable(None, str(exc)) from None
+        return self.token or ""
 
     async def call(self, fn, *args):
         # The one crossing from the event loop to the (blocking) store.

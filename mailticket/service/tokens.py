@@ -1,5 +1,4 @@
-"""OAuth2 tokens in the database: encrypted at rest, renewed before they expire by one instance at a time, a rotated
-refresh token kept at once, and a lost authorization marked once (the admins get one mail)."""
+"""OAuth2 tokens in the database: encrypted, renewed before they expire by one instance at a time, kept at once."""
 
 from __future__ import annotations
 
@@ -29,21 +28,19 @@ from mailticket.service import leases
 log = logging.getLogger(__name__)
 
 OK, NEEDS_AUTHORIZATION, ERROR = "ok", "needs-authorization", "error"
-# One instance renews a token at a time; the lease outlasts the longest renewal (two calls to the server).
-RENEWAL_LEASE_SECONDS = 2 * oauth.TIMEOUT + 10
-WAIT_STEP_SECONDS = 0.2  # how often an instance waiting for another's renewal looks again
+# One instance renews a token at a time; the lease outlasts the longest renewal (one call, each of its steps
+# bounded by oauth.TIMEOUT). Should it still run out, a second renewal cannot mark a good token lost (see mark()).
+RENEWAL_LEASE_SECONDS = 6 * oauth.TIMEOUT
+WAIT_STEP_SECONDS = 0.5  # how often an instance waiting for another's renewal looks again
 KEY_INFO = b"mailticket oauth2 tokens"
 
 
 class TokenError(Exception):
     """No access token now, in words naming the mailbox and what to do; `transient` when a later try may work."""
 
-    def __init__(self, message: str, *, transient: bool = False, lost: bool = False, auth: Authorization | None = None,
-                 newly_lost: bool = False) -> None:
+    def __init__(self, message: str, *, transient: bool = False, lost: bool = False) -> None:
         super().__init__(message)
         self.transient, self.lost = transient, lost
-        # Set when this very call found the authorization gone: the admins are told once, by whoever catches it.
-        self.auth, self.newly_lost = auth, newly_lost
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,12 @@ class Authorization:
     def label(self) -> str:
         kind, _, mailbox = self.name.partition(":")
         return f"mailbox {mailbox!r}" if kind == "mailbox" else "the SMTP relay"
+
+    @property
+    def table(self) -> str:
+        """Where its settings are in the config file."""
+        kind, _, mailbox = self.name.partition(":")
+        return f'[mailbox.oauth2] of mailbox "{mailbox}"' if kind == "mailbox" else "[smtp.oauth2]"
 
     @property
     def command(self) -> str:
@@ -107,7 +110,7 @@ def access_token(store: Store, settings: Settings, name: str, *, holder: str | N
     box = cipher(settings.web.secret_key)
     row = _read(store, name)
     if _fresh(row, clock()):
-        return _decrypt(box, row.access_token, auth)
+        return _decrypt(box, row.access_token, auth, store)
     if auth.settings.flow != CLIENT_CREDENTIALS and (row is None or row.state == NEEDS_AUTHORIZATION
                                                      or row.refresh_token is None):
         raise _needs(auth, row)
@@ -118,11 +121,11 @@ def access_token(store: Store, settings: Settings, name: str, *, holder: str | N
                              f"{RENEWAL_LEASE_SECONDS:g} s; trying again later", transient=True)
         sleep(WAIT_STEP_SECONDS)
         if _fresh(row := _read(store, name), clock()):
-            return _decrypt(box, row.access_token, auth)
+            return _decrypt(box, row.access_token, auth, store)
     try:
         row = _read(store, name)  # the instance that held the lease may have just renewed it
         if _fresh(row, clock()):
-            return _decrypt(box, row.access_token, auth)
+            return _decrypt(box, row.access_token, auth, store)
         return _renew(store, box, auth, row, clock)
     finally:
         with store.transaction() as session:
@@ -142,18 +145,20 @@ def _renew(store: Store, box: Fernet, auth: Authorization, row: OAuthToken | Non
         elif row is None or row.refresh_token is None or row.state == NEEDS_AUTHORIZATION:
             raise _needs(auth, row)
         else:
-            tokens = oauth.refresh(auth.settings, _decrypt(box, row.refresh_token, auth), clock())
+            tokens = oauth.refresh(auth.settings, _decrypt(box, row.refresh_token, auth, store), clock())
     except oauth.AuthorizationLost as lost:
-        newly = mark(store, auth, NEEDS_AUTHORIZATION, str(lost), clock())
+        if not mark(store, auth, NEEDS_AUTHORIZATION, str(lost), clock(), used=row):
+            raise TokenError(f"{auth.label}: its tokens changed during the renewal; trying again", transient=True) \
+                from None
         raise TokenError(f"{auth.label} needs authorization again ({lost}): run `{auth.command}` or use "
-                         "Re-authorize on the admin page", lost=True, auth=auth, newly_lost=newly) from None
+                         "Re-authorize on the admin page", lost=True) from None
     except oauth.OAuthFailure as failed:
-        mark(store, auth, ERROR, str(failed), clock())
+        mark(store, auth, ERROR, str(failed), clock(), used=row)
         raise TokenError(f"{auth.label}: the authorization server refused the token request ({failed}); "
-                         "check the [oauth2] settings and the app's registration") from None
+                         f"check {auth.table} and the app's registration with the provider") from None
     except oauth.Unavailable as down:
         log.warning("%s: token renewal failed, will retry: %s", auth.label, down)
-        raise TokenError(f"{auth.label}: {down}", transient=True) from None
+        raise TokenError(f"{auth.label}: {down}; retried at the next attempt", transient=True) from None
     save(store, box, auth.name, tokens, clock())
     log.info("%s: access token renewed", auth.label)
     return tokens.access_token
@@ -165,13 +170,15 @@ def _needs(auth: Authorization, row: OAuthToken | None) -> TokenError:
                       "page", lost=True)
 
 
-def _decrypt(box: Fernet, value: str, auth: Authorization) -> str:
+def _decrypt(box: Fernet, value: str, auth: Authorization, store: Store | None = None) -> str:
     try:
         return box.decrypt(value.encode()).decode()
     except InvalidToken:
         # web.secret_key changed since the tokens were stored: they cannot be read, only replaced.
-        raise TokenError(f"{auth.label}: the stored tokens cannot be decrypted (was web.secret_key changed?); "
-                         f"run `{auth.command}`", lost=True) from None
+        why = "the stored tokens cannot be decrypted (was web.secret_key changed?)"
+        if store is not None:
+            mark(store, auth, NEEDS_AUTHORIZATION, why, utcnow())
+        raise TokenError(f"{auth.label}: {why}; run `{auth.command}`", lost=True) from None
 
 
 def save(store: Store, box: Fernet, name: str, tokens: oauth.Tokens, now: datetime, *,
@@ -187,24 +194,29 @@ def save(store: Store, box: Fernet, name: str, tokens: oauth.Tokens, now: dateti
         if tokens.refresh_token:
             row.refresh_token = box.encrypt(tokens.refresh_token.encode()).decode()
         row.state, row.error, row.updated_at = OK, "", now
+        row.notice_sent_at = None  # a later loss is told again
         if authorized:
             row.authorized_at = now
 
 
-def mark(store: Store, auth: Authorization, state: str, error: str, now: datetime) -> bool:
-    """Records a failed renewal; returns whether the authorization was lost just now (it was fine before)."""
+def mark(store: Store, auth: Authorization, state: str, error: str, now: datetime, *,
+         used: OAuthToken | None = None) -> bool:
+    """Records a failed renewal, unless the tokens it `used` were replaced meanwhile (by another instance's
+    renewal, or a new authorization): those are good, and stay. Returns whether it was recorded."""
     with store.transaction() as session:
         row = session.scalar(select(OAuthToken).where(OAuthToken.name == auth.name).with_for_update())
         if row is None:
-            row = OAuthToken(name=auth.name, state=OK)
+            row = OAuthToken(name=auth.name, state=OK, notice_sent_at=None)
             session.add(row)
+        elif used is not None and row.refresh_token != used.refresh_token:
+            return False
         became_lost = state == NEEDS_AUTHORIZATION and row.state != NEEDS_AUTHORIZATION
         row.state, row.error, row.updated_at = state, error[:500], now
         if state == NEEDS_AUTHORIZATION:
             row.access_token = row.refresh_token = row.expires_at = None  # of no use any more
     if became_lost:
         log.error("%s needs authorization again: %s", auth.label, error)
-    return became_lost
+    return True
 
 
 def expire_now(store: Store, name: str, now: datetime) -> None:

@@ -1,5 +1,4 @@
-"""The mailboxes admin page: each mailbox's login and last poll, and the browser authorization (Connect,
-Re-authorize) that comes back at /oauth/callback."""
+"""The mailboxes admin page: each mailbox's login and last poll; Connect and Re-authorize, back at /oauth/callback."""
 
 from __future__ import annotations
 
@@ -58,7 +57,10 @@ def callback(request: Request, me: Admin, state: str = "", code: str = "", error
              error_description: str = ""):
     app = web(request)
     if error:  # the admin declined, or the provider refused (say, a scope the tenant does not allow)
-        flash(request, f"Not authorized: {error}" + (f" ({error_description[:300]})" if error_description else ""))
+        if not oauth_browser.cancel(app.store, state[:200], request.session[SESSION_KEY]):
+            # Not an answer to this session's request: its words are nobody's to show.
+            raise HTTPException(400, "this authorization is unknown or was already used; start it again")
+        flash(request, f"Not authorized: {error[:100]}" + (f" ({error_description[:300]})" if error_description else ""))
         return redirect(PAGE)
     if not code or not state:
         raise HTTPException(400, "the provider's answer lacks its code or state; start again from the admin page")
@@ -67,6 +69,11 @@ def callback(request: Request, me: Admin, state: str = "", code: str = "", error
                                     app.clock())
     except ActionError as refused:
         flash(request, f"Not authorized: {refused}")
+        return redirect(PAGE)
+    problem = mailboxes.check_login(app.store, app.settings, auth.name)
+    if problem is not None:
+        flash(request, f"{auth.label} was authorized, but its server refused the login ({problem}); sign in as "
+                       f"{auth.username}, not as yourself, and press Re-authorize")
         return redirect(PAGE)
     flash(request, f"{auth.label} is authorized; mail is read from it at the next poll")
     return redirect(PAGE)

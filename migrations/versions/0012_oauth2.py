@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=32), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("authorized_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("notice_sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_oauth_tokens")),
     )
