@@ -1,4 +1,4 @@
-"""The command line of SPEC §3: `mailticket [-c CONFIG] COMMAND`; exit 0 ok, 1 runtime failure, 2 bad usage or config."""
+"""The command line: `mailticket [-c CONFIG] COMMAND`; exit 0 ok, 1 runtime failure, 2 bad usage or config."""
 
 from __future__ import annotations
 
@@ -9,32 +9,28 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
-from mailticket import cli_inbox, cli_mailbox
-from mailticket.cli_common import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, load_settings, open_store,
-                                   shown)
+from mailticket import __version__, cli_backup, cli_init, cli_inbox, cli_list, cli_mailbox, cli_operators
+from mailticket.cli_common import (EVERY_SECRET, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, load_settings,
+                                   open_store, shown)
 from mailticket.config import ConfigError
-
-# `ticket list --search` shows at most this many tickets, newest first.
-CLI_SEARCH_LIMIT = 500
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailticket", description="E-mail ticketing daemon.")
+    parser.add_argument("--version", action="version", version=f"mailticket {__version__}")
     parser.add_argument("-c", "--config", help="config file (default: $MAILTICKET_CONFIG, then /etc/mailticket/config.toml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("check-config", help="validate the config file and exit").set_defaults(run=cmd_check_config)
     commands.add_parser("migrate", help="upgrade the database schema (safe to repeat)").set_defaults(run=cmd_migrate)
+    cli_backup.add_commands(commands)
 
+    cli_init.add_commands(commands)
     cli_mailbox.add_commands(commands)
 
     ticket = commands.add_parser("ticket", help="list or show tickets").add_subparsers(dest="ticket_command", required=True)
-    ticket_list = ticket.add_parser("list")
-    ticket_list.add_argument("--status", choices=("open", "pending", "resolved"))
-    ticket_list.add_argument("--json", action="store_true")
-    ticket_list.add_argument("--search", metavar="TEXT",
-                             help="full-text search (subject, messages, addresses, names, ticket number), newest first")
-    ticket_list.set_defaults(run=cmd_ticket_list)
+    # --status, --json, --search, --limit, --after: mailticket/cli_list.py.
+    cli_list.add_arguments(ticket.add_parser("list", help="the tickets, all of them unless --limit N"))
     ticket_show = ticket.add_parser("show")
     ticket_show.add_argument("id", type=int)
     ticket_show.add_argument("--json", action="store_true")
@@ -51,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     flush.set_defaults(run=cmd_outbox_flush)
 
     # The timing report.
-    report = commands.add_parser("report", help="timing report (SPEC §7) of the tickets created in a period")
+    report = commands.add_parser("report", help="timing report (first response, handle and resolution times) of the tickets created in a period")
     report.add_argument("--since", metavar="YYYY-MM-DD", help="first day (default: 29 days before --until)")
     report.add_argument("--until", metavar="YYYY-MM-DD", help="last day, included (default: today)")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -63,27 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="web port on 127.0.0.1 (default 8025; 0 picks a free one)")
     demo.set_defaults(run=cmd_demo)
 
-    operator = commands.add_parser("operator", help="manage operators").add_subparsers(dest="operator_command", required=True)
-    add = operator.add_parser("add", help="create an operator (password read from standard input)")
-    add.add_argument("username")
-    add.add_argument("--name", default="")
-    add.add_argument("--email", default="")
-    add.add_argument("--admin", action="store_true")
-    add.add_argument("--password-stdin", action="store_true", required=True,
-                     help="read the password from standard input (never from the command line)")
-    add.set_defaults(run=cmd_operator_add)
-    operator.add_parser("list").set_defaults(run=cmd_operator_list)
-    disable = operator.add_parser("disable", help="disable an operator: sessions and token stop working at once")
-    disable.add_argument("username")
-    disable.set_defaults(run=cmd_operator_disable)
-    token = operator.add_parser("token", help="print a new API token (replaces the old one)")
-    token.add_argument("username")
-    token.set_defaults(run=cmd_operator_token)
+    cli_operators.add_commands(commands)
     return parser
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    settings = load_settings(args)
+    settings = load_settings(args, secrets=EVERY_SECRET)
     print(f"{settings.path}: ok ({len(settings.mailboxes)} mailbox(es), database {_safe_url(settings.database.url)})")
     return EXIT_OK
 
@@ -94,25 +75,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     store = open_store(load_settings(args))
     store.migrate()
     print(f"database at revision {current(store.engine)}")
-    return EXIT_OK
-
-
-def cmd_ticket_list(args: argparse.Namespace) -> int:
-    from mailticket.service.tickets import find_tickets, search_tickets
-
-    store = open_store(load_settings(args))
-    with store.reading() as session:
-        if args.search:
-            rows = search_tickets(session, args.search, status=args.status, limit=CLI_SEARCH_LIMIT)
-        else:
-            rows = find_tickets(session, status=args.status)
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    print(f"{'ID':>6}  {'STATUS':<9} {'QUEUE':<12} {'CUSTOMER':<32} SUBJECT")
-    for row in rows:
-        print(shown(f"{row['id']:>6}  {row['status']:<9} {row['queue'][:12]:<12} {row['customer'][:32]:<32} "
-                    f"{row['subject']}"))
     return EXIT_OK
 
 
@@ -163,7 +125,7 @@ def cmd_ticket_close(args: argparse.Namespace) -> int:
 def cmd_outbox_flush(args: argparse.Namespace) -> int:
     from mailticket.service.outbox import flush_sync
 
-    settings = load_settings(args)
+    settings = load_settings(args, secrets=EVERY_SECRET)
     counts = asdict(flush_sync(open_store(settings), settings))
     print(json.dumps(counts) if args.json else "  ".join(f"{name} {value}" for name, value in counts.items()))
     return EXIT_OK
@@ -198,7 +160,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mailticket.daemon import serve
 
-    return serve(load_settings(args))
+    return serve(load_settings(args, secrets=EVERY_SECRET))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -207,57 +169,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not a port number (0 to 65535)")
     return demo_main(args.port)
-
-
-def _operator_change(args: argparse.Namespace, change: Callable) -> object:
-    """Runs one operator change in a transaction; a refused change is a usage error (exit 2)."""
-    from mailticket.service.operators import OperatorError
-
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            return change(session)
-    except OperatorError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def cmd_operator_add(args: argparse.Namespace) -> int:
-    from mailticket.clock import utcnow
-    from mailticket.service.operators import add_operator
-
-    password = sys.stdin.readline().rstrip("\r\n")
-    _operator_change(args, lambda session: add_operator(
-        session, args.username, password, name=args.name, email=args.email, admin=args.admin, now=utcnow()))
-    print(f"operator {args.username} added{' (admin)' if args.admin else ''}")
-    return EXIT_OK
-
-
-def cmd_operator_list(args: argparse.Namespace) -> int:
-    from mailticket.service.operators import list_operators
-
-    store = open_store(load_settings(args))
-    with store.reading() as session:
-        operators = list_operators(session)
-        print(f"{'USER':<20} {'NAME':<24} {'ROLE':<9} {'STATE':<9} TOKEN")
-        for op in operators:
-            print(f"{op.username:<20} {op.name[:24]:<24} {'admin' if op.is_admin else 'operator':<9} "
-                  f"{'disabled' if op.disabled else 'active':<9} {'yes' if op.token_hash else 'no'}")
-    return EXIT_OK
-
-
-def cmd_operator_disable(args: argparse.Namespace) -> int:
-    from mailticket.service.operators import disable
-
-    _operator_change(args, lambda session: disable(session, args.username))
-    print(f"operator {args.username} disabled")
-    return EXIT_OK
-
-
-def cmd_operator_token(args: argparse.Namespace) -> int:
-    from mailticket.service.operators import new_token
-
-    print(_operator_change(args, lambda session: new_token(session, args.username)))
-    return EXIT_OK
 
 
 def _safe_url(url: str) -> str:

@@ -16,9 +16,15 @@ class UsageError(Exception):
     """Bad arguments that argparse cannot see (an unknown mailbox, a missing ticket)."""
 
 
-def load_settings(args: argparse.Namespace) -> Settings:
+# Most commands need only the database: they do not read the mailbox, relay or web secrets, which may exist only
+# inside the running service (systemd credentials). The commands that talk to mail servers read them all.
+DATABASE_ONLY = ("database",)
+EVERY_SECRET = None
+
+
+def load_settings(args: argparse.Namespace, *, secrets: tuple[str, ...] | None = DATABASE_ONLY) -> Settings:
     path = Path(args.config) if args.config else config_module.default_config_path()
-    return config_module.load(path)
+    return config_module.load(path, reveal=secrets)
 
 
 def open_store(settings: Settings):

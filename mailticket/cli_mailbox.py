@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 
 from mailticket import oauth
-from mailticket.cli_common import EXIT_FAILURE, EXIT_OK, UsageError, load_settings, open_store, shown
+from mailticket.cli_common import EVERY_SECRET, EXIT_FAILURE, EXIT_OK, UsageError, load_settings, open_store, shown
 from mailticket.clock import utcnow
 from mailticket.config_oauth import BROWSER, CLIENT_CREDENTIALS
 from mailticket.service import auth_notice, mailboxes, tokens
@@ -36,7 +36,7 @@ def cmd_poll_once(args: argparse.Namespace) -> int:
     from mailticket.service.intake import PollCounts
     from mailticket.service.poll import poll_mailbox
 
-    settings = load_settings(args)
+    settings = load_settings(args, secrets=EVERY_SECRET)
     boxes = [settings.mailbox(args.mailbox)] if args.mailbox else list(settings.mailboxes)
     if not boxes:
         raise UsageError(f"{settings.path}: no [[mailbox]] is configured")
@@ -60,7 +60,7 @@ def cmd_poll_once(args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_authorize(args: argparse.Namespace) -> int:
-    settings = load_settings(args)
+    settings = load_settings(args, secrets=EVERY_SECRET)
     name = "smtp" if args.name == "smtp" else f"mailbox:{args.name}"
     known = tokens.authorizations(settings)
     if name not in known:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ from mailticket.config_values import (
 
 # The From address when no [[mailbox]] is configured (a web-only instance).
 FALLBACK_FROM_ADDRESS = "support@localhost"
+# What a secret that a command did not read holds: never a valid password, key or URL.
+NOT_READ = "<not read by this command>"
 
 
 class ConfigError(Exception):
@@ -291,8 +293,11 @@ def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
 class _Reader:
     """Checks one parsed file against SCHEMA; every error it raises names the file and the key."""
 
-    def __init__(self, path: Path, env: Mapping[str, str]):
+    def __init__(self, path: Path, env: Mapping[str, str], reveal: Collection[str] | None = None):
         self.path, self.env = path, env
+        # The sections whose secrets are read now (None: all). An admin command reads only what it uses, so that
+        # the secret files that exist only inside the running service (systemd credentials) do not stop it.
+        self.reveal = reveal
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: {message}.")
@@ -309,8 +314,10 @@ class _Reader:
         for name, key in _schema(section).items():
             form = self.secret_form(raw, where, name) if key.secret else name
             try:
-                if form in raw:
-                    values[name] = key.kind(self.reveal(form, raw[form]) if key.secret else raw[form])
+                if form in raw and key.secret and self.reveal is not None and section not in self.reveal:
+                    values[name] = NOT_READ
+                elif form in raw:
+                    values[name] = key.kind(self.secret(form, raw[form]) if key.secret else raw[form])
                 elif key.required:
                     raise Invalid("is required" + (f" (as {name}, {name}_env or {name}_file)" if key.secret else ""))
             except Invalid as problem:
@@ -324,7 +331,7 @@ class _Reader:
                              f"{name}, {name}_env or {name}_file")
         return given[0] if given else name
 
-    def reveal(self, form: str, value: Any) -> str:
+    def secret(self, form: str, value: Any) -> str:
         """The secret itself, from the value, the environment variable or the file it names."""
         # Never echo the value: it may be the secret itself.
         ensure(isinstance(value, str), f"must be a string, not {type_name(value)}")
@@ -361,10 +368,11 @@ class _Reader:
         return result
 
 
-def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
-    """Reads and checks the TOML file at `path` (secrets from `env`, default os.environ)."""
+def load(path: str | Path, *, env: Mapping[str, str] | None = None, reveal: Collection[str] | None = None) -> Settings:
+    """Reads and checks the TOML file at `path` (secrets from `env`, default os.environ). With `reveal`, only the
+    secrets of those sections are read; the others are checked for their form and hold NOT_READ."""
     path = Path(path)
-    reader = _Reader(path, os.environ if env is None else env)
+    reader = _Reader(path, os.environ if env is None else env, reveal)
     try:
         with path.open("rb") as handle:
             raw = tomllib.load(handle)

@@ -26,8 +26,15 @@ SHUTDOWN_GRACE = 8.0
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # journald adds the time and the unit
 
 
+# Libraries that say at info what the product already says better (or every minute): their own chatter waits for
+# `[log] level = "debug"`.
+CHATTY_LIBRARIES = ("apscheduler", "httpx2", "httpcore2", "httpx", "httpcore", "alembic")
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
 
 
 def listen_address(listen: str) -> tuple[str, int]:
@@ -92,7 +99,9 @@ def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = (),
     scheduler = build_scheduler(jobs)
     host, port = listen_address(settings.web.listen)
     app = create_app(settings, store, extra_routers=extra_routers)
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
+    # uvicorn's start-up lines repeat the one line above; its warnings and errors still come through.
+    uvicorn_level = "debug" if settings.log_level.lower() == "debug" else "warning"
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level=uvicorn_level,
                                     access_log=False, timeout_graceful_shutdown=5))
     stop = threading.Event()
     threading.Thread(target=_watchdog, args=(store, server, stop), daemon=True, name="watchdog").start()

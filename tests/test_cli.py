@@ -101,6 +101,8 @@ def test_operators_are_added_listed_given_a_token_and_disabled(tmp_path, sqlite_
     assert token.startswith("mt_") and len(token) > 30
     listed = operator(path, "list").stdout
     assert "ana" in listed and "admin" in listed and "active" in listed
+    # Not the last enabled admin: that one is never disabled (tests/test_operators_admin.py).
+    assert operator(path, "add", "bea", "--admin", "--password-stdin", stdin="another password\n").returncode == 0
     assert operator(path, "disable", "ana").returncode == 0
     assert "disabled" in operator(path, "list").stdout
 

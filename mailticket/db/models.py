@@ -248,6 +248,8 @@ class Operator(Base):
     # sha256 of the API token: the token itself is shown once and never stored.
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The pages' language the operator chose ("pt-BR" or "en"); None: not chosen, the browser's decides.
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     @property
     def display_name(self) -> str:

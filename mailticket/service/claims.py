@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime, timedelta
 
@@ -13,6 +14,8 @@ from mailticket.db.models import Claim, Operator, Ticket, UtcDateTime
 from mailticket.db.store import db_now
 from mailticket.service.history import record
 from mailticket.service.tickets import TicketNotFound
+
+log = logging.getLogger(__name__)
 
 # A claim lost to a concurrent writer between our read and our write is looked at again this often.
 CLAIM_ATTEMPTS = 3
@@ -173,6 +176,7 @@ def break_claim(session: Session, ticket_id: int, admin: Operator, now: datetime
         return
     if _end(session, view):
         record(session, ticket_id, "broken", now, admin.username, f"claim of {view.holder_name}")
+        log.info("ticket %d: %s broke the claim of %s", ticket_id, admin.username, view.holder_name)
 
 
 def take_for_reply(session: Session, ticket_id: int, operator: Operator, token: str | None, *, keep: bool,

@@ -81,7 +81,8 @@ def _pass(store: Store, settings: Settings, box: MailboxSettings,
             counts.add(batch_counts)
             if between_batches is not None:
                 between_batches()
-    log.info("polled mailbox %s: %s", box.name, counts)
+    # An empty pass is not news: at info the journal gets a line only when mail came.
+    log.log(logging.INFO if counts.fetched else logging.DEBUG, "polled mailbox %s: %s", box.name, counts)
     return counts
 
 

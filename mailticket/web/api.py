@@ -22,7 +22,8 @@ from mailticket.service import claims as claim_service
 from mailticket.service.errors import ActionError
 from mailticket.db.store import db_now
 from mailticket.service.status import change_status
-from mailticket.service.tickets import TicketNotFound, find_tickets, get_ticket, iso, ticket_detail, ticket_summary
+from mailticket.service.ticket_pages import ticket_page
+from mailticket.service.tickets import TicketNotFound, get_ticket, iso, ticket_detail, ticket_summary
 from mailticket.web.api_models import (ClaimConflictError, ClaimGranted, ClaimRenewed, Error, NoteCreated,
                                        NoteRequest, RenewRequest, ReplyQueued, ReplyRequest, Status,
                                        StatusRequest, TicketDetail, TicketListItem, TicketSummary)
@@ -31,6 +32,15 @@ PREFIX = "/api/v1"
 # Ticket ids are 32-bit integers on PostgreSQL; a larger id names no ticket, and must not reach the driver.
 MAX_TICKET_ID = 2**31 - 1
 MAX_LIST_LIMIT = 500
+DEFAULT_LIST_LIMIT = 100
+# The list's body stays the plain array of SPEC §8; where the next page starts travels in headers.
+NEXT_AFTER = "X-Next-After"
+PAGE_HEADERS = {
+    NEXT_AFTER: {"description": "present when more tickets follow: the `after` value of the next page; "
+                                "absent on the last page", "schema": {"type": "integer"}},
+    "Link": {"description": 'present when more tickets follow: `<URL of the next page>; rel="next"` (RFC 8288)',
+             "schema": {"type": "string"}},
+}
 MAX_QUERY_CHARS = 200
 WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
 
@@ -150,21 +160,30 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
     ttl = settings.claims.ttl
     router = APIRouter(prefix=PREFIX, tags=["tickets"], route_class=ApiRoute, responses=_errors(401))
 
-    @router.get("/tickets", response_model=list[TicketListItem], responses=_errors(422))
+    @router.get("/tickets", response_model=list[TicketListItem],
+                responses={200: {"description": "one page of tickets", "headers": PAGE_HEADERS}, **_errors(422)})
     def list_tickets(
         me: Me,
+        request: Request,
+        response: Response,
         status: Annotated[Status | None, Query(description="only tickets with this status")] = None,
         q: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS,
                                        description="words of the subject, message text, sender address or name, "
                                                    "or the ticket number (full-text, accents ignored)")] = None,
         after: Annotated[int, Query(ge=0, description="only tickets with a greater id: pass the last id seen "
                                                       "to fetch the next page")] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = MAX_LIST_LIMIT,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT, description="tickets per page")] = DEFAULT_LIST_LIMIT,
     ) -> list[dict[str, Any]]:
-        """Ticket summaries with their live claims, in ticket order."""
+        """Ticket summaries with their live claims, in ticket order, one page at a time: while more follow, the
+        X-Next-After header holds the `after` of the next page (and Link its URL)."""
         q = q.replace("\x00", "").strip() if q else None
         with store.reading() as session:
-            return find_tickets(session, status=status, q=q, after=min(after, MAX_TICKET_ID), limit=limit)
+            page = ticket_page(session, status=status, q=q, after=min(after, MAX_TICKET_ID), limit=limit)
+        if page.next_after is not None:
+            following = request.url.include_query_params(after=page.next_after)
+            response.headers[NEXT_AFTER] = str(page.next_after)
+            response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        return page.tickets
 
     @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses=_errors(404, 422))
     def show_ticket(me: Me, ticket_id: TicketId) -> dict[str, Any]:

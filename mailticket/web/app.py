@@ -23,8 +23,8 @@ from mailticket.config import Settings
 from mailticket.db.store import Store
 from mailticket.resources import resource_dir
 from mailticket.service.tickets import TicketNotFound
-from mailticket.web import (admin, api, auth, canned, csat, customers, mailboxes_admin, pages, queue, report,
-                            search)
+from mailticket.web import (account, admin, api, auth, canned, csat, customers, mailboxes_admin, operators_admin,
+                            pages, queue, report, search)
 from mailticket.web.core import (CONTENT_SECURITY_POLICY, LoginRequired, Web, make_templates, redirect, wants_json,
                                  web)
 from mailticket.web.throttle import LoginDoor, LoginGate
@@ -156,7 +156,8 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     # The API first: routes are tried in order, and its calls (claims above all) are the hot path.
     api.install(app, settings, store)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, pages, customers, admin, mailboxes_admin, report, search, canned, csat):
+    for module in (auth, queue, pages, customers, admin, mailboxes_admin, operators_admin, account, report, search,
+                   canned, csat):
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)

@@ -1,0 +1,156 @@
+"""`mailticket operator add|list|set|enable|disable|password|token`: the operators' accounts, from the server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from mailticket.cli_common import EXIT_OK, UsageError, load_settings, open_store, shown
+
+# `operator set --language browser`: no language chosen, the pages follow the browser's.
+BROWSER_LANGUAGE = "browser"
+
+
+def add_commands(commands) -> None:
+    operator = commands.add_parser("operator", help="manage operators").add_subparsers(dest="operator_command",
+                                                                                       required=True)
+    add = operator.add_parser("add", help="create an operator (password read from standard input)")
+    add.add_argument("username")
+    add.add_argument("--name", default="")
+    add.add_argument("--email", default="")
+    add.add_argument("--admin", action="store_true")
+    _password_stdin(add)
+    add.set_defaults(run=cmd_operator_add)
+    operator.add_parser("list").set_defaults(run=cmd_operator_list)
+
+    change = operator.add_parser("set", help="change an operator's name, e-mail, admin role or language")
+    change.add_argument("username")
+    change.add_argument("--name")
+    change.add_argument("--email", help='the address ("" for none)')
+    change.add_argument("--admin", dest="admin", action="store_true", default=None, help="make them an admin")
+    change.add_argument("--no-admin", dest="admin", action="store_false",
+                        help="make them an operator only (refused for the last enabled admin)")
+    change.add_argument("--language", choices=("pt-BR", "en", BROWSER_LANGUAGE),
+                        help=f"the pages' language ({BROWSER_LANGUAGE}: as the browser asks)")
+    change.set_defaults(run=cmd_operator_set)
+
+    enable = operator.add_parser("enable", help="let a disabled operator log in again (with their password)")
+    enable.add_argument("username")
+    enable.set_defaults(run=cmd_operator_enable)
+    disable = operator.add_parser("disable", help="disable an operator: sessions and token stop working at once")
+    disable.add_argument("username")
+    disable.set_defaults(run=cmd_operator_disable)
+    password = operator.add_parser("password", help="set a new password (read from standard input); the "
+                                                    "operator's browser sessions end")
+    password.add_argument("username")
+    _password_stdin(password)
+    password.set_defaults(run=cmd_operator_password)
+    token = operator.add_parser("token", help="print a new API token (replaces the old one)")
+    token.add_argument("username")
+    token.set_defaults(run=cmd_operator_token)
+
+
+def _password_stdin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--password-stdin", action="store_true", required=True,
+                        help="read the password from standard input (never from the command line)")
+
+
+def _read_password() -> str:
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _operator_change(args: argparse.Namespace, change: Callable) -> object:
+    """Runs one operator change in a transaction; a refused change is a usage error (exit 2)."""
+    from mailticket.service.operators import OperatorError
+
+    store = open_store(load_settings(args))
+    try:
+        with store.transaction() as session:
+            return change(session)
+    except OperatorError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        store.dispose()
+
+
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    from mailticket.clock import utcnow
+    from mailticket.service.operators import add_operator
+
+    password = _read_password()
+    _operator_change(args, lambda session: add_operator(
+        session, args.username, password, name=args.name, email=args.email, admin=args.admin, now=utcnow()))
+    print(f"operator {args.username} added{' (admin)' if args.admin else ''}")
+    return EXIT_OK
+
+
+def cmd_operator_list(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import list_operators
+
+    store = open_store(load_settings(args))
+    with store.reading() as session:
+        operators = list_operators(session)
+        print(f"{'USER':<20} {'NAME':<24} {'ROLE':<9} {'STATE':<9} TOKEN")
+        for op in operators:
+            print(shown(f"{op.username:<20} {op.name[:24]:<24} {'admin' if op.is_admin else 'operator':<9} "
+                        f"{'disabled' if op.disabled else 'active':<9} {'yes' if op.token_hash else 'no'}"))
+    return EXIT_OK
+
+
+def cmd_operator_set(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import set_fields
+
+    changes = {key: value for key, value in (("name", args.name), ("email", args.email), ("admin", args.admin),
+                                             ("language", args.language)) if value is not None}
+    if not changes:
+        raise UsageError("nothing to change: give --name, --email, --admin or --no-admin, or --language")
+    if changes.get("language") == BROWSER_LANGUAGE:
+        changes["language"] = ""
+    _operator_change(args, lambda session: set_fields(session, args.username, **changes))
+    print(f"operator {args.username}: {', '.join(_described(key, value) for key, value in changes.items())}")
+    return EXIT_OK
+
+
+def _described(key: str, value: object) -> str:
+    if key == "admin":
+        return "admin" if value else "not admin"
+    if key == "language":
+        return f"language {value or BROWSER_LANGUAGE}"
+    return shown(f"{key} {value!r}" if value else f"{key} cleared")
+
+
+def cmd_operator_enable(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import enable
+
+    _operator_change(args, lambda session: enable(session, args.username))
+    print(f"operator {args.username} enabled")
+    return EXIT_OK
+
+
+def cmd_operator_disable(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import disable
+
+    _operator_change(args, lambda session: disable(session, args.username))
+    print(f"operator {args.username} disabled")
+    return EXIT_OK
+
+
+def cmd_operator_password(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import check_password, set_password
+
+    password = _read_password()
+    try:
+        check_password(password)  # before the config and database: a bad password is told at once
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    ended = _operator_change(args, lambda session: set_password(session, args.username, password))
+    print(f"password of operator {args.username} changed; {ended} browser session(s) ended")
+    return EXIT_OK
+
+
+def cmd_operator_token(args: argparse.Namespace) -> int:
+    from mailticket.service.operators import new_token
+
+    print(_operator_change(args, lambda session: new_token(session, args.username)))
+    return EXIT_OK
