@@ -35,6 +35,9 @@ def test_database_commands_work_while_the_mail_secrets_cannot_be_read(tmp_path, 
     added = subprocess.run([sys.executable, "-m", "mailticket", "-c", path, "operator", "add", "dona", "--admin",
                             "--password-stdin"], input="a-long-password-1\n", capture_output=True, text=True)
     assert added.returncode == 0, added.stderr
+    changed = subprocess.run([sys.executable, "-m", "mailticket", "-c", path, "operator", "password", "dona",
+                              "--password-stdin"], input="another-long-password\n", capture_output=True, text=True)
+    assert changed.returncode == 0, changed.stderr
     assert json.loads(run("-c", path, "ticket", "list", "--json").stdout) == []
 
 
