@@ -173,13 +173,7 @@ def test_serve_turns_a_new_message_into_a_ticket_through_idle(tmp_path, sqlite_u
     store = Store(sqlite_url)
     try:
         assert wait_for(f"http://127.0.0.1:{port}/healthz", proc) == 200
-        deadline = time.monotonic() + 20
-        while not any(READY_LINE in line for line in output):
-            assert time.monotonic() < deadline, "serve never started IDLE:\n" + "".join(output)
-            try:
-                output.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                pass
+        read_until(lines, output, READY_LINE)
         dovecot.deliver(box.username, [make_mail(message_id="idle1@customer.example")])
         wait_for_tickets(store, 1)
     finally:
@@ -191,6 +185,17 @@ def test_serve_turns_a_new_message_into_a_ticket_through_idle(tmp_path, sqlite_u
     out = "".join(output)
     assert code == 0, out
     assert "Traceback" not in out
+
+
+def read_until(lines: queue.Queue, output: list[str], text: str, timeout: float = 30.0) -> None:
+    """Moves serve's lines into `output` until one holds `text`."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in output):
+        assert time.monotonic() < deadline, f"serve never said {text!r}:\n" + "".join(output)
+        try:
+            output.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            pass
 
 
 def _read_lines(proc: subprocess.Popen, lines: queue.Queue) -> None:

@@ -406,10 +406,9 @@ def test_serve_reads_an_oauth2_mailbox_through_idle_and_says_in_one_line_when_it
     import queue
     import signal
     import threading
-    import time
 
     from tests.dovecot import free_port
-    from tests.test_idle import POLL_INTERVAL, READY_LINE, _read_lines, wait_for_tickets
+    from tests.test_idle import POLL_INTERVAL, READY_LINE, _read_lines, read_until, wait_for_tickets
     from tests.test_serve import start, wait_for
 
     setup_server(auth_server)
@@ -423,13 +422,7 @@ def test_serve_reads_an_oauth2_mailbox_through_idle_and_says_in_one_line_when_it
     threading.Thread(target=_read_lines, args=(proc, lines), daemon=True).start()
 
     def wait_for_line(text: str) -> None:
-        deadline = time.monotonic() + 30
-        while not any(text in line for line in output):
-            assert time.monotonic() < deadline, f"serve never said {text!r}:\n" + "".join(output)
-            try:
-                output.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                pass
+        read_until(lines, output, text)
 
     try:
         assert wait_for(f"http://127.0.0.1:{port}/healthz", proc) == 200

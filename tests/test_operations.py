@@ -11,7 +11,7 @@ from mailticket import __version__
 from tests.dovecot import free_port
 from tests.mails import SUPPORT
 from tests.test_cli import run
-from tests.test_idle import READY_LINE, _read_lines
+from tests.test_idle import READY_LINE, _read_lines, read_until
 from tests.test_serve import start, wait_for
 
 QUIET_WINDOW = 4.0  # seconds of an idle daemon watched: four polls, three outbox passes, claim and SLA jobs
@@ -42,13 +42,7 @@ def test_an_idle_serve_writes_nothing_at_info_while_nothing_happens(tmp_path, sq
     started: list[str] = []
     try:
         assert wait_for(f"http://127.0.0.1:{port}/healthz", proc) == 200
-        deadline = time.monotonic() + 20
-        while not any(READY_LINE in line for line in started):
-            assert time.monotonic() < deadline, "serve never got ready:\n" + "".join(started)
-            try:
-                started.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                pass
+        read_until(lines, started, READY_LINE)
         # Silence cannot be waited for as a condition: watch a window in which every job runs several times.
         time.sleep(QUIET_WINDOW)
         idle = []
