@@ -18,7 +18,8 @@ from mailticket import setup_config
 from mailticket.cli_common import EXIT_OK, UsageError
 from mailticket.config import default_config_path
 from mailticket.mail import address as addresses
-from mailticket.setup_config import GOOGLE, IMAP, LANGUAGES, MICROSOFT, PROVIDERS, Answers
+from mailticket.config_values import LANGUAGES
+from mailticket.setup_config import GOOGLE, IMAP, MICROSOFT, PROVIDERS, Answers
 
 DEFAULT_DATABASE = "sqlite:////var/lib/mailticket/mailticket.db"
 SERVICE_USER = "mailticket"

@@ -10,16 +10,17 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from mailticket import config_oauth
-from mailticket.config_oauth import AUTH_MODES, OAUTH2, PASSWORD, OAuth2Settings
+from mailticket.config_oauth import AUTH_MODES, OAUTH2, PASSWORD, OAuth2Settings  # noqa: F401 - re-exported
 from mailticket.config_values import (
     DOMAIN,
     DURATION_KEY,
     IMAP_PORTS,
+    LANGUAGES,
     LOG_LEVELS,
     PORT,
     PRIORITIES,
@@ -51,175 +52,26 @@ from mailticket.config_values import (
     time_zone,
     type_name,
 )
-
-
-# The From address when no [[mailbox]] is configured (a web-only instance).
-FALLBACK_FROM_ADDRESS = "support@localhost"
-# What a secret that a command did not read holds: never a valid password, key or URL.
-NOT_READ = "<not read by this command>"
-
-
-class ConfigError(Exception):
-    """A config problem, in one sentence naming file and key; the CLI prints it and exits 2."""
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    url: str = "sqlite:////var/lib/mailticket/mailticket.db"
-
-
-@dataclass(frozen=True)
-class MailboxSettings:
-    name: str
-    host: str
-    username: str
-    address: str  # the support address customers write to
-    password: str = field(default="", repr=False)  # with auth = "password"; never in a log line
-    port: int = 993
-    security: str = "tls"  # tls | starttls | none
-    folder: str = "INBOX"
-    processed_folder: str | None = None
-    queue: str = "default"
-    batch_size: int = 100
-    # Trust the spam verdict headers this mailbox's own mail server adds (anyone can write them otherwise).
-    spam_headers: bool = False
-    auth: str = PASSWORD  # password | oauth2
-    oauth2: OAuth2Settings | None = None
-
-    @property
-    def authorization(self) -> str | None:
-        """The name its OAuth2 tokens are kept under; None for a password login."""
-        return f"mailbox:{self.name}" if self.auth == OAUTH2 else None
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str = "localhost"
-    port: int = 587
-    security: str = "starttls"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    from_name: str = "Support"
-    timeout: float = 30.0
-    auth: str = "password"  # password | oauth2
-    oauth2: OAuth2Settings | None = None
-    # Whose tokens: "smtp" for its own [smtp.oauth2], "mailbox:NAME" when it shares that mailbox's consent.
-    authorization: str | None = None
-
-
-@dataclass(frozen=True)
-class WebSettings:
-    listen: str = "127.0.0.1:8025"
-    base_url: str = "http://127.0.0.1:8025"
-    secret_key: str = field(default="", repr=False)  # empty: `serve` refuses to start; config loading does not invent one
-    session_cookie_secure: bool = False  # when absent from the file: True iff base_url is https
-
-
-@dataclass(frozen=True)
-class TicketSettings:
-    subject_tag: str = "[#{id}]"
-    reopen_days: float = 14.0
-    subject_threading_days: float = 7.0
-
-
-@dataclass(frozen=True)
-class ClaimSettings:
-    ttl: float = 900.0  # seconds
-    heartbeat: float = 60.0
-
-
-@dataclass(frozen=True)
-class SchedulerSettings:
-    poll_interval: float = 60.0
-    outbox_interval: float = 10.0
-    claim_expiry_interval: float = 30.0
-    sla_interval: float = 60.0
-
-
-@dataclass(frozen=True)
-class SlaSettings:
-    name: str
-    first_response: float | None = None  # seconds
-    resolution: float | None = None
-    queue: str | None = None
-    priority: str | None = None
-    sender_domain: str | None = None
-
-
-@dataclass(frozen=True)
-class RouteSettings:
-    """One [[route]] rule: every match key given must fit; the actions set queue and priority."""
-    name: str
-    to: str | None = None  # a recipient address (To or Cc)
-    from_addr: str | None = None  # TOML key `from`
-    from_domain: str | None = None
-    subject_keywords: tuple[str, ...] = ()
-    body_keywords: tuple[str, ...] = ()
-    queue: str | None = None
-    priority: str | None = None
-
-
-@dataclass(frozen=True)
-class BusinessHoursSettings:
-    timezone: str = "UTC"
-    # weekday (0 = Monday) -> list of (start, end) as "HH:MM" strings
-    weekly: dict[int, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-    holidays: tuple[str, ...] = ()  # ISO dates
-
-
-@dataclass(frozen=True)
-class AutoreplySettings:
-    enabled: bool = True
-    template: str = "ack_en.txt"
-    max_per_sender_per_hour: int = 5
-
-
-@dataclass(frozen=True)
-class CsatSettings:
-    enabled: bool = True  # the resolution mail carries a satisfaction survey link
-    valid_days: float = 14.0  # the link's lifetime
-
-
-@dataclass(frozen=True)
-class LimitSettings:
-    max_message_bytes: int = 25 * 1024 * 1024
-    max_attachment_bytes: int = 20 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Settings:
-    path: Path | None = None
-    database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    mailboxes: tuple[MailboxSettings, ...] = ()
-    smtp: SmtpSettings = field(default_factory=SmtpSettings)
-    web: WebSettings = field(default_factory=WebSettings)
-    tickets: TicketSettings = field(default_factory=TicketSettings)
-    claims: ClaimSettings = field(default_factory=ClaimSettings)
-    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
-    sla: tuple[SlaSettings, ...] = ()
-    routes: tuple[RouteSettings, ...] = ()
-    business_hours: BusinessHoursSettings | None = None
-    autoreply: AutoreplySettings = field(default_factory=AutoreplySettings)
-    limits: LimitSettings = field(default_factory=LimitSettings)
-    csat: CsatSettings = field(default_factory=CsatSettings)
-    log_level: str = "info"
-
-    def mailbox(self, name: str) -> MailboxSettings:
-        for box in self.mailboxes:
-            if box.name == name:
-                return box
-        raise ConfigError(f"{self.path}: no [[mailbox]] named {name!r}")
-
-    def address_of(self, mailbox: str | None) -> str:
-        """The address we write from for mail of this mailbox: the one the customer wrote to and will answer."""
-        for box in self.mailboxes:
-            if box.name == mailbox:
-                return box.address
-        return self.mailboxes[0].address if self.mailboxes else FALLBACK_FROM_ADDRESS
-
-    @property
-    def own_addresses(self) -> tuple[str, ...]:
-        return tuple(box.address.lower() for box in self.mailboxes)
+from mailticket.config_settings import (  # the settings live there; this module reads the file into them
+    FALLBACK_FROM_ADDRESS,  # noqa: F401 - re-exported
+    NOT_READ,
+    ConfigError,
+    DatabaseSettings,
+    MailboxSettings,
+    SmtpSettings,
+    WebSettings,
+    TicketSettings,
+    ClaimSettings,
+    SchedulerSettings,
+    SlaSettings,
+    RouteSettings,
+    BusinessHoursSettings,
+    AutoreplySettings,
+    CsatSettings,
+    LimitSettings,
+    Settings,
+    TemplateSettings,
+)
 
 
 DEFAULT_CONFIG_PATH = Path("/etc/mailticket/config.toml")
@@ -240,14 +92,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "name": Key(one_line, True), "host": Key(one_line, True), "port": Key(PORT), "security": Key(SECURITY),
         "username": Key(one_line, True), "password": Key(any_secret, secret=True), "folder": Key(one_line),
         "processed_folder": Key(one_line), "queue": Key(one_line), "batch_size": Key(integer_between(1, 10_000)),
-        "spam_headers": Key(boolean), "auth": Key(one_of(*AUTH_MODES)),
+        "spam_headers": Key(boolean), "auth": Key(one_of(*AUTH_MODES)), "language": Key(one_of(*LANGUAGES)),
         "address": Key(email_address('an e-mail address like "support@example.com"'), True),
     },
     "smtp": {"host": Key(one_line), "port": Key(PORT), "security": Key(SECURITY), "username": Key(one_line),
              "password": Key(any_secret, secret=True), "from_name": Key(one_line), "timeout": DURATION_KEY,
              "auth": Key(one_of(*AUTH_MODES)), "mailbox": Key(one_line)},
     "web": {"listen": Key(listen_address), "base_url": Key(base_url), "secret_key": Key(secret_key, secret=True),
-            "session_cookie_secure": Key(boolean)},
+            "session_cookie_secure": Key(boolean), "language": Key(one_of(*LANGUAGES)), "timezone": Key(time_zone),
+            "shop_name": Key(one_line)},
     "tickets": {"subject_tag": Key(subject_tag), "reopen_days": Key(day_count), "subject_threading_days": Key(day_count)},
     "claims": {"ttl": DURATION_KEY, "heartbeat": DURATION_KEY},
     "scheduler": {f.name: DURATION_KEY for f in fields(SchedulerSettings)},
@@ -266,6 +119,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "limits": {"max_message_bytes": Key(byte_size), "max_attachment_bytes": Key(byte_size)},
     "csat": {"enabled": Key(boolean), "valid_days": Key(positive_days)},
     "log": {"level": Key(one_of(*LOG_LEVELS))},
+    "templates": {"dir": Key(one_line)},
 }
 # Tables inside a section's table: [mailbox.oauth2] and [smtp.oauth2].
 SUBTABLES: dict[str, dict[str, Key]] = {"oauth2": config_oauth.SCHEMA}
@@ -413,6 +267,7 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None, reveal: Coll
         raise reader.error('web.secret_key is required when a mailbox or [smtp] uses auth = "oauth2": '
                            "the tokens are stored encrypted with it")
     web.setdefault("session_cookie_secure", web.get("base_url", WebSettings.base_url).startswith("https://"))
+    web.setdefault("timezone", hours.get("timezone", WebSettings.timezone))
     ttl, heartbeat = claims.get("ttl", ClaimSettings.ttl), claims.get("heartbeat", ClaimSettings.heartbeat)
     if heartbeat >= ttl:
         raise reader.error(f"claims.heartbeat ({heartbeat:g}s) must be shorter than claims.ttl ({ttl:g}s), "
@@ -431,6 +286,6 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None, reveal: Coll
         business_hours=BusinessHoursSettings(weekly={d: h for d, h in weekly.items() if h}, **hours)
         if "business_hours" in raw else None,
         autoreply=AutoreplySettings(**sections["autoreply"]), limits=LimitSettings(**sections["limits"]),
-        csat=CsatSettings(**sections["csat"]),
+        csat=CsatSettings(**sections["csat"]), templates=TemplateSettings(**sections["templates"]),
         log_level=sections["log"].get("level", Settings.log_level),
     )

@@ -30,6 +30,7 @@ IMAP_PORTS = {"tls": 993, "starttls": 143, "none": 143}  # when [[mailbox]] port
 SMTP_PORTS = {"tls": 465, "starttls": 587, "none": 25}  # when [smtp] port is absent
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 PRIORITIES = ("low", "normal", "high", "urgent")
+LANGUAGES = ("pt-BR", "en")  # of the pages and of what customers receive
 MIN_SECRET_KEY_LENGTH = 16
 
 
@@ -109,10 +110,12 @@ def positive_days(value: Any) -> float:
 
 
 def one_of(*allowed: str) -> Callable[[Any], str]:
+    by_lower = {name.lower(): name for name in allowed}  # any case given; the canonical one ("pt-BR") kept
+
     def check(value: Any) -> str:
         expect(value, str, "one of " + ", ".join(allowed))
-        ensure(value.lower() in allowed, f"must be one of {', '.join(allowed)}, not {shown(value)}")
-        return value.lower()
+        ensure(value.lower() in by_lower, f"must be one of {', '.join(allowed)}, not {shown(value)}")
+        return by_lower[value.lower()]
     return check
 
 

@@ -8,7 +8,6 @@ from datetime import date
 
 MICROSOFT, GOOGLE, IMAP = "microsoft", "google", "imap"
 PROVIDERS = (MICROSOFT, GOOGLE, IMAP)
-LANGUAGES = ("pt-BR", "en")
 # (host, port, security) of IMAP and of SMTP for the providers whose servers are known.
 SERVERS = {
     MICROSOFT: (("outlook.office365.com", 993, "tls"), ("smtp.office365.com", 587, "starttls")),
