@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mailticket import setup_config
 from mailticket.cli_common import EXIT_OK, UsageError
+from mailticket.service.operators import OperatorError, check_password
 from mailticket.config import default_config_path
 from mailticket.mail import address as addresses
 from mailticket.config_values import LANGUAGES
@@ -59,25 +60,57 @@ def add_commands(commands) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    os.umask(0o077)  # the database (password hashes, customers' mail) and the secrets: nobody else's to read
     path = Path(args.config) if args.config else default_config_path()
     if path.exists() and not args.force:
-        raise UsageError(f"{path} exists; run with --force to replace it (its secrets are written anew)")
-    ask = _Asker(args)
-    answers, admin, admin_password, mailbox_secret = ask.all(path)
+        raise UsageError(f"{path} exists; run with --force to replace it (its web secret and the database are kept)")
+    if args.user:
+        _check_user(args.user)  # before anything is written
+    answers, admin, admin_password, mailbox_secret = _Asker(args).all(path)
     secrets_dir = path.parent / "secrets"
-    _write_secrets(secrets_dir, {"web-secret": secrets.token_urlsafe(48),
+    web_secret = secrets_dir / "web-secret"
+    # A second run keeps the web secret: stored OAuth tokens and signed links are encrypted or signed with it.
+    kept = web_secret.read_text(encoding="utf-8") if web_secret.is_file() else secrets.token_urlsafe(48)
+    _write_secrets(secrets_dir, {"web-secret": kept,
                                  "imap-support" if answers.provider == IMAP else "oauth-client-secret": mailbox_secret})
-    path.write_text(setup_config.render(answers, date.today()), encoding="utf-8")
-    path.chmod(0o640)
+    _write_checked(path, setup_config.render(answers, date.today()))
     from mailticket.config import load
 
     settings = load(path, reveal=("database",))
-    _prepare_database(settings.database.url, args.user)
-    _first_admin(settings, admin, admin_password, args.admin_email)
-    if args.user:
-        _give(args.user, [path, secrets_dir, *secrets_dir.iterdir()], database=settings.database.url)
+    try:
+        _prepare_database(settings.database.url)
+        _first_admin(settings, admin, admin_password, args.admin_email)
+    finally:
+        if args.user:
+            _give(args.user, path, secrets_dir, database=settings.database.url)
     print(_next_steps(path, answers, admin))
     return EXIT_OK
+
+
+def _write_checked(path: Path, text: str) -> None:
+    """The config is put in place only once it loads: a bad answer never leaves a broken file behind."""
+    from mailticket.config import ConfigError, load
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o755)  # the service's user must reach its config
+    draft = path.with_name(path.name + ".new")
+    draft.write_text(text, encoding="utf-8")
+    try:
+        load(draft, reveal=("database",))
+    except ConfigError as problem:
+        draft.unlink()
+        raise UsageError(f"the answers do not make a valid config: {problem}") from None
+    draft.chmod(0o640)
+    draft.replace(path)
+
+
+def _check_user(user: str) -> None:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        if os.geteuid() != 0 or shutil.which("useradd") is None:
+            raise UsageError(f"there is no user {user!r} to run the service as, and only root can create it; "
+                             "run init as root, or pass --user \"\"") from None
 
 
 class _Asker:
@@ -126,7 +159,7 @@ class _Asker:
         v = self.value
         if not self.args.non_interactive:
             print(f"Setting up mailticket in {path}.")
-        shop = v("shop-name", "Shop name")
+        shop = v("shop-name", "Shop name", check=_one_line_problem)
         choices = ", ".join(f"{key} ({name})" for key, name in PROVIDER_NAMES.items())
         provider = v("provider", f"Mail provider: {choices}", MICROSOFT,
                      lambda p: None if p in PROVIDERS else f"one of {', '.join(PROVIDERS)}")
@@ -149,9 +182,15 @@ class _Asker:
         base_url = v("base-url", "Address operators open in the browser", f"http://{self.args.listen}",
                      lambda u: None if u.startswith(("http://", "https://")) else "a URL like https://suporte.loja.com.br")
         admin = v("admin", "First admin's user name", "admin")
-        admin_password = self.secret(f"Password for {admin}")
-        if len(admin_password) < 10:
-            raise UsageError("the admin's password must have at least 10 characters")
+        while True:
+            admin_password = self.secret(f"Password for {admin}")
+            try:
+                check_password(admin_password)
+                break
+            except OperatorError as refused:
+                if self.args.non_interactive or self.stdin_lines is not None:
+                    raise UsageError(f"the admin's password: {refused}") from None
+                print(f"  {refused}", file=sys.stderr)
         mailbox_secret = ""
         if provider == IMAP:
             mailbox_secret = self.secret(f"Password of the mailbox {address}")
@@ -163,6 +202,14 @@ class _Asker:
                           self.args.database_url, str(path.parent / "secrets"), imap, smtp, client_id, tenant,
                           has_client_secret=bool(mailbox_secret) and provider != IMAP)
         return answers, admin, admin_password, mailbox_secret
+
+
+def _one_line_problem(text: str) -> str | None:
+    if not text.strip():
+        return "an answer is needed"
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "one line of text, without control characters"
+    return None
 
 
 def _time_zone_problem(name: str) -> str | None:
@@ -187,7 +234,7 @@ def _write_secrets(folder: Path, files: dict[str, str]) -> None:
         target.chmod(0o600)
 
 
-def _prepare_database(url: str, user: str) -> None:
+def _prepare_database(url: str) -> None:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
@@ -203,45 +250,54 @@ def _prepare_database(url: str, user: str) -> None:
 
 
 def _first_admin(settings, username: str, password: str, email: str) -> None:
+    """Creates the admin; on a second run an existing one gets the new password and the admin role."""
     from mailticket.clock import utcnow
     from mailticket.db.store import Store
-    from mailticket.service.operators import OperatorError, add_operator
+    from mailticket.service.operators import add_operator, by_username, set_admin, set_password
 
     store = Store(settings.database.url)
     try:
         with store.transaction() as session:
-            add_operator(session, username, password, name=username, email=email, admin=True, now=utcnow())
+            if by_username(session, username) is None:
+                add_operator(session, username, password, name=username, email=email, admin=True, now=utcnow())
+            else:
+                set_password(session, username, password)
+                set_admin(session, username, True)
     except OperatorError as refused:
         raise UsageError(f"the first admin was not created: {refused}") from None
     finally:
         store.dispose()
 
 
-def _give(user: str, paths: list[Path], *, database: str) -> None:
-    """The service's user owns its config, its secrets and its database (created when missing, as a system user)."""
+def _give(user: str, config: Path, secrets_dir: Path, *, database: str) -> None:
+    """The service's user reads its config and secrets (root:USER, 0640 and 0750: it cannot rewrite them) and owns
+    its database. The user is created when missing, as a system user."""
     try:
         pwd.getpwnam(user)
     except KeyError:
-        if os.geteuid() != 0 or shutil.which("useradd") is None:
-            raise UsageError(f"there is no user {user!r} to run the service as; create it, or pass --user \"\"") \
-                from None
         subprocess.run(["useradd", "--system", "--home-dir", "/var/lib/mailticket", "--no-create-home",
                         "--shell", "/usr/sbin/nologin", user], check=True)
     uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
+    for target, mode in ((config, 0o640), (secrets_dir, 0o750), *((f, 0o640) for f in secrets_dir.iterdir())):
+        os.chown(target, 0 if os.geteuid() == 0 else -1, gid)
+        target.chmod(mode)
     from sqlalchemy.engine import make_url
 
     parsed = make_url(database)
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         folder = Path(parsed.database).parent
-        paths += [folder, *folder.glob(Path(parsed.database).name + "*")]
-    for target in paths:
-        os.chown(target, uid, gid)
+        for target in (folder, *folder.glob(Path(parsed.database).name + "*")):
+            os.chown(target, uid, gid)
 
 
 def _next_steps(path: Path, answers: Answers, admin: str) -> str:
     steps = [f"Wrote {path} and its secrets in {path.parent / 'secrets'}; the database is ready; "
              f"{admin} is an admin.", "", "Next:",
+             "    cp contrib/mailticket.service /etc/systemd/system/ && systemctl daemon-reload",
              "    systemctl enable --now mailticket"]
+    if "127.0.0.1" in answers.base_url or "localhost" in answers.base_url:
+        steps += ["The pages answer on this machine only: for operators elsewhere, put a TLS proxy in front "
+                  "(contrib/Caddyfile) and set [web] base_url to its https:// address."]
     if answers.provider == MICROSOFT:
         steps += ["then authorize the mailbox (sign in as the support mailbox):",
                   f"    sudo -u {SERVICE_USER} mailticket -c {path} mailbox authorize support"]

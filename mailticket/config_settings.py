@@ -10,8 +10,8 @@ from mailticket.config_oauth import OAUTH2, PASSWORD, OAuth2Settings
 
 # The From address when no [[mailbox]] is configured (a web-only instance).
 FALLBACK_FROM_ADDRESS = "support@localhost"
-# What a secret that a command did not read holds: never a valid password, key or URL.
-NOT_READ = "<not read by this command>"
+# What a secret that a command did not read holds: empty, so that every "is it set?" guard says no.
+NOT_READ = ""
 
 
 class ConfigError(Exception):
@@ -129,7 +129,7 @@ class BusinessHoursSettings:
 @dataclass(frozen=True)
 class AutoreplySettings:
     enabled: bool = True
-    template: str = "ack_en.txt"
+    template: str | None = None  # None: ack_pt.txt or ack_en.txt, by the mailbox's language (mailticket.letters)
     max_per_sender_per_hour: int = 5
 
 

@@ -33,8 +33,9 @@ CHATTY_LIBRARIES = ("apscheduler", "httpx2", "httpcore2", "httpx", "httpcore", "
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
+    quietest = max(logging.WARNING, logging.getLevelName(level.upper()))  # `[log] level = "error"` still holds
     for name in CHATTY_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.DEBUG if level.lower() == "debug" else quietest)
 
 
 def listen_address(listen: str) -> tuple[str, int]:
@@ -100,7 +101,8 @@ def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = (),
     host, port = listen_address(settings.web.listen)
     app = create_app(settings, store, extra_routers=extra_routers)
     # uvicorn's start-up lines repeat the one line above; its warnings and errors still come through.
-    uvicorn_level = "debug" if settings.log_level.lower() == "debug" else "warning"
+    uvicorn_level = settings.log_level.lower() if settings.log_level.lower() in ("debug", "error", "critical") \
+        else "warning"
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level=uvicorn_level,
                                     access_log=False, timeout_graceful_shutdown=5))
     stop = threading.Event()

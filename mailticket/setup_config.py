@@ -51,7 +51,7 @@ def render(answers: Answers, today: date) -> str:
     (imap_host, imap_port, imap_security), (smtp_host, smtp_port, smtp_security) = servers(answers)
     secret = lambda name: _q(f"{answers.secrets_dir.rstrip('/')}/{name}")  # noqa: E731 - a short local helper
     lines = [
-        f"# Written by `mailticket init` on {today.isoformat()} for {answers.shop_name}.",
+        f"# Written by `mailticket init` on {today.isoformat()}.",
         "# config.example.toml documents every key; `mailticket check-config` checks this file.",
         "",
         "[database]",
@@ -61,6 +61,9 @@ def render(answers: Answers, today: date) -> str:
         f"listen = {_q(answers.listen)}",
         f"base_url = {_q(answers.base_url)}",
         f"secret_key_file = {secret('web-secret')}",
+        f"language = {_q(answers.language)}",
+        f"timezone = {_q(answers.timezone)}",
+        f"shop_name = {_q(answers.shop_name)}",
         "",
         "[[mailbox]]",
         'name = "support"',
@@ -69,6 +72,7 @@ def render(answers: Answers, today: date) -> str:
         f"security = {_q(imap_security)}",
         f"username = {_q(answers.address)}",
         f"address = {_q(answers.address)}",
+        f"language = {_q(answers.language)}",
     ]
     if answers.provider == IMAP:
         lines.append(f"password_file = {secret('imap-support')}")

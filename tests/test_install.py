@@ -111,18 +111,27 @@ def test_init_writes_a_config_check_config_accepts_and_refuses_to_overwrite_it(t
     settings = load(config)
     assert settings.mailbox("support").password == "mailbox-pw" and len(settings.web.secret_key) >= 32
     assert settings.autoreply.template == "ack_pt.txt" and settings.business_hours.timezone == "America/Sao_Paulo"
+    assert (settings.web.language, settings.mailbox("support").language) == ("pt-BR", "pt-BR")
+    assert (settings.web.shop_name, settings.web.timezone) == ("Loja Exemplo", "America/Sao_Paulo")
     secrets_dir = config.parent / "secrets"
     assert secrets_dir.stat().st_mode & 0o777 == 0o700
     assert {p.name: p.stat().st_mode & 0o777 for p in secrets_dir.iterdir()} == {"web-secret": 0o600,
                                                                                  "imap-support": 0o600}
     again = init(config, db_url)
     assert again.returncode == 2 and "--force" in again.stderr
+    forced = init(config, db_url, "--force", secrets="another-admin-pass\nmailbox-pw-2\n")
+    assert forced.returncode == 0, forced.stderr
+    renewed = load(config)
+    # The web secret stays (stored OAuth tokens and signed links depend on it); the admin gets the new password.
+    assert renewed.web.secret_key == settings.web.secret_key and renewed.mailbox("support").password == "mailbox-pw-2"
 
 
 def test_init_refuses_a_missing_answer_and_a_short_password_by_name(tmp_path, db_url):
     config = tmp_path / "config.toml"
     short = init(config, db_url, secrets="short\nx\n")
-    assert short.returncode == 2 and "at least 10 characters" in short.stderr and not config.exists()
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr and not config.exists()
+    odd = init(config, db_url, "--shop-name", "Loja\n[web]")
+    assert odd.returncode == 2 and "--shop-name" in odd.stderr and not config.exists()
     bad = init(config, db_url, "--timezone", "Mars/Olympus")
     assert bad.returncode == 2 and "--timezone" in bad.stderr and "Traceback" not in bad.stderr
 
