@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from html import escape
+
+from mailticket.i18n import N_
 
 SVG_NS = "http://www.w3.org/2000/svg"
 WIDTH = 640
@@ -22,7 +24,9 @@ PLOT_LEFT, PLOT_RIGHT, PLOT_BOTTOM = 48, 44, 36  # room for the value and date l
 MAX_X_LABELS = 6
 POINT_RADIUS = 2.5
 NICE_STEPS = (1, 2, 2.5, 5, 10)
-NO_DATA = "No data"
+# The words of a chart, in English; the report page passes them in its language (N_: in the catalog).
+NO_DATA = N_("No data")
+LINE_SUMMARY = N_("%(points)s points from %(first)s to %(last)s; total %(total)s, highest %(highest)s on %(day)s")
 
 
 def _text(value: object) -> str:
@@ -58,37 +62,43 @@ def _open(title: str, summary: str, height: float) -> list[str]:
             f'<text x="0" y="18" {TITLE_FONT}>{_text(title)}</text>']
 
 
-def _empty(title: str) -> str:
+def _empty(title: str, no_data: str = NO_DATA) -> str:
     height = TITLE_HEIGHT + 40
-    return "".join(_open(title, NO_DATA, height)
-                   + [f'<text x="{WIDTH / 2:.0f}" y="{height - 20:.0f}" text-anchor="middle" {FONT}>{NO_DATA}</text>',
+    return "".join(_open(title, no_data, height)
+                   + [f'<text x="{WIDTH / 2:.0f}" y="{height - 20:.0f}" text-anchor="middle" {FONT}>{_text(no_data)}</text>',
                       "</svg>"])
 
 
-def bar_chart(title: str, labels: Sequence[str], values: Sequence[float], unit: str = "") -> str:
-    """Horizontal bars, one per label, longest = largest value; `unit` follows each value ('%', 'h', 'tickets')."""
+def bar_chart(title: str, labels: Sequence[str], values: Sequence[float], unit: str = "",
+              shown: Callable[[float], str] | None = None, no_data: str = NO_DATA) -> str:
+    """Horizontal bars, one per label, longest = largest value; `unit` follows each value ('%', 'tickets'), or
+    `shown` writes each value (durations: mailticket.durations.compact of seconds)."""
     if len(labels) != len(values):
         raise ValueError(f"{len(labels)} labels for {len(values)} values")
     if not labels:
-        return _empty(title)
+        return _empty(title, no_data)
     values = [_finite(v) for v in values]
     labels = [str(label) for label in labels]
     top = max(values)
     room = WIDTH - LABEL_WIDTH - VALUE_WIDTH
     height = TITLE_HEIGHT + len(labels) * (BAR_HEIGHT + BAR_GAP)
-    summary = "; ".join(f"{label}: {_with_unit(v, unit)}" for label, v in zip(labels, values))
+
+    def write(value: float) -> str:
+        return shown(value) if shown is not None else _with_unit(value, unit)
+
+    summary = "; ".join(f"{label}: {write(v)}" for label, v in zip(labels, values))
     parts = _open(title, summary, height)
     for i, (label, value) in enumerate(zip(labels, values)):
         y = TITLE_HEIGHT + i * (BAR_HEIGHT + BAR_GAP)
         width = room * value / top if top else 0.0
         baseline = y + BAR_HEIGHT * 0.7
-        shown = _with_unit(value, unit)
+        text = write(value)
         parts.append(
-            f"<g><title>{_text(label)}: {_text(shown)}</title>"
+            f"<g><title>{_text(label)}: {_text(text)}</title>"
             f'<text x="{LABEL_WIDTH - 8}" y="{baseline:.1f}" text-anchor="end" {FONT}>{_text(_short(label))}</text>'
             f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" width="{width:.1f}" height="{BAR_HEIGHT}" '
             f'fill="{BAR_COLOR}"/>'
-            f'<text x="{LABEL_WIDTH + width + 6:.1f}" y="{baseline:.1f}" {FONT}>{_text(shown)}</text></g>')
+            f'<text x="{LABEL_WIDTH + width + 6:.1f}" y="{baseline:.1f}" {FONT}>{_text(text)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -101,10 +111,12 @@ def _nice_ceiling(value: float) -> float:
     return next(step * power for step in NICE_STEPS if step * power >= value)
 
 
-def line_chart(title: str, points: Sequence[tuple[str | date, float]]) -> str:
-    """A line over evenly spaced points, such as tickets per day (label, value); labels thinned to fit."""
+def line_chart(title: str, points: Sequence[tuple[str | date, float]], no_data: str = NO_DATA,
+               summary: Callable[..., str] | None = None) -> str:
+    """A line over evenly spaced points, such as tickets per day (label, value); labels thinned to fit. `summary`
+    writes LINE_SUMMARY from its values (for a screen reader), in the page's language."""
     if not points:
-        return _empty(title)
+        return _empty(title, no_data)
     labels = [p.isoformat() if isinstance(p, date) else str(p) for p, _ in points]
     values = [_finite(v) for _, v in points]
     top = _nice_ceiling(max(values))
@@ -118,9 +130,9 @@ def line_chart(title: str, points: Sequence[tuple[str | date, float]]) -> str:
     def y(value: float) -> float:
         return lower - (lower - upper) * value / top
 
-    summary = (f"{len(points)} points from {labels[0]} to {labels[-1]}; "
-               f"total {_number(sum(values))}, highest {_number(max(values))} on {labels[values.index(max(values))]}")
-    parts = _open(title, summary, LINE_HEIGHT)
+    said = dict(points=len(points), first=labels[0], last=labels[-1], total=_number(sum(values)),
+                highest=_number(max(values)), day=labels[values.index(max(values))])
+    parts = _open(title, summary(**said) if summary else LINE_SUMMARY % said, LINE_HEIGHT)
     for tick in (0.0, top / 2, top):  # grid lines with their values
         parts.append(f'<line x1="{left}" x2="{right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
                      f'stroke="currentColor" stroke-opacity="0.2"/>'

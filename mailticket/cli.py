@@ -8,11 +8,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import datetime
 
 from mailticket import __version__, cli_backup, cli_init, cli_inbox, cli_list, cli_mailbox, cli_operators
 from mailticket.cli_common import (EVERY_SECRET, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, load_settings,
                                    open_store, shown)
 from mailticket.config import ConfigError
+from mailticket.demo import features as demo_features
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole product with sample mail, no config and no outside servers")
     demo.add_argument("--port", type=int, default=8025,
                       help="web port on 127.0.0.1 (default 8025; 0 picks a free one)")
+    demo.add_argument("--language", choices=demo_features.LANGUAGES, default=demo_features.DEFAULT_LANGUAGE,
+                      help="the pages' and the customer mail's language (default: pt-BR, as the sample shop's)")
     demo.set_defaults(run=cmd_demo)
 
     cli_operators.add_commands(commands)
@@ -64,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from mailticket.service.letter_check import problems
+
     settings = load_settings(args, secrets=EVERY_SECRET)
+    if found := problems(settings):  # the customers' templates: each one used exists and renders
+        raise ConfigError("\n".join(f"{settings.path}: {problem}." for problem in found))
     print(f"{settings.path}: ok ({len(settings.mailboxes)} mailbox(es), database {_safe_url(settings.database.url)})")
     return EXIT_OK
 
@@ -79,10 +87,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket_show(args: argparse.Namespace) -> int:
+    from mailticket.localtime import cli_time
     from mailticket.service.tickets import ticket_detail
 
-    store = open_store(load_settings(args))
-    with store.reading() as session:
+    settings = load_settings(args)
+    with open_store(settings).reading() as session:
         detail = ticket_detail(session, args.id)
     if detail is None:
         raise UsageError(f"no ticket {args.id}")
@@ -91,10 +100,11 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(shown(f"#{detail['id']} [{detail['status']}] {detail['subject']}"))
     print(shown(f"customer {detail['customer']}  queue {detail['queue']}  priority {detail['priority']}  "
-                f"created {detail['created_at']}"))
+                f"created {cli_time(_parsed(detail['created_at']), settings.web.timezone)}"))
     for message in detail["messages"]:
         flag = " (auto)" if message["autoreply"] else ""
-        print(shown(f"\n--- {message['direction']} {message['date']} from {message['from']}{flag} "
+        print(shown(f"\n--- {message['direction']} {cli_time(_parsed(message['date']), settings.web.timezone)} "
+                    f"from {message['from']}{flag} "
                     f"[{message['matched_by']}]"))
         print(shown(message["subject"]))
         print(shown(message["text"].strip()))
@@ -102,6 +112,10 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
             print(shown(f"  [attachment] {attachment['name']} ({attachment['content_type']}, "
                         f"{attachment['size']} bytes)"))
     return EXIT_OK
+
+
+def _parsed(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None
 
 
 def cmd_ticket_close(args: argparse.Namespace) -> int:
@@ -168,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not a port number (0 to 65535)")
-    return demo_main(args.port)
+    return demo_main(args.port, args.language)
 
 
 def _safe_url(url: str) -> str:

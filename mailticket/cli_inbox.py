@@ -34,12 +34,14 @@ def add_commands(commands) -> None:
 
 
 def cmd_block_list(args: argparse.Namespace) -> int:
+    from mailticket.localtime import cli_time
     from mailticket.service import blocks
 
-    store = open_store(load_settings(args))
-    with store.reading() as session:
+    settings = load_settings(args)
+    with open_store(settings).reading() as session:
         for blocked in blocks.blocked(session):
-            print(shown(f"{blocked.pattern}  (by {blocked.created_by or '-'}, {blocked.created_at:%Y-%m-%d %H:%M} UTC)"))
+            print(shown(f"{blocked.pattern}  (by {blocked.created_by or '-'}, "
+                        f"{cli_time(blocked.created_at, settings.web.timezone)})"))
     return EXIT_OK
 
 

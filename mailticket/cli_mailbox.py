@@ -11,6 +11,7 @@ from mailticket import oauth
 from mailticket.cli_common import EVERY_SECRET, EXIT_FAILURE, EXIT_OK, UsageError, load_settings, open_store, shown
 from mailticket.clock import utcnow
 from mailticket.config_oauth import BROWSER, CLIENT_CREDENTIALS
+from mailticket.localtime import cli_time
 from mailticket.service import auth_notice, mailboxes, tokens
 
 
@@ -111,10 +112,10 @@ def cmd_mailbox_status(args: argparse.Namespace) -> int:
         print(json.dumps([{**asdict(h), "last_ok_at": _iso(h.last_ok_at), "last_error_at": _iso(h.last_error_at)}
                           for h in found], indent=2, ensure_ascii=False))
         return EXIT_OK
-    print(f"{'MAILBOX':<16} {'AUTH':<9} {'STATE':<20} {'LAST POLL':<17} LAST ERROR")
+    print(f"{'MAILBOX':<16} {'AUTH':<9} {'STATE':<20} {'LAST POLL':<22} LAST ERROR")
     for h in found:
-        last = h.last_ok_at.strftime("%Y-%m-%d %H:%M") if h.last_ok_at else "never"
-        print(f"{shown(h.mailbox):<16} {h.auth:<9} {h.state:<20} {last:<17} {shown(h.last_error)}")
+        last = cli_time(h.last_ok_at, settings.web.timezone, missing="never")
+        print(f"{shown(h.mailbox):<16} {h.auth:<9} {h.state:<20} {last:<22} {shown(h.last_error)}")
     return EXIT_OK
 
 

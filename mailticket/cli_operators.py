@@ -10,6 +10,8 @@ from mailticket.cli_common import EXIT_OK, UsageError, load_settings, open_store
 
 # `operator set --language browser`: no language chosen, the pages follow the browser's.
 BROWSER_LANGUAGE = "browser"
+# `operator set --timezone default`: no zone chosen, the pages show [web] timezone.
+DEFAULT_ZONE = "default"
 
 
 def add_commands(commands) -> None:
@@ -24,7 +26,7 @@ def add_commands(commands) -> None:
     add.set_defaults(run=cmd_operator_add)
     operator.add_parser("list").set_defaults(run=cmd_operator_list)
 
-    change = operator.add_parser("set", help="change an operator's name, e-mail, admin role or language")
+    change = operator.add_parser("set", help="change an operator's name, e-mail, admin role, language or time zone")
     change.add_argument("username")
     change.add_argument("--name")
     change.add_argument("--email", help='the address ("" for none)')
@@ -33,6 +35,9 @@ def add_commands(commands) -> None:
                         help="make them an operator only (refused for the last enabled admin)")
     change.add_argument("--language", choices=("pt-BR", "en", BROWSER_LANGUAGE),
                         help=f"the pages' language ({BROWSER_LANGUAGE}: as the browser asks)")
+    change.add_argument("--timezone", metavar="ZONE", type=_zone,
+                        help=f"the time zone of the pages' times, such as America/Sao_Paulo ({DEFAULT_ZONE}: "
+                             "[web] timezone)")
     change.set_defaults(run=cmd_operator_set)
 
     enable = operator.add_parser("enable", help="let a disabled operator log in again (with their password)")
@@ -54,6 +59,16 @@ def add_commands(commands) -> None:
 def _password_stdin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password-stdin", action="store_true", required=True,
                         help="read the password from standard input (never from the command line)")
+
+
+def _zone(text: str) -> str:
+    """An IANA time zone (checked with zoneinfo before the config and database are read), or "default"."""
+    from mailticket.localtime import is_zone
+
+    if text != DEFAULT_ZONE and not is_zone(text):
+        raise argparse.ArgumentTypeError(f"unknown time zone {text[:64]!r}: use an IANA name such as "
+                                         f"America/Sao_Paulo or UTC, or {DEFAULT_ZONE}")
+    return text
 
 
 def _read_password() -> str:
@@ -102,11 +117,14 @@ def cmd_operator_set(args: argparse.Namespace) -> int:
     from mailticket.service.operators import set_fields
 
     changes = {key: value for key, value in (("name", args.name), ("email", args.email), ("admin", args.admin),
-                                             ("language", args.language)) if value is not None}
+                                             ("language", args.language), ("timezone", args.timezone))
+               if value is not None}
     if not changes:
-        raise UsageError("nothing to change: give --name, --email, --admin or --no-admin, or --language")
+        raise UsageError("nothing to change: give --name, --email, --admin or --no-admin, --language or --timezone")
     if changes.get("language") == BROWSER_LANGUAGE:
         changes["language"] = ""
+    if changes.get("timezone") == DEFAULT_ZONE:
+        changes["timezone"] = ""
     _operator_change(args, lambda session: set_fields(session, args.username, **changes))
     print(f"operator {args.username}: {', '.join(_described(key, value) for key, value in changes.items())}")
     return EXIT_OK
@@ -117,6 +135,8 @@ def _described(key: str, value: object) -> str:
         return "admin" if value else "not admin"
     if key == "language":
         return f"language {value or BROWSER_LANGUAGE}"
+    if key == "timezone":
+        return f"time zone {value or DEFAULT_ZONE}"
     return shown(f"{key} {value!r}" if value else f"{key} cleared")
 
 

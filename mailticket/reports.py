@@ -10,12 +10,13 @@ from datetime import date, datetime, timedelta
 from statistics import fmean, median
 from zoneinfo import ZoneInfo
 
+from mailticket.durations import compact
+
 P90 = 90
 CSAT_SCALE = range(1, 6)  # 1 (very unhappy) to 5 (very happy)
 OVERALL, QUEUE, OPERATOR = "overall", "queue", "operator"
 NO_OPERATOR = "(none)"  # how text and CSV show tickets nobody answered; JSON keeps null
 MISSING = "-"
-SECONDS_PER_MINUTE, SECONDS_PER_HOUR, SECONDS_PER_DAY = 60, 3600, 86400
 COLUMN_GAP = "  "
 
 
@@ -219,19 +220,8 @@ def as_csv(report: Report) -> str:
     return out.getvalue()
 
 
-def format_duration(seconds: float | None) -> str:
-    """Two units at most, for people: '42s', '5m 07s', '2h 05m', '3d 04h'; '-' for none."""
-    if seconds is None:
-        return MISSING
-    whole = round(seconds)
-    days, rest = divmod(whole, SECONDS_PER_DAY)
-    hours, rest = divmod(rest, SECONDS_PER_HOUR)
-    minutes, secs = divmod(rest, SECONDS_PER_MINUTE)
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+def _duration(seconds: float | None) -> str:
+    return compact(seconds, missing=MISSING)
 
 
 def _percent(rate: Rate) -> str:
@@ -241,11 +231,11 @@ def _percent(rate: Rate) -> str:
 TABLE_COLUMNS: tuple[tuple[str, Callable[[Group], str]], ...] = (
     ("group", lambda g: g.kind if g.kind == OVERALL else f"{g.kind} {_label(g)}"),
     ("tickets", lambda g: str(g.tickets)),
-    ("1st resp median", lambda g: format_duration(g.first_response.median)),
-    ("1st resp p90", lambda g: format_duration(g.first_response.p90)),
-    ("handle median", lambda g: format_duration(g.handle.median)),
-    ("resolution median", lambda g: format_duration(g.resolution.median)),
-    ("resolution p90", lambda g: format_duration(g.resolution.p90)),
+    ("1st resp median", lambda g: _duration(g.first_response.median)),
+    ("1st resp p90", lambda g: _duration(g.first_response.p90)),
+    ("handle median", lambda g: _duration(g.handle.median)),
+    ("resolution median", lambda g: _duration(g.resolution.median)),
+    ("resolution p90", lambda g: _duration(g.resolution.p90)),
     ("SLA 1st resp", lambda g: _percent(g.sla_first_response)),
     ("SLA resolution", lambda g: _percent(g.sla_resolution)),
     ("FCR", lambda g: _percent(g.first_contact_resolution)),

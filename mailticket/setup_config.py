@@ -13,7 +13,6 @@ SERVERS = {
     MICROSOFT: (("outlook.office365.com", 993, "tls"), ("smtp.office365.com", 587, "starttls")),
     GOOGLE: (("imap.gmail.com", 993, "tls"), ("smtp.gmail.com", 465, "tls")),
 }
-ACK_TEMPLATES = {"pt-BR": "ack_pt.txt", "en": "ack_en.txt"}
 SUPPORT_NAMES = {"pt-BR": "Atendimento", "en": "Support"}
 OPENING_HOURS = "09:00-18:00"  # Monday to Friday, a shop's usual support hours: edit in the file
 
@@ -47,7 +46,8 @@ def _q(value: str) -> str:
 
 
 def render(answers: Answers, today: date) -> str:
-    """The config file's text: the mailbox, the relay, the web, the language's acknowledgement and the hours."""
+    """The config file's text: the mailbox (its language picks what customers receive), the relay, the web and the
+    hours."""
     (imap_host, imap_port, imap_security), (smtp_host, smtp_port, smtp_security) = servers(answers)
     secret = lambda name: _q(f"{answers.secrets_dir.rstrip('/')}/{name}")  # noqa: E731 - a short local helper
     lines = [
@@ -91,7 +91,6 @@ def render(answers: Answers, today: date) -> str:
         lines += [f"username = {_q(answers.address)}", f"password_file = {secret('imap-support')}"]
     else:
         lines += ['auth = "oauth2"', 'mailbox = "support"  # one consent for reading and sending']
-    lines += ["", "[autoreply]", f"template = {_q(ACK_TEMPLATES[answers.language])}", "",
-              "[business_hours]", f"timezone = {_q(answers.timezone)}",
+    lines += ["", "[business_hours]", f"timezone = {_q(answers.timezone)}",
               *(f"{day} = [{_q(OPENING_HOURS)}]" for day in ("mon", "tue", "wed", "thu", "fri")), ""]
     return "\n".join(lines)

@@ -72,7 +72,8 @@ def test_a_new_ticket_gets_one_acknowledgement_with_its_number_and_promised_time
     assert message.subject == f"Re: Order 77 is late {tag}"
     assert message.in_reply_to == "m1@customer.example" and message.operator_id is None
     assert tag in message.text and "Order 77 is late" in message.text and SHOP in message.text
-    assert "within 4 hours." in message.text
+    # The marketplace's 4 hours from Monday 10:00 (UTC, no business hours): the moment the SLA clock has.
+    assert "We will answer by Monday, 2 November, 14:00." in message.text
 
     sent = headers_of(message.raw)
     assert sent["Auto-Submitted"] == "auto-replied"
@@ -90,20 +91,23 @@ def test_a_new_ticket_gets_one_acknowledgement_with_its_number_and_promised_time
 def test_the_promised_time_comes_from_the_sla_that_matches_the_sender(store):
     put(store, make_mail(sender="ana@customer.example"))
     [(_, message)] = acks(store)
-    assert "within 1 day." in message.text
+    assert "We will answer by Tuesday, 3 November, 10:00." in message.text
 
 
 def test_the_promise_is_left_out_when_no_sla_applies(store):
     put(store, make_mail(), settings=replace(SETTINGS, sla=()))
     [(_, message)] = acks(store)
-    assert "first answer" not in message.text and "[#1]" in message.text
+    assert "We will answer" not in message.text and "[#1]" in message.text
 
 
-def test_with_business_hours_the_promise_says_so_and_counts_hours_not_days(store):
+def test_with_business_hours_the_promise_is_the_moment_the_business_hours_clock_reaches(store):
     hours = BusinessHoursSettings(weekly={0: (("09:00", "18:00"),)})
     put(store, make_mail(), settings=replace(SETTINGS, business_hours=hours))
     [(_, message)] = acks(store)
-    assert "within 24 hours, counted in our business hours." in message.text
+    # 24 business hours of Mondays 09:00-18:00 from Monday 2 November 10:00: 8 + 9 + 7 hours.
+    assert "We will answer by Monday, 16 November, 16:00." in message.text
+    with store.reading() as session:
+        assert session.get(Ticket, 1).first_response_due_at == datetime(2026, 11, 16, 16, 0, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("headers, subject", [
@@ -254,10 +258,13 @@ def test_the_portuguese_template_renders(store):
     [(_, message)] = acks(store)
     assert message.text.startswith("Olá,\n")
     assert f"abrimos o ticket [#{outcome.ticket_id}]" in message.text and "Pedido 77 atrasado" in message.text
-    assert "em até 4 horas." in message.text and message.text.rstrip().endswith("Loja Exemplo")
+    assert "Responderemos até segunda-feira, 02/11, às 14:00." in message.text
+    assert message.text.rstrip().endswith("Loja Exemplo")
     text = render_ack(replace(settings, sla=(SlaSettings(name="x", first_response=5400),)), ticket_id=3,
-                      subject="", queue="default", priority="normal", sender="ana@customer.example")
-    assert "Recebemos a sua mensagem e abrimos o ticket [#3]" in text and "em até 1 hora e 30 minutos." in text
+                      subject="", queue="default", priority="normal", sender="ana@customer.example",
+                      due=T0 + timedelta(seconds=5400))
+    assert "Recebemos a sua mensagem e abrimos o ticket [#3]" in text
+    assert "Responderemos até segunda-feira, 02/11, às 11:30." in text
 
 
 def test_no_acknowledgement_when_autoreplies_are_off(store):

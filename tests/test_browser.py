@@ -44,7 +44,7 @@ HEARTBEAT = 0.5
 # A bound only a broken page reaches while the test waits for its renewals.
 PATIENCE = 30.0
 # Whitespace around: a regex is matched against the element's raw text.
-CLAIM_BANNER = re.compile(r"^\s*Claimed by {} until \d\d:\d\d UTC")
+CLAIM_BANNER = re.compile(r"^\s*Claimed by {} until \d\d?:\d\d [AP]M")  # the browser asks for English
 # What an operator may type: several lines, indentation, markup-looking text, entities, non-ASCII, trailing
 # spaces. Nothing of it may be escaped, trimmed or lost when a refusal shows it again.
 TYPED_TEXT = "\n".join([
@@ -481,7 +481,7 @@ def test_the_queue_shows_who_holds_each_claim(sqlite_store, serve_app, operator_
     claim_ticket(bruno, bruno_ticket, "Bruno")
 
     carla.goto("/")
-    until = r" until \d\d:\d\d UTC$"
+    until = r" until \d\d?:\d\d [AP]M$"
     expect(carla.locator(f"#ticket-row-{ana_ticket} td.claim")).to_have_text(re.compile(r"^Ana Lima" + until))
     expect(carla.locator(f"#ticket-row-{bruno_ticket} td.claim")).to_have_text(re.compile(r"^Bruno" + until))
     expect(carla.locator(f"#ticket-row-{free_ticket} td.claim")).to_have_text("free")

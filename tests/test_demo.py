@@ -14,13 +14,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from mailticket.demo.mail import SUPPORT_ADDRESS
+from mailticket.localtime import local_time
 from tests.dovecot import free_port
 
 
@@ -113,11 +116,11 @@ class Demo:
         raise AssertionError(f"the demo did not ingest its sample mail within {INGEST_TIMEOUT} s:\n{self.errors}")
 
 
-def start_demo(tmp_path: Path, port: int | None = None) -> Demo:
+def start_demo(tmp_path: Path, port: int | None = None, *options: str) -> Demo:
     stderr_path = tmp_path / f"demo-{time.monotonic_ns()}.err"
     with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "mailticket", "demo", "--port", str(port or free_port())],
-                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "mailticket", "demo", "--port", str(port or free_port()),
+                                 *options], stdout=subprocess.PIPE, stderr=stderr, text=True)
     demo = Demo(proc, stderr_path)
 
     def read() -> None:  # drains stdout for the whole run, so the demo never blocks on a full pipe
@@ -131,7 +134,8 @@ def start_demo(tmp_path: Path, port: int | None = None) -> Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Iterator[Demo]:
-    running = start_demo(tmp_path_factory.mktemp("demo"))
+    """The English demo: these tests read the pages' English words (the Portuguese one has a test of its own)."""
+    running = start_demo(tmp_path_factory.mktemp("demo"), None, "--language", "en")
     try:
         running.wait_for_banner()
         running.wait_for_tickets()
@@ -273,6 +277,51 @@ def test_an_operator_reply_reaches_the_sandbox_and_the_answer_with_a_new_subject
         page.reload()
     expect(thread).to_contain_text("O estorno apareceu na fatura. Obrigada!")
     page.context.close()
+
+
+def created_at(demo: Demo, subject: str) -> datetime:
+    (stored,) = demo.query("SELECT created_at FROM tickets WHERE subject = ?", subject)[0]
+    return datetime.fromisoformat(stored).replace(tzinfo=timezone.utc)  # SQLite keeps UTC without its offset
+
+
+def test_the_english_demo_shows_times_in_sao_paulo_the_english_way(chromium, demo):
+    assert "language:        en" in demo.text
+    (ticket_id,) = demo.query("SELECT id FROM tickets WHERE subject = 'Cupom PRIMEIRACOMPRA não funciona'")[0]
+    page = log_in(chromium, demo)
+    page.goto(f"/tickets/{ticket_id}")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    opened = local_time(created_at(demo, "Cupom PRIMEIRACOMPRA não funciona"), "en", "America/Sao_Paulo")
+    expect(page.locator("main")).to_contain_text(opened)
+    assert [title for (title,) in demo.query("SELECT title FROM canned_replies ORDER BY title")] == [
+        "Exchange or return", "Invoice", "Order in transit"]
+    page.context.close()
+
+
+def test_the_demo_starts_in_portuguese_with_slas_business_hours_routes_and_canned_replies(chromium, tmp_path):
+    demo = start_demo(tmp_path)
+    try:
+        demo.wait_for_banner()
+        assert "language:        pt-BR" in demo.text and "--language en" in demo.text
+        demo.wait_for_tickets()
+        assert [title for (title,) in demo.query("SELECT title FROM canned_replies ORDER BY title")] == [
+            "Nota fiscal", "Pedido em trânsito", "Troca ou devolução"]
+        routed = dict((subject, rest) for subject, *rest in demo.query(
+            "SELECT subject, queue, priority, sla_name FROM tickets"))
+        assert routed["Mediação aberta - pedido MX-99790 - responder em até 48 horas"] == ["marketplace", "high",
+                                                                                          "parceiro"]
+        assert routed["Troca de tamanho - tênis de corrida 39 para 40"] == ["trocas", "normal", "padrão"]
+        assert routed["Cobrança em duplicidade no cartão"] == ["default", "normal", "padrão"]
+
+        page = log_in(chromium, demo)  # an English browser: the demo's operators chose Portuguese
+        (ticket_id,) = demo.query("SELECT id FROM tickets WHERE subject = 'Pedido #48213 atrasado'")[0]
+        page.goto(f"/tickets/{ticket_id}")
+        expect(page.locator("html")).to_have_attribute("lang", "pt-BR")
+        opened = created_at(demo, "Pedido #48213 atrasado").astimezone(ZoneInfo("America/Sao_Paulo"))
+        expect(page.locator("main")).to_contain_text(opened.strftime("%d/%m/%Y %H:%M"))
+        page.context.close()
+    finally:
+        code, _ = demo.interrupt()
+    assert code == 0, demo.errors
 
 
 def test_ctrl_c_stops_the_demo_with_exit_0_and_removes_its_temporary_dir(tmp_path):

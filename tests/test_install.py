@@ -110,7 +110,8 @@ def test_init_writes_a_config_check_config_accepts_and_refuses_to_overwrite_it(t
     assert checked.returncode == 0, checked.stderr
     settings = load(config)
     assert settings.mailbox("support").password == "mailbox-pw" and len(settings.web.secret_key) >= 32
-    assert settings.autoreply.template == "ack_pt.txt" and settings.business_hours.timezone == "America/Sao_Paulo"
+    # No [autoreply] template: the mailbox's language picks ack_pt.txt.
+    assert settings.autoreply.template is None and settings.business_hours.timezone == "America/Sao_Paulo"
     assert (settings.web.language, settings.mailbox("support").language) == ("pt-BR", "pt-BR")
     assert (settings.web.shop_name, settings.web.timezone) == ("Loja Exemplo", "America/Sao_Paulo")
     secrets_dir = config.parent / "secrets"

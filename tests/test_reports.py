@@ -18,9 +18,9 @@ from mailticket.reports import (
     as_json,
     as_table,
     build_report,
-    format_duration,
     percentile,
 )
+from mailticket.durations import compact
 
 UTC = timezone.utc
 SVG = "{http://www.w3.org/2000/svg}"
@@ -173,8 +173,9 @@ def test_csv_has_a_header_and_one_row_per_group():
 
 
 def test_durations_read_as_two_units_for_people():
-    assert [format_duration(s) for s in (42, 125, 7500, 90000, 0)] == ["42s", "2m 05s", "2h 05m", "1d 01h", "0s"]
-    assert format_duration(None) == "-"
+    # The one compact form of mailticket.durations, as the pages write it; "-" for none in text and CSV.
+    assert [compact(s) for s in (42, 125, 7500, 90000, 0)] == ["< 1 min", "2 min", "2 h 5 min", "1 d 1 h", "0 min"]
+    assert compact(None, "-") == "-"
 
 
 def test_the_text_table_is_aligned_with_human_durations():
@@ -183,7 +184,7 @@ def test_the_text_table_is_aligned_with_human_durations():
     assert len({len(line) for line in lines}) == 1  # every row as wide as the header
     overall = lines[1]
     # The medians: first response 1200 s, resolution 4500 s.
-    assert overall.startswith("overall") and "20m 00s" in overall and "1h 15m" in overall
+    assert overall.startswith("overall") and "20 min" in overall and "1 h 15 min" in overall
     assert "67% (4/6)" in overall
     assert lines[-1].startswith("operator (none)")
     # The tickets column ends at the same place on every row (right-aligned numbers).

@@ -257,7 +257,7 @@ def test_a_breach_is_marked_and_escalated_once(store, smtp_sink):
     assert (parsed["Auto-Submitted"], parsed["X-Mailticket-Loop"]) == ("auto-generated", str(ticket_id))
     text = parsed.get_content().replace("\r\n", "\n")
     assert text.startswith(f"Ticket #{ticket_id} missed its SLA (policy tight):\n\n"
-                           "- the first response was due 2026-11-02 11:00 UTC\n\n")
+                           "- the first response was due Nov 2, 2026, 11:00 AM (UTC), just now\n\n")
     assert "Customer: ana@customer.example" in text
     with store.reading() as s:
         directions = s.scalars(select(Message.direction).where(Message.ticket_id == ticket_id)
@@ -490,7 +490,7 @@ def test_the_queue_sorts_by_due_time(store):
     overdue_row = re.search(rf'<tr id="ticket-row-{overdue}".*?</tr>', by_due, re.S).group(0)
     assert "SLA missed" in overdue_row and "overdue" in overdue_row
     shopper_row = re.search(rf'<tr id="ticket-row-{shopper}".*?</tr>', by_due, re.S).group(0)
-    assert "2026-11-02 14:00 UTC" in shopper_row and "SLA missed" not in shopper_row
+    assert "Nov 2, 2026, 2:00 PM" in shopper_row and "SLA missed" not in shopper_row
     assert 'id="sort-due" class="active"' in by_due
 
 

@@ -134,7 +134,7 @@ def test_the_queue_shows_only_tickets_that_need_an_answer_oldest_first(app, stor
     rows = re.findall(r'id="ticket-row-(\d+)"', page)
     assert rows == [str(early), str(middle), str(late)]
     assert "Solved long ago" not in page and "Answered already" not in page
-    assert "3 h 0 min" in element(page, f"ticket-row-{early}")
+    assert ">3 h</td>" in element(page, f"ticket-row-{early}")
     assert re.findall(r'id="ticket-row-(\d+)"', ana.get("/?view=resolved").text) == [str(solved)]
     assert str(answered) in re.findall(r'id="ticket-row-(\d+)"', ana.get("/?view=all").text)
 
@@ -148,7 +148,7 @@ def test_the_queue_shows_who_holds_each_claim(app, store):
 
     page = bob.get("/").text
     row = element(page, f"ticket-row-{claimed}")
-    assert re.search(r"Ana</span> until \d\d:\d\d UTC", row)
+    assert re.search(r"Ana</span> until \d\d?:\d\d [AP]M", row)
     assert "free" in element(page, f"ticket-row-{free}")
     assert re.findall(r'id="ticket-row-(\d+)"', ana.get("/?view=mine").text) == [str(claimed)]
 

@@ -250,6 +250,8 @@ class Operator(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # The pages' language the operator chose ("pt-BR" or "en"); None: not chosen, the browser's decides.
     language: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The time zone the pages show times in for this operator ("America/Sao_Paulo"); None: [web] timezone.
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     @property
     def display_name(self) -> str:

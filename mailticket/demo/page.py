@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from mailticket.demo.mail import SampleMail
 from mailticket.demo.sandbox import Sandbox
 from mailticket.web.auth import Posting, SignedIn
-from mailticket.web.core import flash, redirect, web
+from mailticket.web.core import flash, redirect, t, web
 
 MAX_SUBJECT_CHARS = 500
 MAX_BODY_CHARS = 20_000
@@ -41,13 +41,14 @@ def router(sandbox: Sandbox) -> APIRouter:
     ):
         mail = sandbox.sent_mail(number)
         if mail is None:
-            raise HTTPException(404, f"the sandbox has no sent mail number {number}")
+            raise HTTPException(404, t(request, "the sandbox has no sent mail number %(number)s", number=number))
         now = web(request).clock()
         raw = mail.answer(subject.strip(), body, now)
         # Blocking IMAP runs in a worker thread, never on the event loop.
         await run_in_threadpool(sandbox.deliver, [SampleMail(raw, now)])
-        flash(request, f"{mail.customer} answered \u201c{subject.strip()}\u201d: it is in the sandbox inbox now, "
-                       "and the poller threads it into the ticket within a few seconds.")
+        flash(request, t(request, "%(customer)s answered \u201c%(subject)s\u201d: it is in the sandbox inbox now, and "
+                                  "the poller threads it into the ticket within a few seconds.",
+                         customer=mail.customer, subject=subject.strip()))
         return redirect("/demo")
 
     return routes

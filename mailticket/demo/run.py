@@ -26,6 +26,7 @@ from mailticket.config import (
     SmtpSettings,
     WebSettings,
 )
+from mailticket.demo import features
 from mailticket.demo.mail import SHOP_NAME, SUPPORT_ADDRESS, sample_mails
 from mailticket.demo.sandbox import LOOPBACK, Sandbox
 
@@ -52,25 +53,34 @@ OPERATORS = (
 )
 
 
-def demo_settings(folder: Path, port: int, sandbox: Sandbox) -> Settings:
-    """A config as an admin would write it for this sandbox, with a fresh random session key."""
+def demo_settings(folder: Path, port: int, sandbox: Sandbox, language: str = features.DEFAULT_LANGUAGE) -> Settings:
+    """A config as an admin would write it for this sandbox, with a fresh random session key: pages and customer
+    mail in `language`, times in São Paulo, business hours, SLAs and routing rules on (demo/features.py)."""
     return Settings(
         database=DatabaseSettings(url=f"sqlite:///{folder / DATABASE_FILE}"),
         mailboxes=(MailboxSettings(name=MAILBOX_NAME, host=sandbox.host, port=sandbox.imap_port, security="none",
-                                   username=sandbox.user, password=sandbox.password, address=SUPPORT_ADDRESS),),
+                                   username=sandbox.user, password=sandbox.password, address=SUPPORT_ADDRESS,
+                                   language=language),),
         smtp=SmtpSettings(host=sandbox.host, port=sandbox.smtp_port, security="none",
                           from_name=f"{SHOP_NAME} - Atendimento"),
         web=WebSettings(listen=f"{LOOPBACK}:{port}", base_url=f"http://{LOOPBACK}:{port}",
-                        secret_key=secrets.token_hex(32), session_cookie_secure=False),
+                        secret_key=secrets.token_hex(32), session_cookie_secure=False, language=language,
+                        timezone=features.TIMEZONE, shop_name=SHOP_NAME),
         scheduler=SchedulerSettings(poll_interval=POLL_INTERVAL, outbox_interval=OUTBOX_INTERVAL,
                                     claim_expiry_interval=CLAIM_EXPIRY_INTERVAL),
+        sla=features.SLAS,
+        routes=features.ROUTES,
+        business_hours=features.BUSINESS_HOURS,
         log_level="warning",  # the banner says what matters; the poller would log every 2 s at info
     )
 
 
 def prepare_database(settings: Settings, operators: Sequence[DemoOperator] = OPERATORS) -> None:
+    """The schema, the demo's operators and its canned replies, in the demo's language: the operators chose it
+    (My account), so that the pages are in it whatever language the visitor's browser asks for."""
     from mailticket.db.store import Store
-    from mailticket.service.operators import add_operator
+    from mailticket.service import canned
+    from mailticket.service.operators import add_operator, set_language
 
     store = Store(settings.database.url)
     try:
@@ -78,19 +88,25 @@ def prepare_database(settings: Settings, operators: Sequence[DemoOperator] = OPE
         with store.transaction() as session:
             for op in operators:
                 add_operator(session, op.username, op.password, name=op.name, admin=op.admin, now=utcnow())
+                set_language(session, op.username, settings.web.language)
+            for title, body in features.CANNED_REPLIES[settings.web.language]:
+                canned.save(session, title, body, utcnow())
     finally:
         store.dispose()
 
 
 def banner(base_url: str, folder: Path, sandbox: Sandbox, samples: int,
-           operators: Sequence[DemoOperator] = OPERATORS) -> str:
+           operators: Sequence[DemoOperator] = OPERATORS, language: str = features.DEFAULT_LANGUAGE) -> str:
     logins = " or ".join(f"{op.username} / {op.password}{' (admin)' if op.admin else ''}" for op in operators)
+    other = "en" if language == "pt-BR" else "pt-BR"
     return "\n".join((
         f"mailticket demo running at {base_url}/  — log in as {logins}  — Ctrl-C to stop",
         f"  sent mail:       {base_url}/demo  (what mailticket sent; answer it as the customer)",
         f"  sandbox IMAP:    {sandbox.host}:{sandbox.imap_port}  user {sandbox.user}  password {sandbox.password}"
         f"  ({samples} sample mails)",
         f"  sandbox SMTP:    {sandbox.host}:{sandbox.smtp_port}  (keeps every mail sent; nothing leaves this machine)",
+        f"  language:        {language} (pages and mail to customers; times in {features.TIMEZONE})"
+        f"  — `mailticket demo --language {other}` for {'English' if other == 'en' else 'Portuguese'}",
         f"  temporary dir:   {folder}",
         f"  database:        {folder / DATABASE_FILE}",
     ))
@@ -134,7 +150,7 @@ def _signals_interrupt() -> Iterator[Callable[[], None]]:
             signal.signal(sig, handler)
 
 
-def main(port: int = DEFAULT_PORT) -> int:
+def main(port: int = DEFAULT_PORT, language: str = features.DEFAULT_LANGUAGE) -> int:
     """Runs the demo until Ctrl-C or SIGTERM; 0 after a clean stop, 1 when it cannot start."""
     port = port or free_port()
     problem = port_problem(port)
@@ -156,12 +172,12 @@ def main(port: int = DEFAULT_PORT) -> int:
             sandbox.start()
             mails = sample_mails(utcnow())
             sandbox.deliver(mails)
-            settings = demo_settings(folder, port, sandbox)
+            settings = demo_settings(folder, port, sandbox, language)
             prepare_database(settings)
 
             def ready() -> None:
                 served()
-                print(banner(settings.web.base_url, folder, sandbox, len(mails)), flush=True)
+                print(banner(settings.web.base_url, folder, sandbox, len(mails), language=language), flush=True)
 
             code = serve(settings, extra_routers=[demo_page.router(sandbox)], on_ready=ready)
         except KeyboardInterrupt:

@@ -4,11 +4,12 @@ An acknowledgement is an RFC 3834 auto-reply (Auto-Submitted: auto-replied) and 
 sends it like any outbound mail, but only a `reply` row counts as the first response (SPEC §7). Mail loops
 (SPEC §5): ingest asks for one only for mail that mail.loops found to be ordinary customer mail, and here no
 acknowledgement goes to one of our own addresses or past `max_per_sender_per_hour` acknowledgements to one sender.
+It is in the language of the mailbox the customer wrote to (mailticket.letters), and it promises the ticket's
+first_response_due_at, the due time the SLA clock keeps, as a moment on the customer's calendar.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import re
@@ -21,11 +22,10 @@ import jinja2
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from mailticket import timing
+from mailticket import letters, timing
 from mailticket.config import Settings
 from mailticket.db.models import Customer, Outbox, Ticket
 from mailticket.mail import address, compose
-from mailticket.resources import resource_dir
 from mailticket.service import outbound
 from mailticket.service.history import INSERT_EVENT
 from mailticket.threads import TicketTag
@@ -60,18 +60,21 @@ class AckRequest:
     mailbox: str | None  # the [[mailbox]] name the mail came in through: the ack is sent from its address
     queue: str
     priority: str
+    first_response_due: datetime | None = None  # the ticket's first_response_due_at: what the ack promises
 
 
 def queue_ack(
     session: Session, settings: Settings, *, ticket_id: int, to: str, subject: str, in_reply_to: str | None,
     references: Sequence[str], mailbox: str | None, queue: str, priority: str, now: datetime,
+    first_response_due: datetime | None = None,
 ) -> bool:
     """Queues the acknowledgement of a new ticket in the caller's transaction; True when one was queued.
 
     `to` is the ticket's customer (the sender limit counts acknowledgements through the customer's tickets);
     `in_reply_to` and `references` are the customer's message's, so that the ack threads under it.
     """
-    request = AckRequest(ticket_id, to, subject, in_reply_to, tuple(references), mailbox, queue, priority)
+    request = AckRequest(ticket_id, to, subject, in_reply_to, tuple(references), mailbox, queue, priority,
+                         first_response_due)
     return queue_acks(session, settings, [request], now=now)[0]
 
 
@@ -120,9 +123,10 @@ def queue_acks(session: Session, settings: Settings, requests: Sequence[AckReque
             continue
         try:
             mail = _compose(settings, request, to, now)
-        except (jinja2.TemplateError, OSError, ValueError):
+        except Exception:  # noqa: BLE001 - a template is the shop's own code: whatever it raises costs the ack only
+            template = letters.ack_template(settings, letters.language_of(settings, request.mailbox))
             log.exception("acknowledgement of ticket %s not sent: template %r cannot be rendered or written",
-                          request.ticket_id, rules.template)
+                          request.ticket_id, template)
             done.append(None)
             continue
         sent[to] += 1
@@ -135,21 +139,34 @@ def queue_acks(session: Session, settings: Settings, requests: Sequence[AckReque
     return [row is not None for row in done]
 
 
-def render_ack(settings: Settings, *, ticket_id: int, subject: str, queue: str, priority: str, sender: str) -> str:
-    """The text of the acknowledgement, from the `[autoreply] template` in templates/.
+def ack_letter(settings: Settings, *, ticket_id: int, subject: str, queue: str, priority: str, sender: str,
+               mailbox: str | None = None, due: datetime | None = None) -> letters.Letter:
+    """The acknowledgement: `[autoreply] template` when set, else ack_pt.txt or ack_en.txt by the mailbox's language.
 
-    The template sees: ticket_id, tag ("[#12]"), subject (the customer's), shop (`[smtp] from_name`),
-    first_response (the seconds promised by the matching [[sla]], None when none promises a first response),
-    business_hours (true when SLA clocks count business hours only), sla (the policy's name or None); and the
-    filter `duration("en"|"pt"|"es")`, which writes first_response in words.
+    The template sees: ticket_id, tag ("[#12]"), subject (the customer's), reply_subject ("Re: ... [#12]"), shop
+    (letters.shop_name), language (the mailbox's), first_response_due (`due`, the ticket's first_response_due_at,
+    in [web] timezone; None without one), first_response (the seconds promised by the matching [[sla]], None when
+    none promises a first response), business_hours (true when SLA clocks count business hours only), sla (the
+    policy's name or None); the filter `moment("pt-BR"|"en")`, which writes first_response_due as the customer
+    reads it ("segunda-feira, 30/11, às 13:00"), and `duration("en"|"pt"|"es")`, first_response in words.
     """
+    language = letters.language_of(settings, mailbox)
     policy = timing.match_sla(settings.sla, queue=queue, priority=priority, sender_domain=sender)
-    template = _environment(str(resource_dir("templates"))).get_template(settings.autoreply.template)
-    return template.render(
-        ticket_id=ticket_id, tag=TicketTag(settings.tickets.subject_tag).render(ticket_id), subject=subject,
-        shop=settings.smtp.from_name, first_response=policy.first_response if policy else None,
+    tag = TicketTag(settings.tickets.subject_tag).render(ticket_id)
+    env = letters.environment(settings)
+    env.filters["duration"] = _duration_filter
+    return letters.render_mail(
+        env, letters.ack_template(settings, language), ticket_id=ticket_id, tag=tag, subject=subject,
+        reply_subject=letters.reply_subject(subject, tag, language), shop=letters.shop_name(settings),
+        language=language, first_response_due=due.astimezone(letters.local_zone(settings)) if due else None,
+        first_response=policy.first_response if policy else None,
         business_hours=settings.business_hours is not None, sla=policy.name if policy else None,
     )
+
+
+def render_ack(settings: Settings, **ticket) -> str:
+    """The acknowledgement's text (see ack_letter)."""
+    return ack_letter(settings, **ticket).body
 
 
 def human_duration(seconds: float, language: str = "en", *, days: bool = True) -> str:
@@ -179,17 +196,6 @@ def _duration_filter(context: jinja2.runtime.Context, seconds: float, language: 
     return human_duration(seconds, language, days=not context.get("business_hours", False))
 
 
-@functools.cache
-def _environment(folder: str) -> jinja2.Environment:
-    # Plain text: nothing to escape. A variable the template names but we do not give is an error, not a blank.
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder), autoescape=False, undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-    )
-    env.filters["duration"] = _duration_filter
-    return env
-
-
 def _deliverable(to: str, own: set[str]) -> str | None:
     """The address to acknowledge to, or None when it must get none (empty, ours, or nobody reads it)."""
     to = (to or "").strip().lower()
@@ -199,12 +205,11 @@ def _deliverable(to: str, own: set[str]) -> str | None:
 
 
 def _compose(settings: Settings, request: AckRequest, to: str, now: datetime) -> compose.Outgoing:
-    body = render_ack(settings, ticket_id=request.ticket_id, subject=request.subject, queue=request.queue,
-                      priority=request.priority, sender=to)
-    tag = TicketTag(settings.tickets.subject_tag).render(request.ticket_id)
+    letter = ack_letter(settings, ticket_id=request.ticket_id, subject=request.subject, queue=request.queue,
+                        priority=request.priority, sender=to, mailbox=request.mailbox, due=request.first_response_due)
     return compose.build(
         from_address=settings.address_of(request.mailbox), from_name=settings.smtp.from_name, to=[to],
-        subject=compose.reply_subject(request.subject, tag), body=body, date=now, ticket_id=request.ticket_id,
+        subject=letter.subject, body=letter.body, date=now, ticket_id=request.ticket_id,
         in_reply_to=request.in_reply_to, references=list(request.references), auto_submitted=AUTO_SUBMITTED,
     )
 

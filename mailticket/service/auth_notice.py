@@ -12,6 +12,7 @@ from mailticket import smtp
 from mailticket.config import Settings
 from mailticket.db.models import OAuthToken, Operator
 from mailticket.db.store import Store
+from mailticket.i18n import negotiate, translate
 from mailticket.mail import address, compose
 from mailticket.service import tokens
 from mailticket.service.sla import AUTO_GENERATED
@@ -22,20 +23,35 @@ SENDER_NAME = "mailticket"
 NO_TICKET = 0  # the loop-guard header still marks it as ours; it belongs to no ticket
 
 
-def notice_text(settings: Settings, auth: tokens.Authorization, error: str) -> str:
+def label_in(language: str, auth: tokens.Authorization) -> str:
+    """`auth.label` in `language`: "mailbox 'support'", "the SMTP relay"."""
+    kind, _, mailbox = auth.name.partition(":")
+    if kind == "mailbox":
+        return translate(language, "mailbox %(name)s", name=repr(mailbox))
+    return translate(language, "the SMTP relay")
+
+
+def notice_subject(auth: tokens.Authorization, language: str = "en") -> str:
+    return translate(language, "mailticket: %(mailbox)s needs authorization again", mailbox=label_in(language, auth))
+
+
+def notice_text(settings: Settings, auth: tokens.Authorization, error: str, language: str = "en") -> str:
+    """The admins' mail, in `language` (the operator pages' catalog: they read it as they read the pages)."""
     page = f"{settings.web.base_url.rstrip('/')}/admin/mailboxes"
     return "\n".join([
-        f"mailticket can no longer log in to {auth.label} ({auth.username}): the provider refused to renew its "
-        "access.",
+        translate(language, "mailticket can no longer log in to %(mailbox)s (%(user)s): the provider refused to renew "
+                            "its access.", mailbox=label_in(language, auth), user=auth.username),
         "",
-        f"The provider said: {error}",
+        translate(language, "The provider said: %(error)s", error=error),
         "",
-        "This happens after a password reset, a change of multi-factor authentication, a revoked consent, or, "
-        "with Google, an app left in \"Testing\" mode (its tokens last 7 days).",
-        "Until it is authorized again, no mail is read from it; nothing is lost, the mail waits in the mailbox.",
-        "The other mailboxes go on being read.",
+        translate(language, "This happens after a password reset, a change of multi-factor authentication, a revoked "
+                            "consent, or, with Google, an app left in \"Testing\" mode (its tokens last 7 days)."),
+        translate(language, "Until it is authorized again, no mail is read from it; nothing is lost, the mail waits in "
+                            "the mailbox."),
+        translate(language, "The other mailboxes go on being read."),
         "",
-        f"To authorize it again, open {page} and press Re-authorize, or run on the server:",
+        translate(language, "To authorize it again, open %(page)s and press Re-authorize, or run on the server:",
+                  page=page),
         f"    {auth.command}",
     ]) + "\n"
 
@@ -75,9 +91,12 @@ def _sender(settings: Settings) -> str:
 
 def _tell_admins(store: Store, settings: Settings, auth: tokens.Authorization, error: str, now: datetime) -> bool:
     with store.reading() as session:
-        found = session.scalars(select(Operator.email).where(Operator.is_admin.is_(True),
-                                                             Operator.disabled.is_(False)))
-        admins = list(dict.fromkeys(a.strip().lower() for a in found if a and address.is_valid(a.strip())))
+        found = session.execute(select(Operator.email, Operator.language).where(Operator.is_admin.is_(True),
+                                                                                Operator.disabled.is_(False)))
+        # Each admin in the pages' language they chose, else [web] language.
+        languages = {a.strip().lower(): negotiate(language, None, settings.web.language)
+                     for a, language in found if a and address.is_valid(a.strip())}
+        admins = list(languages)
     if not admins:
         log.error("%s needs authorization again, and no admin has an e-mail address to be told", auth.label)
         return True  # nobody to tell: trying again would not change that
@@ -86,15 +105,17 @@ def _tell_admins(store: Store, settings: Settings, auth: tokens.Authorization, e
                   auth.label)
         return False
     sender = _sender(settings)
-    mail = compose.build(from_address=sender, from_name=SENDER_NAME, to=admins,
-                         subject=f"mailticket: {auth.label} needs authorization again",
-                         body=notice_text(settings, auth, error), date=now, ticket_id=NO_TICKET,
-                         auto_submitted=AUTO_GENERATED)
     try:
         relay_token = None
         if settings.smtp.authorization:
             relay_token = tokens.access_token(store, settings, settings.smtp.authorization)
-        asyncio.run(smtp.send(settings.smtp, mail.raw, sender, admins, access_token=relay_token))
+        for language in sorted(set(languages.values())):  # one mail per language
+            readers = [a for a in admins if languages[a] == language]
+            mail = compose.build(from_address=sender, from_name=SENDER_NAME, to=readers,
+                                 subject=notice_subject(auth, language),
+                                 body=notice_text(settings, auth, error, language), date=now, ticket_id=NO_TICKET,
+                                 auto_submitted=AUTO_GENERATED)
+            asyncio.run(smtp.send(settings.smtp, mail.raw, sender, readers, access_token=relay_token))
     except (tokens.TokenError, smtp.SmtpFailure) as exc:
         log.error("%s needs authorization again; the admins could not be mailed: %s", auth.label, exc)
         return False

@@ -87,6 +87,7 @@ class _TicketState:
     merged_into_id: int | None = None  # an admin merged it; its mail goes there
     dirty: bool = False
     priority: str = "normal"  # set at creation, for the acknowledgement's SLA
+    first_response_due: datetime | None = None  # set at creation: the acknowledgement promises it
 
 
 def ingest(
@@ -292,7 +293,8 @@ class _Batch:
             self.acks.append(acks.AckRequest(
                 ticket_id=ticket.id, to=msg.from_addr, subject=_clean(msg.subject),
                 in_reply_to=None if msg.synthetic_id else msg.message_id, references=msg.references,
-                mailbox=self.mailbox, queue=ticket.queue, priority=ticket.priority))
+                mailbox=self.mailbox, queue=ticket.queue, priority=ticket.priority,
+                first_response_due=ticket.first_response_due))
         if item.received_at > ticket.last_message_at:
             ticket.last_message_at = item.received_at
         # Automatic mail asks nothing of the operators, so it starts no waiting clock (nor puts a ticket it opens
@@ -345,7 +347,8 @@ class _Batch:
             last_message_at=item.received_at, waiting_since=None, handle_seconds=0.0, **sla_columns,
         )).scalar_one()
         self.tickets[ticket_id] = state = _TicketState(ticket_id, status, None, item.received_at, None, queue,
-                                                       priority=priority)
+                                                       priority=priority,
+                                                       first_response_due=sla_columns["first_response_due_at"])
         self._event(ticket_id, "created", f"from {customer}")
         if spam_reason is not None:
             self._event(ticket_id, "spam", spam_reason)

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from mailticket.db.models import Operator, WebSession
+from mailticket.localtime import is_zone
 from mailticket.mail import address
 
 TOKEN_PREFIX = "mt_"
@@ -133,14 +134,24 @@ def checked_language(language: str | None) -> str | None:
     return language
 
 
+def checked_timezone(zone: str | None) -> str | None:
+    """An IANA time zone such as "America/Sao_Paulo"; None or "" is "not chosen" ([web] timezone)."""
+    if not zone:
+        return None
+    if not is_zone(zone):
+        raise OperatorError(f"unknown time zone {zone[:64]!r}: use an IANA name such as America/Sao_Paulo or UTC")
+    return zone
+
+
 def set_fields(session: Session, username: str, *, name: str | None = None, email: str | None = None,
-               admin: bool | None = None, language: str | None = None) -> Operator:
-    """Changes the fields given (None: left as they are; language "" goes back to "not chosen"). All or nothing:
-    a refused value (or removing the last enabled admin) changes none of them."""
+               admin: bool | None = None, language: str | None = None, timezone: str | None = None) -> Operator:
+    """Changes the fields given (None: left as they are; language or timezone "" goes back to "not chosen"). All or
+    nothing: a refused value (or removing the last enabled admin) changes none of them."""
     operator = operator_named(session, username)
     name = None if name is None else checked_name(name)
     email = None if email is None else checked_email(email)
     chosen = None if language is None else checked_language(language)
+    zone = None if timezone is None else checked_timezone(timezone)
     if admin is not None:
         set_admin(session, username, admin)
     if name is not None:
@@ -149,11 +160,17 @@ def set_fields(session: Session, username: str, *, name: str | None = None, emai
         operator.email = email
     if language is not None:
         operator.language = chosen
+    if timezone is not None:
+        operator.timezone = zone
     return operator
 
 
 def set_language(session: Session, username: str, language: str | None) -> Operator:
     return set_fields(session, username, language=language or "")
+
+
+def set_timezone(session: Session, username: str, zone: str | None) -> Operator:
+    return set_fields(session, username, timezone=zone or "")
 
 
 def set_admin(session: Session, username: str, admin: bool) -> Operator:

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from mailticket import timing
+from mailticket import durations, timing
 from mailticket.config import BusinessHoursSettings, Settings, SlaSettings
 from mailticket.db.models import NOTE, PENDING, RESOLVED, SPAM, Customer, Event, Operator, Ticket
+from mailticket.localtime import local_time
 from mailticket.mail import address, compose
 from mailticket.service import outbound
 from mailticket.threads import TicketTag
@@ -43,6 +44,7 @@ CHECK_LIMIT = 500
 # RFC 3834: a message made by a program, not in answer to one; vacation responders leave it alone.
 AUTO_GENERATED = "auto-generated"
 ESCALATION_SENDER_NAME = "mailticket"
+ESCALATION_LANGUAGE = "en"  # the notification's words (its times are in [web] timezone)
 FIRST_RESPONSE, RESOLUTION = "first response", "resolution"
 
 
@@ -319,7 +321,7 @@ def _escalate(session: Session, settings: Settings, tickets: list, now: datetime
         subject = subject if marker in subject else f"{subject} {marker}"
         # The same From as the ticket's replies.
         mail = compose.build(from_address=settings.address_of(row.mailbox), from_name=ESCALATION_SENDER_NAME, to=to,
-                             subject=subject, body=escalation_text(settings, row, missed), date=now,
+                             subject=subject, body=escalation_text(settings, row, missed, now), date=now,
                              ticket_id=row.id, auto_submitted=AUTO_GENERATED)
         queued.append(outbound.Queued(row.id, outbound.NOTIFICATION, mail, row.mailbox,
                                       shown_as=ESCALATION_SENDER_NAME, direction=NOTE))
@@ -329,9 +331,17 @@ def _escalate(session: Session, settings: Settings, tickets: list, now: datetime
     return events
 
 
-def escalation_text(settings: Settings, row, missed: list[tuple[str, datetime]]) -> str:
+def _ago(late: timedelta) -> str:
+    seconds = late.total_seconds()
+    return f"{durations.prose(seconds, ESCALATION_LANGUAGE)} ago" if seconds > 0 else "just now"
+
+
+def escalation_text(settings: Settings, row, missed: list[tuple[str, datetime]], now: datetime) -> str:
+    """The admins' notification, in English; its times in [web] timezone, named."""
+    zone = settings.web.timezone
     lines = [f"Ticket #{row.id} missed its SLA (policy {row.sla_name}):", ""]
-    lines += [f"- the {what} was due {due.strftime('%Y-%m-%d %H:%M UTC')}" for what, due in missed]
+    lines += [f"- the {what} was due {local_time(due, ESCALATION_LANGUAGE, zone)} ({zone}), {_ago(now - due)}"
+              for what, due in missed]
     lines += ["", f"Subject:  {row.subject or '(no subject)'}", f"Customer: {row.customer}",
               f"Queue:    {row.queue}, priority {row.priority}", "",
               f"{settings.web.base_url.rstrip('/')}/tickets/{row.id}"]

@@ -13,7 +13,7 @@ from mailticket.service import blocks, operators, quarantine_admin
 from mailticket.service.errors import ActionError
 from mailticket.web import reads
 from mailticket.web.auth import Admin, AdminPosting
-from mailticket.web.core import flash, redirect, web
+from mailticket.web.core import flash, redirect, t, web
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,9 +34,9 @@ def block(request: Request, me: AdminPosting, pattern: Annotated[str, Form(max_l
         with web(request).store.transaction() as session:
             kept = blocks.block(session, pattern, by=me.username, now=db_now(session))
     except ActionError as refused:
-        flash(request, f"Not blocked: {refused}")
+        flash(request, t(request, "Not blocked: %(reason)s", reason=refused))
         return redirect("/admin")
-    flash(request, f"Mail from {kept} goes to Spam from now on")
+    flash(request, t(request, "Mail from %(pattern)s goes to Spam from now on", pattern=kept))
     return redirect("/admin")
 
 
@@ -47,7 +47,8 @@ def unblock(request: Request, me: AdminPosting, pattern: Annotated[str, Form(max
             lifted = blocks.unblock(session, pattern)
     except ActionError as refused:
         lifted, pattern = False, str(refused)
-    flash(request, f"Mail from {pattern} is read again" if lifted else f"{pattern} was not blocked")
+    flash(request, t(request, "Mail from %(pattern)s is read again", pattern=pattern) if lifted
+          else t(request, "%(pattern)s was not blocked", pattern=pattern))
     return redirect("/admin")
 
 
@@ -96,9 +97,9 @@ def quarantine_release(request: Request, entry_id: QuarantineId, me: AdminPostin
     except ActionError as missing:
         raise HTTPException(404, str(missing)) from None
     if released.still_quarantined:
-        flash(request, f"Still quarantined: {released.outcome.reason}")
+        flash(request, t(request, "Still quarantined: %(reason)s", reason=released.outcome.reason))
         return redirect(f"/admin/quarantine/{entry_id}")
-    flash(request, f"Released into ticket #{released.outcome.ticket_id}")
+    flash(request, t(request, "Released into ticket #%(id)s", id=released.outcome.ticket_id))
     return redirect(f"/tickets/{released.outcome.ticket_id}")
 
 
@@ -109,5 +110,5 @@ def quarantine_delete(request: Request, entry_id: QuarantineId, me: AdminPosting
             quarantine_admin.remove(session, entry_id)
     except ActionError as missing:
         raise HTTPException(404, str(missing)) from None
-    flash(request, f"Quarantined message {entry_id} deleted")
+    flash(request, t(request, "Quarantined message %(id)s deleted", id=entry_id))
     return redirect("/admin/quarantine")

@@ -19,13 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailticket import metrics
 from mailticket.clock import utcnow
+from mailticket.i18n import N_, SOURCE_LANGUAGE, negotiate, translate
 from mailticket.config import Settings
 from mailticket.db.store import Store
 from mailticket.resources import resource_dir
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import (account, admin, api, auth, canned, csat, customers, mailboxes_admin, operators_admin,
                             pages, queue, report, search)
-from mailticket.web.core import (CONTENT_SECURITY_POLICY, LoginRequired, Web, make_templates, redirect, wants_json,
+from mailticket.web.core import (CONTENT_SECURITY_POLICY, LoginRequired, Web, make_templates, redirect, t, wants_json,
                                  web)
 from mailticket.web.throttle import LoginDoor, LoginGate
 
@@ -85,8 +86,11 @@ class BodyTooLarge(StarletteHTTPException):
     """Raised from inside a request's body as soon as it passes the limit (an HTTPException, so that FastAPI's body
     reading passes it on as it is instead of calling it an unreadable body)."""
 
+    MESSAGE = N_("the request is too large: at most %(limit)s bytes are accepted")
+
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request is too large: at most {limit} bytes are accepted")
+        super().__init__(413, self.MESSAGE % {"limit": limit})
+        self.limit = limit
 
 
 class BodyLimit:
@@ -94,17 +98,22 @@ class BodyLimit:
     Content-Length announces it, else by counting the bytes as they arrive, whatever the framing (chunked bodies
     announce no length)."""
 
-    def __init__(self, app: ASGIApp, reply_limit: int) -> None:
-        self.app, self.reply_limit = app, reply_limit
+    def __init__(self, app: ASGIApp, reply_limit: int, language: str = SOURCE_LANGUAGE) -> None:
+        self.app, self.reply_limit, self.language = app, reply_limit, language
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit = self.reply_limit if scope["path"].endswith(REPLY_PATH_END) else MAX_FORM_BYTES
-        length = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await PlainTextResponse(BodyTooLarge(limit).detail, status_code=413)(scope, receive, send)
+            # Before any session is read: the browser's language (the API's answer stays English).
+            language = (SOURCE_LANGUAGE if scope["path"].startswith(api.PREFIX + "/")
+                        else negotiate(None, headers.get("accept-language"), self.language))
+            refusal = translate(language, BodyTooLarge.MESSAGE, limit=limit)
+            await PlainTextResponse(refusal, status_code=413)(scope, receive, send)
             return
         received = 0
 
@@ -135,8 +144,9 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
         max_age=int(auth.SESSION_LIFETIME.total_seconds()), same_site="lax",
         https_only=settings.web.base_url.startswith("https://") or settings.web.session_cookie_secure,
     )
-    app.add_middleware(BodyLimit, reply_limit=MAX_FORM_BYTES + settings.limits.max_attachment_bytes)
-    app.add_middleware(LoginDoor, gate=gate)
+    app.add_middleware(BodyLimit, reply_limit=MAX_FORM_BYTES + settings.limits.max_attachment_bytes,
+                       language=settings.web.language)
+    app.add_middleware(LoginDoor, gate=gate, language=settings.web.language)
     app.add_middleware(SecurityHeaders)
     _add_error_pages(app)
 
@@ -164,10 +174,12 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     return app
 
 
-def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None, **values) -> Response:
+    """`message` is English with %(name)s placeholders filled from `values`: as it is for JSON (machines read it),
+    in the page's language for a page (a message not in the catalog is shown as it came)."""
     if wants_json(request):
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
-    return web(request).render(request, "error.html", status, status=status, message=message)
+        return JSONResponse({"detail": message % values}, status_code=status, headers=headers)
+    return web(request).render(request, "error.html", status, status=status, message=t(request, message, **values))
 
 
 def _add_error_pages(app: FastAPI) -> None:
@@ -176,28 +188,35 @@ def _add_error_pages(app: FastAPI) -> None:
         if request.method in ("GET", "HEAD") and not wants_json(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return redirect("/login?" + urlencode({"next": target}))
-        return _error(request, 401, "you are not logged in (or your session has ended); log in again")
+        return _error(request, 401, N_("you are not logged in (or your session has ended); log in again"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        message = exc.detail if isinstance(exc.detail, str) else "the request was refused"
-        if exc.status_code == 404 and message == "Not Found":
-            message = "there is no page at this address"
-        return _error(request, exc.status_code, message, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if isinstance(exc, BodyTooLarge):
+            return _error(request, 413, BodyTooLarge.MESSAGE, headers, limit=exc.limit)
+        if not isinstance(exc.detail, str):
+            return _error(request, exc.status_code, N_("the request was refused"), headers)
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            return _error(request, 404, N_("there is no page at this address"), headers)
+        # A detail is a message of its own: its "%" are no placeholders (a page's N_-marked detail is translated).
+        return _error(request, exc.status_code, exc.detail.replace("%", "%%"), headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
-        return _error(request, 422, "invalid input: " + describe(exc))
+        return _error(request, 422, N_("invalid input: %(problems)s"), problems=describe(exc))
 
     @app.exception_handler(TicketNotFound)
     async def no_ticket(request: Request, exc: TicketNotFound) -> Response:
-        return _error(request, 404, f"there is no ticket {exc.args[0] if exc.args else ''}".strip())
+        if exc.args:
+            return _error(request, 404, N_("there is no ticket %(id)s"), id=exc.args[0])
+        return _error(request, 404, N_("there is no ticket"))
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
         # The operator sees a plain page; the traceback goes to the log only.
         log.exception("error serving %s %s", request.method, request.url.path)
-        return _error(request, 500, "something went wrong on our side; the error was logged")
+        return _error(request, 500, N_("something went wrong on our side; the error was logged"))
 
 
 def describe(exc: RequestValidationError) -> str:

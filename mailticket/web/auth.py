@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from mailticket.db.models import Operator
+from mailticket.i18n import N_
 from mailticket.service import operators
-from mailticket.web.core import CSRF_KEY, LoginRequired, csrf_token, local_path, redirect, web
+from mailticket.web.core import CSRF_KEY, LoginRequired, csrf_token, local_path, redirect, t, web
 from mailticket.web.throttle import Busy
 
 # Cookie key of the session's token (its hash is a web_sessions row; the row going ends the session).
@@ -22,7 +23,8 @@ SESSION_KEY = "session"
 SESSION_LIFETIME = timedelta(days=7)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-CSRF_REFUSED = "invalid or missing CSRF token"
+# HTTPException details marked N_: the error page translates them, the JSON API keeps them English.
+CSRF_REFUSED = N_("invalid or missing CSRF token")
 MAX_NAME_CHARS = 64
 MAX_PASSWORD_CHARS = 1024
 
@@ -92,7 +94,7 @@ async def posting(request: Request, operator: Annotated[Operator, Depends(signed
 
 def admin(operator: Annotated[Operator, Depends(signed_in)]) -> Operator:
     if not operator.is_admin:
-        raise HTTPException(403, "this page is for admins only")
+        raise HTTPException(403, N_("this page is for admins only"))
     return operator
 
 
@@ -137,16 +139,16 @@ async def login(
 
     if not gate.may_try(client, username):
         # The same answer for every user name, known or not: it tells nobody which names exist.
-        return refused(429, "too many login attempts from here; try again in a few minutes")
+        return refused(429, t(request, "too many login attempts from here; try again in a few minutes"))
     try:
         # Outside every transaction, in the gate's own thread: a flood of logins holds no lock and no shared worker
         # thread that anyone else waits for.
         operator_id, new_hash = await gate.run(_check_password, app, username, password)
     except Busy:
-        return refused(503, "the server is busy checking other logins; try again in a moment")
+        return refused(503, t(request, "the server is busy checking other logins; try again in a moment"))
     if operator_id is None:
         gate.failed(client, username)
-        return refused(401, "wrong user name or password")
+        return refused(401, t(request, "wrong user name or password"))
     token = await run_in_threadpool(_start_session, app, operator_id, new_hash)
     # A new session on login: nothing an attacker planted before (a token, a flash) survives it.
     request.session.clear()

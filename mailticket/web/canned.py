@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from mailticket.db.models import Operator, Ticket
 from mailticket.service import canned
 from mailticket.web.auth import Admin, Posting
-from mailticket.web.core import flash, redirect, web
+from mailticket.i18n import N_
+from mailticket.web.core import flash, redirect, t, web
 from mailticket.web.pages import MAX_ID, MAX_TEXT_CHARS, Draft, TicketId, render_ticket
 
 PAGE = "/admin/canned"
@@ -30,7 +31,7 @@ router = APIRouter(include_in_schema=False)
 def admin_posting(me: Posting) -> Operator:
     """An admin whose form carries this session's CSRF token."""
     if not me.is_admin:
-        raise HTTPException(403, "only an admin may change canned replies")
+        raise HTTPException(403, N_("only an admin may change canned replies"))
     return me
 
 
@@ -77,8 +78,9 @@ def _save(request: Request, title: str, body: str, reply_id: int | None):
         with app.store.transaction() as session:
             saved = canned.save(session, title, body, app.clock(), reply_id).title
     except canned.CannedError as refused:
-        return _page(request, 422, error=f"Not saved: {refused}", editing=reply_id, title=title, body=body)
-    flash(request, f"Canned reply {saved!r} saved")
+        return _page(request, 422, error=t(request, "Not saved: %(reason)s", reason=refused), editing=reply_id, title=title,
+                     body=body)
+    flash(request, t(request, "Canned reply %(title)r saved", title=saved))
     return redirect(PAGE)
 
 
@@ -89,7 +91,7 @@ def remove(request: Request, reply_id: CannedId, me: AdminPosting):
             title = canned.delete(session, reply_id)
     except canned.CannedError as missing:
         raise HTTPException(404, str(missing)) from None
-    flash(request, f"Canned reply {title!r} deleted")
+    flash(request, t(request, "Canned reply %(title)r deleted", title=title))
     return redirect(PAGE)
 
 
@@ -110,7 +112,8 @@ def _insert(request: Request, ticket_id: int, me: Operator, draft: Draft, raw_id
         if ticket is not None and raw_id.isdigit():
             chosen = next((c for c in canned.for_ticket(session, ticket, me) if c.id == int(raw_id)), None)
     if chosen is None:
-        return render_ticket(request, me, ticket_id, 422, error="Choose a canned reply to insert", draft=draft)
+        return render_ticket(request, me, ticket_id, 422, error=t(request, "Choose a canned reply to insert"),
+                             draft=draft)
     # Appended on a line of its own, after what was typed: nothing typed is lost.
     text = draft.body.replace("\r\n", "\n")
     if text.strip():

@@ -2,7 +2,8 @@
 
 The signed token in the address is the capability (mailticket.service.csat): no session and no cookie. The form
 repeats the token in a hidden field, and the POST must carry the very token of its address, from a page of this
-site (the Origin check of the operator forms), so another site cannot post an answer for a customer.
+site (the Origin check of the operator forms), so another site cannot post an answer for a customer. The page is in
+the language of the ticket's mailbox and carries the shop's name (mailticket.letters).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from mailticket import letters
 from mailticket.service import csat
 from mailticket.web.auth import check_origin
 from mailticket.web.core import web
@@ -24,15 +26,15 @@ TOKEN_REFUSED = "this form does not belong to this survey link"
 router = APIRouter(include_in_schema=False)
 
 
-def _page(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
-    # Rendered without the operator context: no session, so a customer's visit sets no cookie.
-    app = web(request)
-    context.setdefault("refused", None)
-    context.setdefault("thanked", False)
-    context.setdefault("error", None)
-    page = app.templates.get_template("csat.html").render(
-        request=request, me=None, csrf_token="", flashes=[], now=app.clock(), ratings=csat.RATINGS,
-        max_comment=csat.MAX_COMMENT_CHARS, status=status, **context,
+def _page(request: Request, status: int = 200, *, ticket: csat.SurveyTicket | None = None, **context: Any
+          ) -> HTMLResponse:
+    # Rendered without the operator context: no session, so a customer's visit sets no cookie. In the language of
+    # the ticket's mailbox; a link that names no ticket gets the first mailbox's.
+    settings = web(request).settings
+    context = {"refused": None, "thanked": False, "error": None, "answer": None, "token": "", **context}
+    page = letters.render_survey_page(
+        settings, letters.language_of(settings, ticket.mailbox if ticket else None), ticket=ticket,
+        ratings=csat.RATINGS, max_comment=csat.MAX_COMMENT_CHARS, status=status, **context,
     )
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
 
@@ -46,9 +48,11 @@ def _ticket_id(request: Request, token: str) -> int | HTMLResponse:
         return csat.read_token(app.settings.web.secret_key, token, valid_days=app.settings.csat.valid_days,
                                now=app.clock())
     except csat.ExpiredToken as expired:
-        return _page(request, 410, refused=str(expired))
-    except csat.BadToken as forged:
-        return _page(request, 400, refused=str(forged))
+        with app.store.reading() as session:
+            ticket = csat.find_survey_ticket(session, app.settings, expired.ticket_id)
+        return _page(request, 410, ticket=ticket, refused="expired")
+    except csat.BadToken:
+        return _page(request, 400, refused="invalid")
 
 
 @router.get("/csat/{token}")
@@ -60,8 +64,8 @@ def survey(request: Request, token: str):
     with app.store.reading() as session:
         try:
             ticket = csat.survey_ticket(session, app.settings, ticket_id)
-        except csat.BadToken as gone:
-            return _page(request, 400, refused=str(gone))
+        except csat.BadToken:
+            return _page(request, 400, refused="invalid")
         answer = csat.rating(session, ticket_id)
     return _page(request, ticket=ticket, answer=answer, token=token)
 
@@ -85,13 +89,13 @@ def answer(
     try:
         with app.store.transaction() as session:
             csat.answer(session, ticket_id, value, comment, app.clock())
-    except csat.BadToken as gone:
-        return _page(request, 400, refused=str(gone))
-    except csat.BadAnswer as refused:
+    except csat.BadToken:
+        return _page(request, 400, refused="invalid")
+    except csat.BadAnswer:
         with app.store.reading() as session:
             ticket = csat.survey_ticket(session, app.settings, ticket_id)
         # The comment typed is shown again; only the rating is missing.
-        return _page(request, 422, ticket=ticket, answer=csat.Answer(0, comment), token=token, error=str(refused))
+        return _page(request, 422, ticket=ticket, answer=csat.Answer(0, comment), token=token, error="bad_rating")
     with app.store.reading() as session:
         ticket = csat.survey_ticket(session, app.settings, ticket_id)
         saved = csat.rating(session, ticket_id)

@@ -12,7 +12,7 @@ from mailticket.service import customers as customer_service
 from mailticket.db.store import db_now
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
-from mailticket.web.core import flash, local_path, redirect, web
+from mailticket.web.core import flash, local_path, redirect, t, web
 from mailticket.web.pages import MAX_ID, MAX_TEXT_CHARS
 
 CustomerId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -26,7 +26,7 @@ def render_customer(request: Request, customer_id: int, status: int = 200, *, er
     with app.store.reading() as session:
         customer = reads.customer(session, customer_id)
         if customer is None:
-            raise HTTPException(404, f"no customer {customer_id}")
+            raise HTTPException(404, t(request, "no customer %(id)s", id=customer_id))
         tickets = reads.customer_tickets(session, customer_id)
         addresses = customer_service.addresses(session, customer_id)
         ticket_notes = reads.customer_ticket_notes(session, customer_id)
@@ -48,9 +48,9 @@ def add_address(request: Request, customer_id: CustomerId, me: Posting,
             added = customer_service.add_address(session, customer_id, address, db_now(session))
     except ActionError as refused:
         # An unknown customer is a 404 from render_customer itself.
-        return render_customer(request, customer_id, 422, error=f"Address not added: {refused}",
+        return render_customer(request, customer_id, 422, error=t(request, "Address not added: %(reason)s", reason=refused),
                                address_draft=address)
-    flash(request, f"Address {added} added")
+    flash(request, t(request, "Address %(address)s added", address=added))
     return redirect(f"/customers/{customer_id}")
 
 
@@ -62,5 +62,5 @@ def customer_notes(request: Request, customer_id: CustomerId, me: Posting,
             actions.set_customer_notes(session, customer_id, notes)
     except ActionError as refused:
         raise HTTPException(404, str(refused)) from None
-    flash(request, "Customer notes saved")
+    flash(request, t(request, "Customer notes saved"))
     return redirect(local_path(next, f"/customers/{customer_id}"))

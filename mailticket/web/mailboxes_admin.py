@@ -9,10 +9,11 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 from mailticket.config_oauth import BROWSER
-from mailticket.service import mailboxes, oauth_browser, tokens
+from mailticket.service import auth_notice, mailboxes, oauth_browser, tokens
 from mailticket.service.errors import ActionError
 from mailticket.web.auth import SESSION_KEY, Admin, AdminPosting
-from mailticket.web.core import CONTENT_SECURITY_POLICY, flash, redirect, web
+from mailticket.i18n import N_
+from mailticket.web.core import CONTENT_SECURITY_POLICY, flash, redirect, t, web
 
 router = APIRouter(include_in_schema=False)
 PAGE = "/admin/mailboxes"
@@ -46,7 +47,7 @@ def authorize(request: Request, me: AdminPosting, mailbox: Annotated[str, Form(m
     try:
         url = oauth_browser.start(app.store, app.settings, mailbox, request.session[SESSION_KEY], app.clock())
     except ActionError as refused:
-        flash(request, f"Not started: {refused}")
+        flash(request, t(request, "Not started: %(reason)s", reason=refused))
         return redirect(PAGE)
     # 303 to the provider: its sign-in and consent page, which sends the admin back to the callback.
     return RedirectResponse(url, status_code=303)
@@ -59,21 +60,24 @@ def callback(request: Request, me: Admin, state: str = "", code: str = "", error
     if error:  # the admin declined, or the provider refused (say, a scope the tenant does not allow)
         if not oauth_browser.cancel(app.store, state[:200], request.session[SESSION_KEY]):
             # Not an answer to this session's request: its words are nobody's to show.
-            raise HTTPException(400, "this authorization is unknown or was already used; start it again")
-        flash(request, f"Not authorized: {error[:100]}" + (f" ({error_description[:300]})" if error_description else ""))
+            raise HTTPException(400, N_("this authorization is unknown or was already used; start it again"))
+        said = error[:100] + (f" ({error_description[:300]})" if error_description else "")
+        flash(request, t(request, "Not authorized: %(reason)s", reason=said))
         return redirect(PAGE)
     if not code or not state:
-        raise HTTPException(400, "the provider's answer lacks its code or state; start again from the admin page")
+        raise HTTPException(400, N_("the provider's answer lacks its code or state; start again from the admin page"))
     try:
         auth = oauth_browser.finish(app.store, app.settings, state[:200], code[:4000], request.session[SESSION_KEY],
                                     app.clock())
     except ActionError as refused:
-        flash(request, f"Not authorized: {refused}")
+        flash(request, t(request, "Not authorized: %(reason)s", reason=refused))
         return redirect(PAGE)
     problem = mailboxes.check_login(app.store, app.settings, auth.name)
+    label = auth_notice.label_in(app.language(request), auth)
     if problem is not None:
-        flash(request, f"{auth.label} was authorized, but its server refused the login ({problem}); sign in as "
-                       f"{auth.username}, not as yourself, and press Re-authorize")
+        flash(request, t(request, "%(mailbox)s was authorized, but its server refused the login (%(problem)s); sign in "
+                                  "as %(user)s, not as yourself, and press Re-authorize", mailbox=label,
+                         problem=problem, user=auth.username))
         return redirect(PAGE)
-    flash(request, f"{auth.label} is authorized; mail is read from it at the next poll")
+    flash(request, t(request, "%(mailbox)s is authorized; mail is read from it at the next poll", mailbox=label))
     return redirect(PAGE)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request
 from mailticket.service import operators
 from mailticket.service.operators import LastAdmin, OperatorError, UnknownOperator
 from mailticket.web.auth import MAX_NAME_CHARS, MAX_PASSWORD_CHARS, SESSION_KEY, Admin, AdminPosting
-from mailticket.web.core import flash, redirect, web
+from mailticket.web.core import flash, redirect, t, web
 
 router = APIRouter(include_in_schema=False)
 PAGE = "/admin/operators"
@@ -59,9 +59,10 @@ def add(request: Request, me: AdminPosting, username: UsernameField = "", name: 
             shown_name = added.username
     except OperatorError as refused:
         # The page again with what was typed, but the password.
-        return _page(request, _status(refused), error=f"Not added: {refused}",
+        return _page(request, _status(refused), error=t(request, "Not added: %(reason)s", reason=refused),
                      draft={"username": username, "name": name, "email": email, "admin": bool(admin)})
-    flash(request, f"Operator {shown_name} added{' (admin)' if admin else ''}")
+    flash(request, t(request, "Operator %(name)s added (admin)", name=shown_name) if admin
+          else t(request, "Operator %(name)s added", name=shown_name))
     return redirect(PAGE)
 
 
@@ -72,7 +73,7 @@ def _change(request: Request, me, username: str, change, done: str, *, ends_own_
         with web(request).store.transaction() as session:
             change(session, username)
     except OperatorError as refused:
-        return _page(request, _status(refused), error=f"Not changed: {refused}")
+        return _page(request, _status(refused), error=t(request, "Not changed: %(reason)s", reason=refused))
     flash(request, done)
     return redirect("/" if ends_own_access and username == me.username else PAGE)
 
@@ -80,25 +81,25 @@ def _change(request: Request, me, username: str, change, done: str, *, ends_own_
 @router.post(PAGE + "/disable")
 def disable(request: Request, me: AdminPosting, username: UsernameField = ""):
     return _change(request, me, username, operators.disable,
-                   f"Operator {username} disabled: their sessions and API token stopped working",
+                   t(request, "Operator %(name)s disabled: their sessions and API token stopped working", name=username),
                    ends_own_access=True)
 
 
 @router.post(PAGE + "/enable")
 def enable(request: Request, me: AdminPosting, username: UsernameField = ""):
-    return _change(request, me, username, operators.enable, f"Operator {username} enabled")
+    return _change(request, me, username, operators.enable, t(request, "Operator %(name)s enabled", name=username))
 
 
 @router.post(PAGE + "/make-admin")
 def make_admin(request: Request, me: AdminPosting, username: UsernameField = ""):
     return _change(request, me, username, lambda session, name: operators.set_admin(session, name, True),
-                   f"Operator {username} is an admin now")
+                   t(request, "Operator %(name)s is an admin now", name=username))
 
 
 @router.post(PAGE + "/remove-admin")
 def remove_admin(request: Request, me: AdminPosting, username: UsernameField = ""):
     return _change(request, me, username, lambda session, name: operators.set_admin(session, name, False),
-                   f"Operator {username} is no longer an admin", ends_own_access=True)
+                   t(request, "Operator %(name)s is no longer an admin", name=username), ends_own_access=True)
 
 
 @router.post(PAGE + "/reset-password")
@@ -109,5 +110,5 @@ def reset_password(request: Request, me: AdminPosting, username: UsernameField =
         with web(request).store.transaction() as session:
             temporary = operators.reset_password(session, username, keep_session=keep)
     except OperatorError as refused:
-        return _page(request, _status(refused), error=f"Password not reset: {refused}")
+        return _page(request, _status(refused), error=t(request, "Password not reset: %(reason)s", reason=refused))
     return _page(request, temporary=(username, temporary))

@@ -32,7 +32,9 @@ from mailticket.service.status import change_status
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
-from mailticket.web.core import flash, format_clock, local_path, redirect, web
+from mailticket.i18n import N_
+from mailticket.web.core import flash, local_path, redirect, t, web
+from mailticket.web.labels import label_in
 
 # Ids beyond a 32-bit integer exist in no table; refusing them early keeps the drivers from overflowing.
 MAX_ID = 2**31 - 1
@@ -75,9 +77,15 @@ def ticket_url(ticket_id: int) -> str:
     return f"/tickets/{ticket_id}"
 
 
-def held_by_message(error: ClaimError) -> str:
+def word(request: Request, value: str, kind: str) -> str:
+    """A stored value (a status, a priority) as the page's language names it."""
+    return label_in(web(request).language(request), value, kind) if kind in ("status", "priority") else value
+
+
+def held_by_message(request: Request, error: ClaimError) -> str:
     if error.holder and error.expires_at:
-        return f"Claimed by {error.holder} until {format_clock(error.expires_at)}"
+        return t(request, "Claimed by %(name)s until %(time)s", name=error.holder,
+                 time=web(request).clock_text(request, error.expires_at))
     return str(error)[:1].upper() + str(error)[1:]
 
 
@@ -126,11 +134,11 @@ def _claim(request: Request, ticket_id: int, me: Operator, draft: Draft | None) 
             view = claim_service.claim(session, ticket_id, me, app.settings.claims.ttl)
     except ClaimConflict as refused:
         metrics.claim_conflict(metrics.CLAIM_HELD)  # metrics hook
-        return render_ticket(request, me, ticket_id, 409, error=held_by_message(refused), draft=draft)
+        return render_ticket(request, me, ticket_id, 409, error=held_by_message(request, refused), draft=draft)
     if draft is not None:
         # Rendered, not redirected: the text may be longer than a cookie can carry.
         return render_ticket(request, me, ticket_id, draft=draft)
-    flash(request, f"Claimed until {format_clock(view.expires_at)}")
+    flash(request, t(request, "Claimed until %(time)s", time=app.clock_text(request, view.expires_at)))
     return redirect(ticket_url(ticket_id))
 
 
@@ -158,20 +166,20 @@ def release(request: Request, ticket_id: TicketId, me: Posting):
             claim_service.release(session, ticket_id, me)
     except ClaimError as refused:
         return render_ticket(request, me, ticket_id, 409, error=str(refused))
-    flash(request, "Claim released")
+    flash(request, t(request, "Claim released"))
     return redirect(ticket_url(ticket_id))
 
 
 @router.post("/tickets/{ticket_id}/break")
 def break_claim(request: Request, ticket_id: TicketId, me: Posting, next: Annotated[str, Form()] = ""):
     if not me.is_admin:
-        raise HTTPException(403, "only an admin may break another operator's claim")
+        raise HTTPException(403, N_("only an admin may break another operator's claim"))
     try:
         with web(request).store.transaction() as session:
             claim_service.break_claim(session, ticket_id, me)
     except NotHolder as refused:
         raise HTTPException(403, str(refused)) from None
-    flash(request, "Claim broken")
+    flash(request, t(request, "Claim broken"))
     return redirect(local_path(next, ticket_url(ticket_id)))
 
 
@@ -190,11 +198,11 @@ def reply(
     draft = Draft(body, keep_claim, status if status in REPLY_STATUSES else "", to, cc or "", reply_all)
     files = read_uploads(attachments, app.settings.limits.max_attachment_bytes)
     # A browser cannot be handed files back: a refusal says to choose them again; the text is kept.
-    again = " (choose the attachments again)" if attachments and any(a.filename for a in attachments) else ""
+    again = bool(attachments and any(a.filename for a in attachments))
     if files is None:
         limit = app.settings.limits.max_attachment_bytes
-        return render_ticket(request, me, ticket_id, 422, draft=draft,
-                             error=f"Not sent: the attachments are too big, together at most {limit} bytes{again}")
+        too_big = t(request, "the attachments are too big, together at most %(limit)s bytes", limit=limit)
+        return render_ticket(request, me, ticket_id, 422, draft=draft, error=not_sent(request, too_big, again))
     try:
         with app.store.transaction() as session:
             actions.reply(session, app.settings, ticket_id, me, body, claim_token or None, keep_claim=keep_claim,
@@ -202,11 +210,18 @@ def reply(
                           recipients=chosen_recipients(session, app.settings, ticket_id, draft))
     except ClaimLost as lost:
         metrics.claim_conflict(metrics.CLAIM_LOST)  # metrics hook
-        return render_ticket(request, me, ticket_id, 409, error=f"Not sent: {lost}{again}", draft=draft)
+        return render_ticket(request, me, ticket_id, 409, error=not_sent(request, lost, again), draft=draft)
     except ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=f"Not sent: {refused}{again}", draft=draft)
-    flash(request, "Reply queued")
+        return render_ticket(request, me, ticket_id, 422, error=not_sent(request, refused, again), draft=draft)
+    flash(request, t(request, "Reply queued"))
     return redirect(ticket_url(ticket_id))
+
+
+def not_sent(request: Request, reason: object, attachments_lost: bool) -> str:
+    """A refused reply's reason; a browser cannot be handed files back, so it says to choose them again."""
+    if attachments_lost:
+        return t(request, "Not sent: %(reason)s (choose the attachments again)", reason=reason)
+    return t(request, "Not sent: %(reason)s", reason=reason)
 
 
 def chosen_recipients(session, settings, ticket_id: int, draft: Draft) -> recipients.Recipients:
@@ -242,8 +257,9 @@ def note(request: Request, ticket_id: TicketId, me: Posting, body: TextField = "
         with web(request).store.transaction() as session:
             actions.add_note(session, ticket_id, me, body)
     except ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=f"Note not added: {refused}", note_draft=body)
-    flash(request, "Note added")
+        return render_ticket(request, me, ticket_id, 422, error=t(request, "Note not added: %(reason)s", reason=refused),
+                             note_draft=body)
+    flash(request, t(request, "Note added"))
     return redirect(ticket_url(ticket_id))
 
 
@@ -254,7 +270,7 @@ def set_status(request: Request, ticket_id: TicketId, me: Posting, status: Annot
             change_status(session, ticket_id, status, actor=me, at=db_now(session), settings=web(request).settings)
     except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=str(refused))
-    flash(request, f"Status set to {status}")
+    flash(request, t(request, "Status set to %(status)s", status=word(request, status, "status")))
     return redirect(ticket_url(ticket_id))
 
 
@@ -264,7 +280,7 @@ def close(request: Request, ticket_id: TicketId, me: Posting):
     with web(request).store.transaction() as session:
         change_status(session, ticket_id, RESOLVED, actor=me, at=db_now(session), settings=web(request).settings,
                       reason="closed without notifying", notify_customer=False)
-    flash(request, "Closed without notifying the customer")
+    flash(request, t(request, "Closed without notifying the customer"))
     return redirect(ticket_url(ticket_id))
 
 
@@ -276,8 +292,8 @@ def forward_conversation(request: Request, ticket_id: TicketId, me: Posting, to:
         with web(request).store.transaction() as session:
             forward.forward(session, web(request).settings, ticket_id, me, to or "", note, db_now(session))
     except ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=f"Not forwarded: {refused}")
-    flash(request, f"Conversation forwarded to {(to or '').strip()}")
+        return render_ticket(request, me, ticket_id, 422, error=t(request, "Not forwarded: %(reason)s", reason=refused))
+    flash(request, t(request, "Conversation forwarded to %(addresses)s", addresses=(to or "").strip()))
     return redirect(ticket_url(ticket_id))
 
 
@@ -290,7 +306,8 @@ def mark_spam(request: Request, ticket_id: TicketId, me: Posting, block: Annotat
                                            now=db_now(session), block=block)
     except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=str(refused))
-    flash(request, "Marked as spam" + (f"; mail from {blocked} goes to Spam from now on" if blocked else ""))
+    flash(request, t(request, "Marked as spam; mail from %(pattern)s goes to Spam from now on", pattern=blocked)
+          if blocked else t(request, "Marked as spam"))
     return redirect(ticket_url(ticket_id))
 
 
@@ -301,7 +318,8 @@ def not_spam(request: Request, ticket_id: TicketId, me: Posting):
             lifted = spam_marks.not_spam(session, ticket_id, me, settings=web(request).settings, now=db_now(session))
     except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=str(refused))
-    flash(request, "Not spam: back in the queue" + (f"; {', '.join(lifted)} no longer blocked" if lifted else ""))
+    flash(request, t(request, "Not spam: back in the queue; %(patterns)s no longer blocked", patterns=", ".join(lifted))
+          if lifted else t(request, "Not spam: back in the queue"))
     return redirect(ticket_url(ticket_id))
 
 
@@ -311,7 +329,8 @@ def _set_field(request: Request, ticket_id: int, me: Operator, field: str, value
             actions.set_field(session, ticket_id, field, value, me)
     except ActionError as refused:
         return render_ticket(request, me, ticket_id, 422, error=str(refused))
-    flash(request, f"{field.capitalize()} set to {value.strip()}")
+    done = {"priority": N_("Priority set to %(value)s"), "queue": N_("Queue set to %(value)s")}[field]
+    flash(request, t(request, done, value=word(request, value.strip(), field)))
     return redirect(ticket_url(ticket_id))
 
 
@@ -334,21 +353,23 @@ MERGE_TARGET = re.compile(r"#?\s*([0-9]{1,10})")
 def merge(request: Request, ticket_id: TicketId, me: Posting, into: Annotated[str, Form(max_length=32)] = ""):
     """An admin merges this (duplicate) ticket into another; the answer shows the survivor."""
     if not me.is_admin:
-        raise HTTPException(403, "only an admin may merge tickets")
+        raise HTTPException(403, N_("only an admin may merge tickets"))
     target = MERGE_TARGET.fullmatch(into.strip())
     if target is None or not 1 <= int(target.group(1)) <= MAX_ID:
-        return render_ticket(request, me, ticket_id, 422, error="Not merged: give the number of the ticket to merge into")
+        return render_ticket(request, me, ticket_id, 422,
+                             error=t(request, "Not merged: give the number of the ticket to merge into"))
     into_id = int(target.group(1))
     try:
         with web(request).store.transaction() as session:
             merge_service.merge(session, ticket_id, into_id, me, db_now(session), web(request).settings)
     except merge_service.MergeError as refused:
-        return render_ticket(request, me, ticket_id, 409, error=f"Not merged: {refused}")
+        return render_ticket(request, me, ticket_id, 409, error=t(request, "Not merged: %(reason)s", reason=refused))
     except TicketNotFound as missing:
         if missing.args and missing.args[0] == into_id:
-            return render_ticket(request, me, ticket_id, 422, error=f"Not merged: there is no ticket #{into_id}")
+            return render_ticket(request, me, ticket_id, 422,
+                                 error=t(request, "Not merged: there is no ticket #%(id)s", id=into_id))
         raise
-    flash(request, f"Ticket #{ticket_id} merged into #{into_id}")
+    flash(request, t(request, "Ticket #%(id)s merged into #%(into)s", id=ticket_id, into=into_id))
     return redirect(ticket_url(into_id))
 
 
@@ -357,7 +378,7 @@ def download(request: Request, attachment_id: AttachmentId, me: SignedIn):
     with web(request).store.reading() as session:
         part = reads.attachment(session, attachment_id)
     if part is None:
-        raise HTTPException(404, f"no attachment {attachment_id}")
+        raise HTTPException(404, t(request, "no attachment %(id)s", id=attachment_id))
     content_type = part.content_type if SAFE_CONTENT_TYPE.fullmatch(part.content_type or "") else ""
     return Response(part.data or b"", media_type=content_type or "application/octet-stream", headers={
         "Content-Disposition": content_disposition(part.filename),

@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from markupsafe import Markup
 
-from mailticket.charts import bar_chart, line_chart
-from mailticket.reports import Rate, Report, format_duration
+from mailticket.charts import LINE_SUMMARY, NO_DATA, bar_chart, line_chart
+from mailticket.durations import compact
+from mailticket.localtime import local_day
+from mailticket.reports import Rate, Report
 from mailticket.service import report_data
 from mailticket.web.auth import SignedIn
-from mailticket.web.core import web
+from mailticket.web.core import t, web
 
 # Longer input cannot be a date; FastAPI refuses it with a 422 before it reaches the parser.
 MAX_DATE_CHARS = 32
@@ -22,15 +24,13 @@ DateParam = Annotated[str, Query(max_length=MAX_DATE_CHARS)]
 MAX_CHART_DAYS = 400
 # Shortcut links above the form.
 PRESET_DAYS = (7, 30, 90)
-# The bar chart shows minutes, or hours once the slowest queue's median passes this.
-HOURS_FROM_SECONDS = 2 * 3600
 NONE = "—"
 
 router = APIRouter(include_in_schema=False)
 
 
 def duration(seconds: float | None) -> str:
-    return NONE if seconds is None else format_duration(seconds)
+    return compact(seconds, missing=NONE)
 
 
 def percent(rate: Rate) -> str:
@@ -38,24 +38,25 @@ def percent(rate: Rate) -> str:
     return NONE if rate.percent is None else f"{rate.percent:.0f}%"
 
 
-def per_day_points(report: Report, period: report_data.Period) -> list[tuple[date, int]]:
+def per_day_points(report: Report, period: report_data.Period, lang: str) -> list[tuple[str, int]]:
+    """(the day as the page writes dates, tickets created that day)."""
     if period.days > MAX_CHART_DAYS:
-        return list(report.per_day)
-    counts = dict(report.per_day)
-    return [(day, counts.get(day, 0)) for day in period.dates()]
+        days = list(report.per_day)
+    else:
+        counts = dict(report.per_day)
+        days = [(day, counts.get(day, 0)) for day in period.dates()]
+    return [(local_day(day, lang), tickets) for day, tickets in days]
 
 
-def first_response_chart(report: Report) -> str:
+def first_response_chart(request: Request, report: Report) -> str:
     answered = [g for g in report.queues if g.first_response.median is not None]
-    slowest = max((g.first_response.median for g in answered), default=0.0)
-    divisor, unit = (3600, "h") if slowest >= HOURS_FROM_SECONDS else (60, "min")
-    return bar_chart("Median first response per queue", [g.name or "" for g in answered],
-                     [g.first_response.median / divisor for g in answered], unit)
+    return bar_chart(t(request, "Median first response per queue"), [g.name or "" for g in answered],
+                     [g.first_response.median for g in answered], shown=compact, no_data=t(request, NO_DATA))
 
 
-def presets(today: date) -> list[tuple[str, str, str]]:
-    return [(f"Last {days} days", (today - timedelta(days=days - 1)).isoformat(), today.isoformat())
-            for days in PRESET_DAYS]
+def presets(request: Request, today: date) -> list[tuple[str, str, str]]:
+    return [(t(request, "Last %(days)s days", days=days), (today - timedelta(days=days - 1)).isoformat(),
+             today.isoformat()) for days in PRESET_DAYS]
 
 
 @router.get("/report")
@@ -63,7 +64,7 @@ def report_page(request: Request, me: SignedIn, since: DateParam = "", until: Da
     app = web(request)
     zone = report_data.report_timezone(app.settings)
     today = report_data.local_today(app.clock(), zone)
-    context = dict(since=since, until=until, timezone=zone, presets=presets(today), duration=duration,
+    context = dict(since=since, until=until, timezone=zone, presets=presets(request, today), duration=duration,
                    percent=percent)
     try:
         period = report_data.parse_period(since, until, today=today, zone=zone)
@@ -73,8 +74,10 @@ def report_page(request: Request, me: SignedIn, since: DateParam = "", until: Da
         report = report_data.report(session, period)
     # The charts escape every label and value themselves (mailticket.charts), so their markup goes in as is.
     charts = {
-        "per_day": Markup(line_chart("Tickets per day", per_day_points(report, period))),
-        "first_response": Markup(first_response_chart(report)),
+        "per_day": Markup(line_chart(t(request, "Tickets per day"), per_day_points(report, period, app.language(request)),
+                                     no_data=t(request, NO_DATA),
+                                     summary=lambda **said: t(request, LINE_SUMMARY, **said))),
+        "first_response": Markup(first_response_chart(request, report)),
     }
     context.update(since=period.first.isoformat(), until=period.last.isoformat())
     return app.render(request, "report.html", report=report, period=period, charts=charts, **context)

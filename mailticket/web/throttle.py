@@ -11,9 +11,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from limits import parse
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+
+from mailticket.i18n import N_, SOURCE_LANGUAGE, negotiate, translate
 
 T = TypeVar("T")
 
@@ -74,22 +77,29 @@ class LoginGate:
         self._executor.shutdown(wait=False)
 
 
-BUSY_PAGE = (b"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Busy</title>"
-             b"<p>The server is busy checking other logins; try again in a moment.</p></html>")
+BUSY_TITLE = N_("Busy")
+BUSY_TEXT = N_("The server is busy checking other logins; try again in a moment.")
+
+
+def busy_page(language: str) -> bytes:
+    """The refusal at the door, in the browser's language (nobody is signed in on the login form)."""
+    return (f'<!doctype html><html lang="{language}"><meta charset="utf-8"><title>{translate(language, BUSY_TITLE)}'
+            f"</title><p>{translate(language, BUSY_TEXT)}</p></html>").encode()
 
 
 class LoginDoor:
     """Turns a login away at once, before any form is read, while the gate is full: under a flood, the many
     refused logins cost the event loop next to nothing, and everyone else's requests go on."""
 
-    def __init__(self, app: ASGIApp, gate: LoginGate, path: str = "/login") -> None:
-        self.app, self.gate, self.path = app, gate, path
+    def __init__(self, app: ASGIApp, gate: LoginGate, path: str = "/login", language: str = SOURCE_LANGUAGE) -> None:
+        self.app, self.gate, self.path, self.language = app, gate, path, language
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path and self.gate.full():
+            page = busy_page(negotiate(None, Headers(scope=scope).get("accept-language"), self.language))
             await send({"type": "http.response.start", "status": 503,
                         "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"retry-after", b"5"),
-                                    (b"content-length", str(len(BUSY_PAGE)).encode())]})
-            await send({"type": "http.response.body", "body": BUSY_PAGE})
+                                    (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
             return
         await self.app(scope, receive, send)

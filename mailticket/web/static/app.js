@@ -21,15 +21,24 @@
       warning.hidden = false;
     }
 
+    // The words come from the form's data-text-* attributes, in the page's language (English if one is missing);
+    // their %(name)s placeholders are filled from `values`.
+    function say(name, english, values) {
+      var text = form.getAttribute("data-text-" + name) || english;
+      Object.keys(values || {}).forEach(function (key) { text = text.split("%(" + key + ")s").join(values[key]); });
+      return text;
+    }
+
     function tick() {
       if (!countdown || isNaN(expires) || lost) { return; }
       var left = Math.round((expires - Date.now()) / 1000);
       if (left <= 0) {
-        countdown.textContent = "Your claim has expired. Your text is kept; claim the ticket again to send it.";
+        countdown.textContent = say("expired", "Your claim has expired. Your text is kept; claim the ticket again to send it.");
         countdown.className = "countdown expiring";
         return;
       }
-      countdown.textContent = "Your claim expires in " + Math.floor(left / 60) + ":" + two(left % 60) + ".";
+      countdown.textContent = say("expires", "Your claim expires in %(time)s.",
+                                  { time: Math.floor(left / 60) + ":" + two(left % 60) });
       countdown.className = left < 120 ? "countdown expiring" : "countdown";
     }
 
@@ -48,14 +57,15 @@
           } else if (response.status === 409) {
             lost = true;
             if (countdown) { countdown.textContent = ""; }
-            warn("Your claim was lost: " + (data.detail || "it expired or was taken") +
-                 ". Your text is kept here; reload the page or copy it before you leave.");
+            warn(say("lost", "Your claim was lost: %(reason)s. Your text is kept here; reload the page or copy it before you leave.",
+                     { reason: data.detail || say("lost-reason", "it expired or was taken") }));
           } else {
-            warn("The claim could not be renewed (" + (data.detail || response.status) + "); trying again.");
+            warn(say("not-renewed", "The claim could not be renewed (%(reason)s); trying again.",
+                     { reason: data.detail || response.status }));
           }
         });
       }).catch(function () {
-        warn("The claim could not be renewed: no connection to the server; trying again.");
+        warn(say("offline", "The claim could not be renewed: no connection to the server; trying again."));
       });
     }
 
@@ -69,8 +79,8 @@
       for (var i = 0; i < files.files.length; i++) { total += files.files[i].size; }
       if (total > maxBytes) {
         event.preventDefault();
-        warn("Not sent: the attachments are too big, together at most " + maxBytes + " bytes. " +
-             "Your text is kept; choose smaller files.");
+        warn(say("too-big", "Not sent: the attachments are too big, together at most %(limit)s bytes. Your text is kept; choose smaller files.",
+                 { limit: maxBytes }));
       }
     });
 
