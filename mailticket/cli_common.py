@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from mailticket import config as config_module
@@ -25,6 +26,19 @@ EVERY_SECRET = None
 def load_settings(args: argparse.Namespace, *, secrets: tuple[str, ...] | None = DATABASE_ONLY) -> Settings:
     path = Path(args.config) if args.config else config_module.default_config_path()
     return config_module.load(path, reveal=secrets)
+
+
+def change(settings: Settings, work: Callable):
+    """Runs `work(session)` in one transaction; a refused change (a ValueError the service raises with its reason,
+    such as ActionError or OperatorError) is a usage error: one line, exit 2."""
+    store = open_store(settings)
+    try:
+        with store.transaction() as session:
+            return work(session)
+    except ValueError as refused:
+        raise UsageError(str(refused)) from None
+    finally:
+        store.dispose()
 
 
 def open_store(settings: Settings):

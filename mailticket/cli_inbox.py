@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mailticket.cli_common import EXIT_FAILURE, EXIT_OK, UsageError, load_settings, open_store, shown
+from mailticket.cli_common import EXIT_FAILURE, EXIT_OK, UsageError, change, load_settings, open_store, shown
 from mailticket.service.errors import ActionError
 
 
@@ -49,12 +49,7 @@ def cmd_block_add(args: argparse.Namespace) -> int:
     from mailticket.clock import utcnow
     from mailticket.service import blocks
 
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            pattern = blocks.block(session, args.pattern, by=None, now=utcnow())
-    except ActionError as bad:
-        raise UsageError(str(bad)) from None
+    pattern = change(load_settings(args), lambda session: blocks.block(session, args.pattern, by=None, now=utcnow()))
     print(f"mail from {pattern} goes to Spam from now on")
     return EXIT_OK
 
@@ -62,12 +57,7 @@ def cmd_block_add(args: argparse.Namespace) -> int:
 def cmd_block_remove(args: argparse.Namespace) -> int:
     from mailticket.service import blocks
 
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            lifted = blocks.unblock(session, args.pattern)
-    except ActionError as bad:
-        raise UsageError(str(bad)) from None
+    lifted = change(load_settings(args), lambda session: blocks.unblock(session, args.pattern))
     print(f"mail from {args.pattern.strip().lower()} is read again" if lifted else f"{args.pattern} was not blocked")
     return EXIT_OK if lifted else EXIT_FAILURE
 
@@ -115,12 +105,7 @@ def cmd_quarantine_release(args: argparse.Namespace) -> int:
     from mailticket.service import quarantine_admin
 
     settings = load_settings(args)
-    store = open_store(settings)
-    try:
-        with store.transaction() as session:
-            released = quarantine_admin.release(session, args.id, settings, utcnow())
-    except ActionError as missing:
-        raise UsageError(str(missing)) from None
+    released = change(settings, lambda session: quarantine_admin.release(session, args.id, settings, utcnow()))
     if released.still_quarantined:
         print(shown(f"still quarantined: {released.outcome.reason}"))
         return EXIT_FAILURE
@@ -131,11 +116,6 @@ def cmd_quarantine_release(args: argparse.Namespace) -> int:
 def cmd_quarantine_delete(args: argparse.Namespace) -> int:
     from mailticket.service import quarantine_admin
 
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            quarantine_admin.remove(session, args.id)
-    except ActionError as missing:
-        raise UsageError(str(missing)) from None
+    change(load_settings(args), lambda session: quarantine_admin.remove(session, args.id))
     print(f"quarantined message {args.id} deleted")
     return EXIT_OK

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
-from mailticket.cli_common import EXIT_OK, UsageError, load_settings, open_store, shown
+from mailticket.cli_common import EXIT_OK, UsageError, change, load_settings, open_store, shown
 
 # `operator set --language browser`: no language chosen, the pages follow the browser's.
 BROWSER_LANGUAGE = "browser"
@@ -75,26 +74,12 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def _operator_change(args: argparse.Namespace, change: Callable) -> object:
-    """Runs one operator change in a transaction; a refused change is a usage error (exit 2)."""
-    from mailticket.service.operators import OperatorError
-
-    store = open_store(load_settings(args))
-    try:
-        with store.transaction() as session:
-            return change(session)
-    except OperatorError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.dispose()
-
-
 def cmd_operator_add(args: argparse.Namespace) -> int:
     from mailticket.clock import utcnow
     from mailticket.service.operators import add_operator
 
     password = _read_password()
-    _operator_change(args, lambda session: add_operator(
+    change(load_settings(args), lambda session: add_operator(
         session, args.username, password, name=args.name, email=args.email, admin=args.admin, now=utcnow()))
     print(f"operator {args.username} added{' (admin)' if args.admin else ''}")
     return EXIT_OK
@@ -125,7 +110,7 @@ def cmd_operator_set(args: argparse.Namespace) -> int:
         changes["language"] = ""
     if changes.get("timezone") == DEFAULT_ZONE:
         changes["timezone"] = ""
-    _operator_change(args, lambda session: set_fields(session, args.username, **changes))
+    change(load_settings(args), lambda session: set_fields(session, args.username, **changes))
     print(f"operator {args.username}: {', '.join(_described(key, value) for key, value in changes.items())}")
     return EXIT_OK
 
@@ -143,7 +128,7 @@ def _described(key: str, value: object) -> str:
 def cmd_operator_enable(args: argparse.Namespace) -> int:
     from mailticket.service.operators import enable
 
-    _operator_change(args, lambda session: enable(session, args.username))
+    change(load_settings(args), lambda session: enable(session, args.username))
     print(f"operator {args.username} enabled")
     return EXIT_OK
 
@@ -151,7 +136,7 @@ def cmd_operator_enable(args: argparse.Namespace) -> int:
 def cmd_operator_disable(args: argparse.Namespace) -> int:
     from mailticket.service.operators import disable
 
-    _operator_change(args, lambda session: disable(session, args.username))
+    change(load_settings(args), lambda session: disable(session, args.username))
     print(f"operator {args.username} disabled")
     return EXIT_OK
 
@@ -164,7 +149,7 @@ def cmd_operator_password(args: argparse.Namespace) -> int:
         check_password(password)  # before the config and database: a bad password is told at once
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    ended = _operator_change(args, lambda session: set_password(session, args.username, password))
+    ended = change(load_settings(args), lambda session: set_password(session, args.username, password))
     print(f"password of operator {args.username} changed; {ended} browser session(s) ended")
     return EXIT_OK
 
@@ -172,5 +157,5 @@ def cmd_operator_password(args: argparse.Namespace) -> int:
 def cmd_operator_token(args: argparse.Namespace) -> int:
     from mailticket.service.operators import new_token
 
-    print(_operator_change(args, lambda session: new_token(session, args.username)))
+    print(change(load_settings(args), lambda session: new_token(session, args.username)))
     return EXIT_OK
