@@ -47,6 +47,10 @@ class ClaimLost(ClaimError):
     """The caller's claim expired, was broken, or was taken over."""
 
 
+class HeldByOther(ClaimConflict):
+    """Someone else holds a live claim, so the caller may not change the ticket (SPEC §13)."""
+
+
 class NotHolder(ClaimError):
     """The caller does not hold the claim and may not break it."""
 
@@ -56,6 +60,13 @@ def conflict(view: ClaimView) -> ClaimConflict:
     return ClaimConflict(
         f"claimed by {view.holder_name} until {until}", holder=view.holder_name, expires_at=view.expires_at
     )
+
+
+def held_by_other(view: ClaimView) -> HeldByOther:
+    until = view.expires_at.strftime("%H:%M UTC") if view.expires_at else "?"
+    return HeldByOther(
+        f"{view.holder_name} is answering this ticket (claimed until {until}): only they can change it now; "
+        "an admin can break the claim first", holder=view.holder_name, expires_at=view.expires_at)
 
 
 def lost(view: ClaimView | None, operator_id: int, now: datetime) -> ClaimLost:

@@ -102,7 +102,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "session_cookie_secure": Key(boolean), "language": Key(one_of(*LANGUAGES)), "timezone": Key(time_zone),
             "shop_name": Key(one_line)},
     "tickets": {"subject_tag": Key(subject_tag), "reopen_days": Key(day_count), "subject_threading_days": Key(day_count)},
-    "claims": {"ttl": DURATION_KEY, "heartbeat": DURATION_KEY},
+    "claims": {"ttl": DURATION_KEY, "heartbeat": DURATION_KEY, "idle_after": DURATION_KEY},
     "scheduler": {f.name: DURATION_KEY for f in fields(SchedulerSettings)},
     "sla": {"name": Key(one_line, True), "first_response": DURATION_KEY, "resolution": DURATION_KEY,
             "queue": Key(one_line), "priority": Key(one_of(*PRIORITIES)),

@@ -85,6 +85,8 @@ class TicketSettings:
 class ClaimSettings:
     ttl: float = 900.0  # seconds
     heartbeat: float = 60.0
+    # The reply form renews its claim only while the operator was active (typing, focus) this recently.
+    idle_after: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -293,9 +293,14 @@ def test_the_openapi_document_describes_the_api(api):
     reply = paths[f"{API}/tickets/{{ticket_id}}/reply"]["post"]
     assert reply["security"] == [{"bearer": []}]
     assert set(reply["responses"]) == {"202", "401", "404", "409", "422"}
-    for status in ("401", "404", "409", "422"):
+    for status in ("401", "404", "422"):
         assert reply["responses"][status]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Error"}
+    # A reply held back by a newer customer message names those messages.
+    assert reply["responses"]["409"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ReplyConflictError"}
+    status_409 = paths[f"{API}/tickets/{{ticket_id}}/status"]["post"]["responses"]["409"]
+    assert status_409["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ClaimConflictError"}
     claim_409 = paths[f"{API}/tickets/{{ticket_id}}/claim"]["post"]["responses"]["409"]
     assert claim_409["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ClaimConflictError"}
     assert "403" in paths[f"{API}/tickets/{{ticket_id}}/claim"]["delete"]["responses"]
@@ -313,4 +318,5 @@ def test_the_openapi_document_describes_the_api(api):
                 for status, response in operation["responses"].items():
                     if status.startswith("4"):
                         assert response["content"]["application/json"]["schema"]["$ref"] in (
-                            "#/components/schemas/Error", "#/components/schemas/ClaimConflictError"), (path, status)
+                            "#/components/schemas/Error", "#/components/schemas/ClaimConflictError",
+                            "#/components/schemas/ReplyConflictError"), (path, status)

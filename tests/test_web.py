@@ -164,12 +164,15 @@ def test_a_second_operator_sees_the_claim_banner_and_no_reply_form(app, store):
     assert 'id="reply-form"' in mine and 'id="reply-send"' in mine and 'id="release-button"' in mine
 
     theirs = bob.get(f"/tickets/{ticket}").text
-    assert re.search(r"Claimed by Ana until \d\d:\d\d", element(theirs, "claim-banner"))
+    assert re.search(r"Claimed by Ana until \d\d?:\d\d", element(theirs, "claim-banner"))
+    # Locked for bob: who answers, and no button that could only fail.
+    assert re.search(r"Ana is answering \(until \d\d?:\d\d [AP]M\)", element(theirs, "reply-lock"))
+    assert 'id="claim-button"' not in theirs
     assert 'id="reply-form"' not in theirs and 'id="reply-body"' not in theirs
     assert 'id="break-button"' not in theirs  # bob is no admin
     refused = bob.post(f"/tickets/{ticket}/claim")
     assert refused.status_code == 409
-    assert re.search(r"Claimed by Ana until \d\d:\d\d", element(refused.text, "flash-error"))
+    assert re.search(r"Claimed by Ana until \d\d?:\d\d", element(refused.text, "flash-error"))
 
 
 def test_a_hand_made_reply_post_by_another_operator_is_refused(app, store):

@@ -286,6 +286,30 @@ class Claim(Base):
     operator: Mapped[Operator | None] = relationship(lazy="joined")
 
 
+class ReplyDraft(Base):
+    """What an operator typed into a ticket's reply form, saved as it is typed (one per ticket and operator)."""
+
+    __tablename__ = "drafts"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text, default="")
+    to_addrs: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: the address the form proposes
+    cc_addrs: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Presence(Base):
+    """An open ticket page (one live feed connection): who is viewing it, refreshed while it stays open."""
+
+    __tablename__ = "presence"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
 # Outbox statuses.
 QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
 

@@ -14,10 +14,10 @@ from mailticket.config_values import PRIORITIES
 from mailticket.db.models import IN, NOTE, STATUSES, Attachment, Customer, Message, Operator, Ticket
 from mailticket.mail import address, compose
 from mailticket.db.store import db_now
-from mailticket.service.claims import take_for_reply
+from mailticket.service.claims import only_the_holder, take_for_reply
 from mailticket.service.tickets import get_ticket
 from mailticket.service.history import record
-from mailticket.service import outbound
+from mailticket.service import drafts, outbound
 from mailticket.service.errors import ActionError
 from mailticket.service.recipients import Recipients, for_reply
 from mailticket.service.status import change_status
@@ -32,12 +32,15 @@ def reply(
     session: Session, settings: Settings, ticket_id: int, operator: Operator, body: str, claim_token: str | None,
     *, keep_claim: bool = False, status: str | None = None, now: datetime | None = None,
     attachments: Sequence[tuple[str, str, bytes]] = (), recipients: Recipients | None = None,
+    seen_message_id: int | None = None, confirm_newer: bool = False,
 ) -> compose.Outgoing:
     """Queues a reply to the customer; refused with ClaimLost unless the live claim is held with this token.
 
     `attachments` are (filename, content type, bytes): sent with the mail and kept as Attachment rows.
     `recipients` are To and Cc as the operator chose them (see service/recipients.py); by default the reply goes
     to the Reply-To of the customer's newest message, else its From.
+    `seen_message_id` is the newest message the operator saw when writing: a customer's message newer than it
+    holds the reply back (NewerMessage) unless `confirm_newer`, so that nobody answers without having read it.
     Returns the composed mail (its Message-ID is the reply's).
     """
     body = body.replace("\x00", "")
@@ -53,6 +56,10 @@ def reply(
         raise ActionError(f"unknown status {status!r}")
     now = now or db_now(session)
     ticket = get_ticket(session, ticket_id)
+    if seen_message_id is not None and not confirm_newer:
+        newer = newer_from_customer(session, ticket_id, seen_message_id)
+        if newer:
+            raise NewerMessage(newer)
     take_for_reply(session, ticket_id, operator, claim_token, keep=keep_claim, now=now)
     last_in = newest_from_customer(session, ticket_id)
     if recipients is None:
@@ -77,11 +84,27 @@ def reply(
     ticket.waiting_since = None
     ticket.updated_at = now
     record(session, ticket.id, "replied", now, operator, f"message {outgoing.message_id}")
+    drafts.clear(session, ticket.id, operator.id)
     if not keep_claim:
         record(session, ticket.id, "released", now, operator, "after reply")
     if status is not None:
         change_status(session, ticket.id, status, actor=operator, at=now, settings=settings)
     return outgoing
+
+
+class NewerMessage(ActionError):
+    """The customer wrote again after the operator opened the reply form: read it first, then send again."""
+
+    def __init__(self, newer: list[int]) -> None:
+        super().__init__("the customer sent a new message while you were writing; read it, then send again")
+        self.newer = newer
+
+
+def newer_from_customer(session: Session, ticket_id: int, seen_message_id: int) -> list[int]:
+    """The ids of the customer's messages (written by a person) after `seen_message_id`."""
+    return list(session.scalars(
+        select(Message.id).where(Message.ticket_id == ticket_id, Message.direction == IN, Message.loop.is_(None),
+                                 Message.id > seen_message_id).order_by(Message.id)))
 
 
 def newest_from_customer(session: Session, ticket_id: int) -> Message | None:
@@ -128,6 +151,7 @@ def set_field(session: Session, ticket_id: int, field: str, value: str, operator
         raise ActionError(f"cannot change {field!r}")
     now = now or db_now(session)
     ticket = get_ticket(session, ticket_id)
+    only_the_holder(session, ticket_id, operator, now)
     old = getattr(ticket, field)
     if old != value:
         setattr(ticket, field, value)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from mailticket.claims import ClaimConflict, ClaimView, NotHolder, conflict, lost
+from mailticket.claims import ClaimConflict, ClaimView, NotHolder, conflict, held_by_other, lost
 from mailticket.db.models import Claim, Operator, Ticket, UtcDateTime
 from mailticket.db.store import db_now
 from mailticket.service.history import record
@@ -28,6 +28,8 @@ READ_CLAIM = (
     .outerjoin(Operator, Operator.id == Claim.operator_id)
     .where(Claim.ticket_id == bindparam("t"))
 )
+# Locked on PostgreSQL, so that a claim taken meanwhile waits for the change that read it free.
+READ_CLAIM_LOCKED = READ_CLAIM.with_for_update(of=Claim)
 TICKET_EXISTS = select(Ticket.id).where(Ticket.id == bindparam("t"))
 # The common case in one statement: a ticket nobody holds. Its first claim inserts the row (the primary key
 # lets exactly one of several concurrent inserts through); a later one takes the free row. It returns the new
@@ -83,8 +85,8 @@ EXPIRE = (
 )
 
 
-def read_claim(session: Session, ticket_id: int) -> ClaimView | None:
-    row = session.connection().execute(READ_CLAIM, {"t": ticket_id}).one_or_none()
+def read_claim(session: Session, ticket_id: int, *, locked: bool = False) -> ClaimView | None:
+    row = session.connection().execute(READ_CLAIM_LOCKED if locked else READ_CLAIM, {"t": ticket_id}).one_or_none()
     if row is None:
         return None
     return ClaimView(row.ticket_id, row.operator_id, row.name or row.username, row.token, row.fence,
@@ -94,6 +96,15 @@ def read_claim(session: Session, ticket_id: int) -> ClaimView | None:
 def require_ticket(session: Session, ticket_id: int) -> None:
     if session.connection().execute(TICKET_EXISTS, {"t": ticket_id}).first() is None:
         raise TicketNotFound(ticket_id)
+
+
+def only_the_holder(session: Session, ticket_id: int, operator: Operator, now: datetime | None = None) -> None:
+    """A ticket with a live claim is changed (status, queue, priority, merge) by its holder only; everyone else,
+    admins too, is refused with the holder's name (an admin breaks the claim first). SPEC §13."""
+    now = now or db_now(session)
+    view = read_claim(session, ticket_id, locked=True)
+    if view is not None and view.live(now) and view.holder_id != operator.id:
+        raise held_by_other(view)
 
 
 def claim(session: Session, ticket_id: int, operator: Operator, ttl: float, now: datetime | None = None) -> ClaimView:
@@ -149,11 +160,12 @@ def renew(session: Session, ticket_id: int, operator: Operator, token: str | Non
 
 
 def release(session: Session, ticket_id: int, operator: Operator, *, now: datetime | None = None,
-            kind: str = "released") -> None:
-    """Ends the caller's live claim and adds its period to the handle time; NotHolder when it is not theirs."""
+            kind: str = "released", token: str | None = None) -> None:
+    """Ends the caller's live claim (held with `token`, when given) and adds its period to the handle time;
+    NotHolder when it is not theirs."""
     now = now or db_now(session)
     view = read_claim(session, ticket_id)
-    if view is None or not view.held_by(operator.id, now):
+    if view is None or not view.held_by(operator.id, now, token):
         if view is None:
             require_ticket(session, ticket_id)
         raise NotHolder("you do not hold a claim on this ticket", holder=view.holder_name if view else None,

@@ -283,6 +283,9 @@ class _Batch:
             ticket = self._new_ticket(item, msg, queue=self.queue, follows=None, loop=loop, spam_reason=spam_reason)
             result = CREATED
         self._add_message(ticket.id, item, msg, matched_by=matched_by, loop=loop)
+        if result == APPENDED:
+            # What the live pages follow (web/feed.py): a new message in a ticket someone may have open.
+            self._event(ticket.id, "received", f"from {msg.from_addr}" + (f" ({loop})" if loop else ""))
         if item.size is not None and item.size > self.settings.limits.max_message_bytes:
             self._note(ticket.id, item, oversize_note(item.size, self.settings.limits.max_message_bytes,
                                                       item.held_back, mailbox=self.mailbox, folder=self.folder,

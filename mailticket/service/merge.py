@@ -15,7 +15,7 @@ from mailticket import timing
 from mailticket.db.models import RESOLVED, Csat, Event, Message, Operator, Outbox, Participant, Ticket
 from mailticket.config import Settings
 from mailticket.service.status import change_status
-from mailticket.service.claims import END, read_claim
+from mailticket.service.claims import END, only_the_holder, read_claim
 from mailticket.service.tickets import TicketNotFound
 from mailticket.service.history import record
 
@@ -42,10 +42,7 @@ def merge(session: Session, duplicate_id: int, into_id: int, admin: Operator, no
     if survivor.merged_into_id is not None:
         raise MergeError(f"ticket #{into_id} was merged into #{survivor.merged_into_id}; merge into that one")
     for ticket_id in (duplicate_id, into_id):
-        claim = read_claim(session, ticket_id)
-        if claim is not None and claim.live(now) and claim.holder_id != admin.id:
-            raise MergeError(f"ticket #{ticket_id} is claimed by {claim.holder_name}; wait until the claim ends "
-                             "or break it first")
+        only_the_holder(session, ticket_id, admin, now)
     # The admin's own claim on the duplicate ends here; the survivor's stays as it is.
     claim = read_claim(session, duplicate_id)
     if claim is not None and claim.holder_id is not None:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from mailticket.config import Settings
 from mailticket.db.models import ALL_STATUSES, RESOLVED, Operator, Ticket
 from mailticket.service import reactions, sla
+from mailticket.service.claims import only_the_holder
 from mailticket.service.errors import ActionError
 from mailticket.service.events import StatusChanged
 from mailticket.service.history import record
@@ -20,11 +21,14 @@ def change_status(session: Session, ticket_id: int, status: str, *, actor: Opera
                   settings: Settings, reason: str = "", notify_customer: bool = True) -> StatusChanged | None:
     """Sets the ticket's status at `at`; returns the change, or None when the ticket had that status already.
 
+    An operator's change waits for the holder of a live claim on the ticket (HeldByOther); the system's does not.
     Resolving records the resolution and stops the SLA clocks (so does pending); leaving either runs them again
     (a pending ticket's pause counted in the business hours of `settings`); leaving resolved counts a reopening.
     """
     if status not in ALL_STATUSES:
         raise ActionError(f"unknown status {status!r}; use one of {', '.join(ALL_STATUSES)}")
+    if actor is not None:
+        only_the_holder(session, ticket_id, actor, at)
     # Read locked, so that two changes of one ticket never both start from the same old status. (SQLAlchemy leaves
     # FOR UPDATE out on SQLite, whose writers take the whole database at BEGIN.)
     ticket = session.get(Ticket, ticket_id, with_for_update={"of": Ticket}, populate_existing=True)

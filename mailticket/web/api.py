@@ -19,14 +19,15 @@ from mailticket.db.models import Operator
 from mailticket.db.store import Store
 from mailticket.service import actions, operators, recipients
 from mailticket.service import claims as claim_service
+from mailticket.service.actions import NewerMessage
 from mailticket.service.errors import ActionError
 from mailticket.db.store import db_now
 from mailticket.service.status import change_status
 from mailticket.service.ticket_pages import ticket_page
 from mailticket.service.tickets import TicketNotFound, get_ticket, iso, ticket_detail, ticket_summary
 from mailticket.web.api_models import (ClaimConflictError, ClaimGranted, ClaimRenewed, Error, NoteCreated,
-                                       NoteRequest, RenewRequest, ReplyQueued, ReplyRequest, Status,
-                                       StatusRequest, TicketDetail, TicketListItem, TicketSummary)
+                                       NoteRequest, RenewRequest, ReplyConflictError, ReplyQueued, ReplyRequest,
+                                       Status, StatusRequest, TicketDetail, TicketListItem, TicketSummary)
 
 PREFIX = "/api/v1"
 # Ticket ids are 32-bit integers on PostgreSQL; a larger id names no ticket, and must not reach the driver.
@@ -66,6 +67,8 @@ def _as_error(exc: Exception) -> ApiError | None:
         return ApiError(409, str(exc))
     if isinstance(exc, NotHolder):
         return ApiError(403, str(exc))
+    if isinstance(exc, NewerMessage):
+        return ApiError(409, str(exc), newer_message_ids=exc.newer)
     if isinstance(exc, ActionError):
         return ApiError(422, str(exc))
     if isinstance(exc, RequestValidationError):
@@ -224,14 +227,15 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         return Response(status_code=204)
 
     @router.post("/tickets/{ticket_id}/reply", status_code=202, response_model=ReplyQueued,
-                 responses=_errors(404, 409, 422))
+                 responses=_errors(404, 409, 422, conflict=ReplyConflictError))
     def reply(me: Me, ticket_id: TicketId, request: ReplyRequest) -> dict[str, Any]:
         """Queues a reply; accepted only with the token of the caller's live claim (fencing)."""
         with store.transaction() as session:
             chosen = recipients.for_reply(session, settings, ticket_id, to=request.to, cc=request.cc,
                                           reply_all=request.reply_all)
             message = actions.reply(session, settings, ticket_id, me, request.body, request.claim_token,
-                                    keep_claim=request.keep_claim, status=request.status, recipients=chosen)
+                                    keep_claim=request.keep_claim, status=request.status, recipients=chosen,
+                                    seen_message_id=request.seen_message_id, confirm_newer=request.confirm_newer)
         return {"message_id": message.message_id}
 
     @router.post("/tickets/{ticket_id}/notes", status_code=201, response_model=NoteCreated,
@@ -243,9 +247,10 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
             session.flush()
             return {"id": note.id}
 
-    @router.post("/tickets/{ticket_id}/status", response_model=TicketSummary, responses=_errors(404, 422))
+    @router.post("/tickets/{ticket_id}/status", response_model=TicketSummary,
+                 responses=_errors(404, 409, 422, conflict=ClaimConflictError))
     def set_status(me: Me, ticket_id: TicketId, request: StatusRequest) -> dict[str, Any]:
-        """Sets the ticket's status and answers with its summary."""
+        """Sets the ticket's status and answers with its summary; 409 names the holder of someone else's live claim."""
         with store.transaction() as session:
             change_status(session, ticket_id, request.status, actor=me, at=db_now(session), settings=settings,
                           notify_customer=request.notify)

@@ -44,6 +44,10 @@ class ReplyRequest(StrictModel):
                                                                        "else the From, of the customer's newest mail")
     cc: list[Address] = Field([], max_length=50, description="copies")
     reply_all: bool = Field(False, description="also Cc everyone else the customer's newest mail went to")
+    seen_message_id: int | None = Field(None, ge=1, le=2**31 - 1, description=(
+        "the `id` of the newest message the writer saw: a customer's message newer than it holds the reply back "
+        "(409 with `newer_message_ids`) unless `confirm_newer` is true"))
+    confirm_newer: bool = Field(False, description="send even though the customer wrote after `seen_message_id`")
 
 
 class NoteRequest(StrictModel):
@@ -62,6 +66,11 @@ class Error(BaseModel):
 class ClaimConflictError(Error):
     holder: str | None
     expires_at: Timestamp | None
+
+
+class ReplyConflictError(Error):
+    newer_message_ids: list[int] | None = Field(None, description="the customer's messages newer than "
+                                                                  "`seen_message_id`, when they held the reply back")
 
 
 class ClaimGranted(BaseModel):

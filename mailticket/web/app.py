@@ -24,10 +24,11 @@ from mailticket.config import Settings
 from mailticket.db.store import Store
 from mailticket.resources import resource_dir
 from mailticket.service.tickets import TicketNotFound
-from mailticket.web import (account, admin, api, auth, canned, csat, customers, mailboxes_admin, operators_admin,
-                            pages, queue, report, search)
+from mailticket.web import (account, admin, api, auth, canned, csat, customers, live, mailboxes_admin,
+                            operators_admin, pages, queue, report, search, ticket_fields)
 from mailticket.web.core import (CONTENT_SECURITY_POLICY, LoginRequired, Web, make_templates, redirect, t, wants_json,
                                  web)
+from mailticket.web.feed import Feed
 from mailticket.web.throttle import LoginDoor, LoginGate
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     app.state.web = Web(settings=settings, store=store, clock=clock,
                         templates=make_templates(str(resource_dir("templates"))))
     app.state.login_gate = gate = LoginGate()
+    app.state.feed = Feed(store)
     app.add_middleware(
         SessionsOutsideApi, secret_key=settings.web.secret_key, session_cookie=SESSION_COOKIE,
         max_age=int(auth.SESSION_LIFETIME.total_seconds()), same_site="lax",
@@ -166,7 +168,7 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     # The API first: routes are tried in order, and its calls (claims above all) are the hot path.
     api.install(app, settings, store)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, pages, customers, admin, mailboxes_admin, operators_admin, account, report, search,
+    for module in (auth, queue, pages, ticket_fields, live, customers, admin, mailboxes_admin, operators_admin, account, report, search,
                    canned, csat):
         app.include_router(module.router)
     for router in extra_routers:

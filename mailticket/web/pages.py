@@ -14,22 +14,20 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, HTTPException, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from mailticket import metrics
 from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
-from mailticket.db.models import RESOLVED, Operator
+from mailticket.db.models import Event, Operator
 from mailticket.db.store import db_now
 from mailticket.service import actions
 from mailticket.service.errors import ActionError
 from mailticket.service import claims as claim_service
 from mailticket.service import canned as canned_replies
 from mailticket.service import csat
-from mailticket.service import merge as merge_service
-from mailticket.service import forward, recipients, spam_marks
-from mailticket.service.status import change_status
-from mailticket.service.tickets import TicketNotFound
+from mailticket.service import drafts, recipients
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
 from mailticket.i18n import N_
@@ -90,23 +88,32 @@ def held_by_message(request: Request, error: ClaimError) -> str:
 
 
 def render_ticket(request: Request, me: Operator, ticket_id: int, status: int = 200, *, error: str | None = None,
-                  draft: Draft | None = None, note_draft: str = "") -> Response:
-    """The ticket page; `draft` shows the reply form with the typed text even without the claim."""
+                  draft: Draft | None = None, note_draft: str = "", fresh: frozenset[int] = frozenset()) -> Response:
+    """The ticket page; `draft` (else the operator's saved draft) shows the reply form with the typed text even
+    without the claim; `fresh` marks the messages that held a reply back."""
     app = web(request)
     with app.store.reading() as session:
         page = reads.ticket_page(session, ticket_id)
         # The canned replies filled for this ticket, and the customer's survey answer.
         canned = canned_replies.for_ticket(session, page.ticket, me)
         csat_rating = csat.rating(session, ticket_id)
+        saved = drafts.load(session, ticket_id, me.id) if draft is None else None
+        # Where the page's change stream starts (web/live.py): nothing between this read and the stream is missed.
+        last_event = session.scalar(select(func.max(Event.id))) or 0
+    if saved is not None:
+        draft = Draft(saved.body, to=saved.to, cc=saved.cc)
     holding = page.held_by(me.id)
     live = page.live_claim()
     newest = next((m for m in reversed(page.messages) if m.direction == "in" and m.loop is None), None)
     answer, others = recipients.proposed(newest, page.ticket.customer.address, app.settings.own_addresses)
+    claims = app.settings.claims
     return app.render(
         request, "ticket.html", status, page=page, ticket=page.ticket, customer=page.ticket.customer, live=live,
         holding=holding, show_reply=holding or draft is not None, draft=draft or Draft(),
         can_reclaim=draft is not None and not holding and live is None, error=error, note_draft=note_draft,
-        heartbeat=app.settings.claims.heartbeat, max_attachment_bytes=app.settings.limits.max_attachment_bytes,
+        heartbeat=claims.heartbeat, idle_after=claims.idle_after, last_event=last_event,
+        seen_message=newest.id if newest else "", fresh=fresh,
+        max_attachment_bytes=app.settings.limits.max_attachment_bytes,
         reply_statuses=REPLY_STATUSES, statuses=actions.STATUSES,
         priorities=actions.PRIORITIES, canned=canned, csat_rating=csat_rating, proposed_to=answer,
         others=others,
@@ -132,6 +139,8 @@ def _claim(request: Request, ticket_id: int, me: Operator, draft: Draft | None) 
     try:
         with app.store.transaction() as session:
             view = claim_service.claim(session, ticket_id, me, app.settings.claims.ttl)
+            if draft is not None:
+                drafts.save(session, ticket_id, me.id, draft.body, draft.to, draft.cc, view.claimed_at)
     except ClaimConflict as refused:
         metrics.claim_conflict(metrics.CLAIM_HELD)  # metrics hook
         return render_ticket(request, me, ticket_id, 409, error=held_by_message(request, refused), draft=draft)
@@ -160,12 +169,23 @@ def renew(request: Request, ticket_id: TicketId, body: RenewBody, me: Posting):
 
 
 @router.post("/tickets/{ticket_id}/release")
-def release(request: Request, ticket_id: TicketId, me: Posting):
+async def release(request: Request, ticket_id: TicketId, me: Posting):
+    """Ends the claim. The reply form's own "Release claim" button posts its text, which is kept as the draft; a
+    closing page's beacon posts its claim token, so that it never ends a newer claim of another page."""
+    form = await request.form()
+    draft = Draft.of(form) if "body" in form else None
+    token = str(form.get("claim_token", ""))[:200] or None
+    return await run_in_threadpool(_release, request, ticket_id, me, draft, token)
+
+
+def _release(request: Request, ticket_id: int, me: Operator, draft: Draft | None, token: str | None) -> Response:
     try:
         with web(request).store.transaction() as session:
-            claim_service.release(session, ticket_id, me)
-    except ClaimError as refused:
-        return render_ticket(request, me, ticket_id, 409, error=str(refused))
+            if draft is not None:
+                drafts.save(session, ticket_id, me.id, draft.body, draft.to, draft.cc, db_now(session))
+            claim_service.release(session, ticket_id, me, token=token)
+    except (ClaimError, ActionError) as refused:
+        return render_ticket(request, me, ticket_id, 409, error=str(refused), draft=draft)
     flash(request, t(request, "Claim released"))
     return redirect(ticket_url(ticket_id))
 
@@ -191,7 +211,7 @@ def reply(
     request: Request, ticket_id: TicketId, me: Posting, body: TextField = "",
     claim_token: Annotated[str, Form(max_length=200)] = "", keep_claim: Annotated[bool, Form()] = False,
     status: Annotated[str, Form(max_length=16)] = "", to: AddressField = None, cc: AddressField = "",
-    reply_all: Annotated[bool, Form()] = False,
+    reply_all: Annotated[bool, Form()] = False, seen_message: Annotated[int | None, Form(ge=0, le=MAX_ID)] = None,
     attachments: Annotated[list[UploadFile], File()] = [],  # noqa: B006 (FastAPI copies defaults)
 ):
     app = web(request)
@@ -207,7 +227,13 @@ def reply(
         with app.store.transaction() as session:
             actions.reply(session, app.settings, ticket_id, me, body, claim_token or None, keep_claim=keep_claim,
                           status=status or None, attachments=files,
-                          recipients=chosen_recipients(session, app.settings, ticket_id, draft))
+                          recipients=chosen_recipients(session, app.settings, ticket_id, draft),
+                          seen_message_id=seen_message)
+    except actions.NewerMessage as held:
+        # Held back once: the page comes again with the new message marked; its form has seen it, so Send goes.
+        return render_ticket(request, me, ticket_id, 409, draft=draft, fresh=frozenset(held.newer),
+                             error=not_sent(request, t(request, "the customer sent a new message while you were "
+                                                                "writing; read it, then send again"), again))
     except ClaimLost as lost:
         metrics.claim_conflict(metrics.CLAIM_LOST)  # metrics hook
         return render_ticket(request, me, ticket_id, 409, error=not_sent(request, lost, again), draft=draft)
@@ -261,116 +287,6 @@ def note(request: Request, ticket_id: TicketId, me: Posting, body: TextField = "
                              note_draft=body)
     flash(request, t(request, "Note added"))
     return redirect(ticket_url(ticket_id))
-
-
-@router.post("/tickets/{ticket_id}/status")
-def set_status(request: Request, ticket_id: TicketId, me: Posting, status: Annotated[str, Form(max_length=16)] = ""):
-    try:
-        with web(request).store.transaction() as session:
-            change_status(session, ticket_id, status, actor=me, at=db_now(session), settings=web(request).settings)
-    except ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=str(refused))
-    flash(request, t(request, "Status set to %(status)s", status=word(request, status, "status")))
-    return redirect(ticket_url(ticket_id))
-
-
-@router.post("/tickets/{ticket_id}/close")
-def close(request: Request, ticket_id: TicketId, me: Posting):
-    """Resolves the ticket without telling the customer: no survey mail."""
-    with web(request).store.transaction() as session:
-        change_status(session, ticket_id, RESOLVED, actor=me, at=db_now(session), settings=web(request).settings,
-                      reason="closed without notifying", notify_customer=False)
-    flash(request, t(request, "Closed without notifying the customer"))
-    return redirect(ticket_url(ticket_id))
-
-
-@router.post("/tickets/{ticket_id}/forward")
-def forward_conversation(request: Request, ticket_id: TicketId, me: Posting, to: AddressField = "",
-                         note: Annotated[str, Form(max_length=MAX_TEXT_CHARS)] = ""):
-    """Sends the conversation, with its attachments, to the addresses typed; a note of it stays on the ticket."""
-    try:
-        with web(request).store.transaction() as session:
-            forward.forward(session, web(request).settings, ticket_id, me, to or "", note, db_now(session))
-    except ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=t(request, "Not forwarded: %(reason)s", reason=refused))
-    flash(request, t(request, "Conversation forwarded to %(addresses)s", addresses=(to or "").strip()))
-    return redirect(ticket_url(ticket_id))
-
-
-@router.post("/tickets/{ticket_id}/spam")
-def mark_spam(request: Request, ticket_id: TicketId, me: Posting, block: Annotated[str, Form(max_length=16)] = ""):
-    """Out of the queues, into Spam; with `block`, the sender's later mail goes there too."""
-    try:
-        with web(request).store.transaction() as session:
-            blocked = spam_marks.mark_spam(session, ticket_id, me, settings=web(request).settings,
-                                           now=db_now(session), block=block)
-    except ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=str(refused))
-    flash(request, t(request, "Marked as spam; mail from %(pattern)s goes to Spam from now on", pattern=blocked)
-          if blocked else t(request, "Marked as spam"))
-    return redirect(ticket_url(ticket_id))
-
-
-@router.post("/tickets/{ticket_id}/not-spam")
-def not_spam(request: Request, ticket_id: TicketId, me: Posting):
-    try:
-        with web(request).store.transaction() as session:
-            lifted = spam_marks.not_spam(session, ticket_id, me, settings=web(request).settings, now=db_now(session))
-    except ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=str(refused))
-    flash(request, t(request, "Not spam: back in the queue; %(patterns)s no longer blocked", patterns=", ".join(lifted))
-          if lifted else t(request, "Not spam: back in the queue"))
-    return redirect(ticket_url(ticket_id))
-
-
-def _set_field(request: Request, ticket_id: int, me: Operator, field: str, value: str) -> Response:
-    try:
-        with web(request).store.transaction() as session:
-            actions.set_field(session, ticket_id, field, value, me)
-    except ActionError as refused:
-        return render_ticket(request, me, ticket_id, 422, error=str(refused))
-    done = {"priority": N_("Priority set to %(value)s"), "queue": N_("Queue set to %(value)s")}[field]
-    flash(request, t(request, done, value=word(request, value.strip(), field)))
-    return redirect(ticket_url(ticket_id))
-
-
-@router.post("/tickets/{ticket_id}/priority")
-def set_priority(request: Request, ticket_id: TicketId, me: Posting,
-                 priority: Annotated[str, Form(max_length=16)] = ""):
-    return _set_field(request, ticket_id, me, "priority", priority)
-
-
-@router.post("/tickets/{ticket_id}/queue")
-def set_queue(request: Request, ticket_id: TicketId, me: Posting, queue: Annotated[str, Form(max_length=200)] = ""):
-    return _set_field(request, ticket_id, me, "queue", queue)
-
-
-# "123" or "#123": the number of the ticket to merge into.
-MERGE_TARGET = re.compile(r"#?\s*([0-9]{1,10})")
-
-
-@router.post("/tickets/{ticket_id}/merge")
-def merge(request: Request, ticket_id: TicketId, me: Posting, into: Annotated[str, Form(max_length=32)] = ""):
-    """An admin merges this (duplicate) ticket into another; the answer shows the survivor."""
-    if not me.is_admin:
-        raise HTTPException(403, N_("only an admin may merge tickets"))
-    target = MERGE_TARGET.fullmatch(into.strip())
-    if target is None or not 1 <= int(target.group(1)) <= MAX_ID:
-        return render_ticket(request, me, ticket_id, 422,
-                             error=t(request, "Not merged: give the number of the ticket to merge into"))
-    into_id = int(target.group(1))
-    try:
-        with web(request).store.transaction() as session:
-            merge_service.merge(session, ticket_id, into_id, me, db_now(session), web(request).settings)
-    except merge_service.MergeError as refused:
-        return render_ticket(request, me, ticket_id, 409, error=t(request, "Not merged: %(reason)s", reason=refused))
-    except TicketNotFound as missing:
-        if missing.args and missing.args[0] == into_id:
-            return render_ticket(request, me, ticket_id, 422,
-                                 error=t(request, "Not merged: there is no ticket #%(id)s", id=into_id))
-        raise
-    flash(request, t(request, "Ticket #%(id)s merged into #%(into)s", id=ticket_id, into=into_id))
-    return redirect(ticket_url(into_id))
 
 
 @router.get("/attachments/{attachment_id}")

@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import and_, case, or_, select, text
+from sqlalchemy import and_, case, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from mailticket.db.models import OPEN, PENDING, RESOLVED, SPAM, Claim, Customer, Operator, Ticket
+from mailticket.db.models import OPEN, PENDING, RESOLVED, SPAM, Claim, Customer, Event, Operator, Ticket
 from mailticket.db.store import db_now
 from mailticket.service import quarantine_admin
 from mailticket.web.auth import SignedIn
@@ -115,6 +115,12 @@ QUEUE_NAMES = text("""
 """)
 
 
+def waiting_count(session: Session) -> int:
+    """How many tickets need an answer (the tab's title shows it)."""
+    return session.scalar(select(func.count()).select_from(Ticket)
+                          .where(Ticket.status == OPEN, Ticket.waiting_since.is_not(None))) or 0
+
+
 def queue_names(session: Session) -> list[str]:
     return list(session.scalars(QUEUE_NAMES))
 
@@ -134,5 +140,9 @@ def queue_page(
                                 page=page, sort=sort)
         names = queue_names(session)
         quarantined = quarantine_admin.waiting(session)
+        waiting = waiting_count(session)
+        # Where the page's change stream starts (web/live.py).
+        last_event = session.scalar(select(func.max(Event.id))) or 0
     return app.render(request, "queue.html", rows=rows, more=more, view=view, views=VIEWS, queue=queue or "",
-                      queues=names, page=page, sort=sort, quarantined=quarantined)
+                      queues=names, page=page, sort=sort, quarantined=quarantined, waiting_count=waiting,
+                      last_event=last_event)

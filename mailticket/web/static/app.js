@@ -1,73 +1,125 @@
-/* mailticket: renews the reply form's claim, counts down to its expiry, refreshes the queue.
-   Every page works without this script; it never clears or rewrites what the operator typed. */
+/* mailticket's live pages: the reply form (claim renewal while the operator is active, countdown, drafts saved as
+   typed, the claim released when the page closes) and the ticket and queue pages following every change made
+   anywhere (web/live.py's stream). Every page works without this script; it never clears what the operator typed. */
 (function () {
   "use strict";
 
+  var DRAFT_DELAY_MS = 700;   // a pause in typing this long saves the draft
+  var REFRESH_DELAY_MS = 150; // changes that come together are fetched once
+
   function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  // The words come from an element's data-text-* attributes, in the page's language (English if one is missing);
+  // their %(name)s placeholders are filled from `values`.
+  function say(element, name, english, values) {
+    var text = (element && element.getAttribute("data-text-" + name)) || english;
+    Object.keys(values || {}).forEach(function (key) { text = text.split("%(" + key + ")s").join(values[key]); });
+    return text;
+  }
+
+  // A form is being posted: the page unloads on purpose, so neither the leave warning nor the release beacon apply.
+  var submitting = false;
+  document.addEventListener("submit", function (event) {
+    if (!event.defaultPrevented) { submitting = true; }
+  });
 
   function replyForm(form) {
     var holding = form.getAttribute("data-holding") === "1";
     var heartbeat = parseFloat(form.getAttribute("data-heartbeat") || "0");
+    var idleAfter = parseFloat(form.getAttribute("data-idle-after") || "0") * 1000;
     var renewUrl = form.getAttribute("data-renew-url");
+    var draftUrl = form.getAttribute("data-draft-url");
+    var releaseUrl = form.getAttribute("data-release-url");
     var expires = Date.parse(form.getAttribute("data-expires") || "");
     var countdown = document.getElementById("claim-countdown");
     var warning = document.getElementById("claim-warning");
     var csrf = form.querySelector("input[name=csrf_token]").value;
-    var token = form.querySelector("input[name=claim_token]").value;
+    var tokenInput = form.querySelector("input[name=claim_token]");
+    var body = document.getElementById("reply-body");
+    var to = document.getElementById("reply-to");
+    var cc = document.getElementById("reply-cc");
+    var send = document.getElementById("reply-send");
     var lost = false;
+    var lastActive = Date.now();
+    var saved = draftText();
+    var saveTimer = null;
 
     function warn(text) {
       warning.textContent = text;
       warning.hidden = false;
     }
 
-    // The words come from the form's data-text-* attributes, in the page's language (English if one is missing);
-    // their %(name)s placeholders are filled from `values`.
-    function say(name, english, values) {
-      var text = form.getAttribute("data-text-" + name) || english;
-      Object.keys(values || {}).forEach(function (key) { text = text.split("%(" + key + ")s").join(values[key]); });
-      return text;
+    function draftText() {
+      return JSON.stringify({ body: body.value, to: to ? to.value : null, cc: cc ? cc.value : "" });
+    }
+
+    function unsaved() { return draftText() !== saved; }
+
+    function saveDraft(keepalive) {
+      window.clearTimeout(saveTimer);
+      var text = draftText();
+      if (text === saved || !draftUrl) { return; }
+      fetch(draftUrl, {
+        method: "PUT", credentials: "same-origin", keepalive: !!keepalive, body: text,
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }
+      }).then(function (response) { if (response.ok) { saved = text; } }).catch(function () {});
     }
 
     function tick() {
       if (!countdown || isNaN(expires) || lost) { return; }
       var left = Math.round((expires - Date.now()) / 1000);
       if (left <= 0) {
-        countdown.textContent = say("expired", "Your claim has expired. Your text is kept; claim the ticket again to send it.");
+        countdown.textContent = say(form, "expired", "Your claim has expired. Your text is kept; claim the ticket again to send it.");
         countdown.className = "countdown expiring";
         return;
       }
-      countdown.textContent = say("expires", "Your claim expires in %(time)s.",
+      countdown.textContent = say(form, "expires", "Your claim expires in %(time)s.",
                                   { time: Math.floor(left / 60) + ":" + two(left % 60) });
       countdown.className = left < 120 ? "countdown expiring" : "countdown";
     }
 
+    function loseClaim(text) {
+      lost = true;
+      holding = false;
+      if (countdown) { countdown.textContent = ""; }
+      if (send) { send.hidden = true; }
+      warn(text);
+    }
+
+    // The claim is renewed only while the operator is here: gone longer than idleAfter, it runs out at its ttl.
     function renew() {
-      if (lost) { return; }
+      if (!holding || lost || (idleAfter > 0 && Date.now() - lastActive > idleAfter)) { return; }
       fetch(renewUrl, {
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ claim_token: token })
+        body: JSON.stringify({ claim_token: tokenInput.value })
       }).then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (data) {
           if (response.ok && data.expires_at) {
             expires = Date.parse(data.expires_at);
             warning.hidden = true;
           } else if (response.status === 409) {
-            lost = true;
-            if (countdown) { countdown.textContent = ""; }
-            warn(say("lost", "Your claim was lost: %(reason)s. Your text is kept here; reload the page or copy it before you leave.",
-                     { reason: data.detail || say("lost-reason", "it expired or was taken") }));
+            loseClaim(say(form, "lost", "Your claim was lost: %(reason)s. Your text is kept here; reload the page or copy it before you leave.",
+                          { reason: data.detail || say(form, "lost-reason", "it expired or was taken") }));
           } else {
-            warn(say("not-renewed", "The claim could not be renewed (%(reason)s); trying again.",
+            warn(say(form, "not-renewed", "The claim could not be renewed (%(reason)s); trying again.",
                      { reason: data.detail || response.status }));
           }
         });
       }).catch(function () {
-        warn(say("offline", "The claim could not be renewed: no connection to the server; trying again."));
+        warn(say(form, "offline", "The claim could not be renewed: no connection to the server; trying again."));
       });
     }
+
+    ["input", "keydown", "mousedown", "focusin"].forEach(function (name) {
+      form.addEventListener(name, function () { lastActive = Date.now(); });
+    });
+    window.addEventListener("focus", function () { lastActive = Date.now(); });
+    form.addEventListener("input", function () {
+      window.clearTimeout(saveTimer);
+      saveTimer = window.setTimeout(saveDraft, DRAFT_DELAY_MS);
+    });
 
     // Attachments over the limit are refused before the form is posted: a refused post of a big body could not
     // bring the typed text back.
@@ -79,8 +131,36 @@
       for (var i = 0; i < files.files.length; i++) { total += files.files[i].size; }
       if (total > maxBytes) {
         event.preventDefault();
-        warn(say("too-big", "Not sent: the attachments are too big, together at most %(limit)s bytes. Your text is kept; choose smaller files.",
+        warn(say(form, "too-big", "Not sent: the attachments are too big, together at most %(limit)s bytes. Your text is kept; choose smaller files.",
                  { limit: maxBytes }));
+      }
+    });
+
+    // "Release claim" with text asks first (the text is kept as the draft either way).
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest("#release-button");
+      if (button && body.value.trim() && !window.confirm(say(form, "release", "Release the claim? Your text is kept as a draft, but someone else may answer first."))) {
+        event.preventDefault();
+      }
+    });
+
+    window.addEventListener("beforeunload", function (event) {
+      if (submitting || !body.value.trim()) { return; }
+      saveDraft(true);
+      event.preventDefault();
+      event.returnValue = "";
+    });
+
+    // Closing the tab (or leaving the page) ends the claim at once, instead of at its expiry; the token makes sure
+    // it is this page's claim, not a newer one of another tab.
+    window.addEventListener("pagehide", function () {
+      if (submitting) { return; }
+      saveDraft(true);
+      if (holding && !lost && releaseUrl && navigator.sendBeacon) {
+        var data = new FormData();
+        data.append("csrf_token", csrf);
+        data.append("claim_token", tokenInput.value);
+        navigator.sendBeacon(releaseUrl, data);
       }
     });
 
@@ -91,6 +171,30 @@
         window.setInterval(renew, heartbeat * 1000);
       }
     }
+
+    return {
+      // The claim as the live page now shows it: someone else's, nobody's, or ours with this token.
+      follow: function (bar) {
+        var state = bar.getAttribute("data-state");
+        var lock = document.getElementById("reply-lock");
+        var kept = say(form, "kept", "Your text is kept as a draft.");
+        if (state === "mine") {
+          var token = bar.getAttribute("data-token");
+          if (holding && token === tokenInput.value) {
+            expires = Date.parse(bar.getAttribute("data-expires") || "") || expires;
+            return;
+          }
+          if (!unsaved()) { window.location.reload(); }  // claimed in another tab: the draft comes back
+          return;
+        }
+        if (state === "other" && lock) {
+          loseClaim(lock.textContent.trim() + ". " + kept);
+        } else if (state === "free" && (holding || lost)) {
+          loseClaim(say(form, "free", "Nobody holds the claim now. Your text is kept as a draft: claim the ticket to send it."));
+        }
+      },
+      unsaved: unsaved
+    };
   }
 
   // Canned replies: insert the chosen text (filled by the server) at the cursor, without a reload.
@@ -110,22 +214,170 @@
     });
   }
 
-  function refreshingQueue(head) {
-    var seconds = parseInt(head.getAttribute("data-refresh") || "0", 10);
-    if (seconds <= 0) { return; }
-    window.setInterval(function () {
-      var active = document.activeElement;
-      var busy = active && (active.tagName === "SELECT" || active.tagName === "INPUT");
-      if (!document.hidden && !busy) { window.location.reload(); }
-    }, seconds * 1000);
+  // The page's change stream: `onChange(data)` for each change; after a broken connection, `onReconnect()`.
+  function listen(url, handlers) {
+    if (!window.EventSource) { return; }
+    var source = new EventSource(url);
+    var opened = false;
+    source.addEventListener("open", function () {
+      if (opened && handlers.reconnected) { handlers.reconnected(); }
+      opened = true;
+    });
+    source.addEventListener("change", function (event) { handlers.change(JSON.parse(event.data)); });
+    source.addEventListener("reset", function () { handlers.reconnected(); });
+    source.addEventListener("viewers", function (event) {
+      if (handlers.viewers) { handlers.viewers(JSON.parse(event.data)); }
+    });
+    source.addEventListener("ended", function () { source.close(); });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  // Fetches this page again and hands over the new document; changes coming together are fetched once.
+  function refresher(url, apply) {
+    var timer = null, running = false, again = false;
+    function run() {
+      if (running) { again = true; return; }
+      running = true;
+      fetch(url(), { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (response) {
+        if (!response.ok || response.redirected) { return null; }  // signed out: the next click shows the login
+        return response.text();
+      }).then(function (html) {
+        if (html) { apply(new DOMParser().parseFromString(html, "text/html")); }
+      }).catch(function () {}).then(function () {
+        running = false;
+        if (again) { again = false; run(); }
+      });
+    }
+    return function (delay) {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(run, delay === undefined ? REFRESH_DELAY_MS : delay);
+    };
+  }
+
+  function swap(doc, selector) {
+    var now = document.querySelector(selector), fresh = doc.querySelector(selector);
+    if (now && fresh) { now.replaceWith(document.importNode(fresh, true)); }
+  }
+
+  function liveTicket(live, reply) {
+    var me = live.getAttribute("data-me");
+    var viewers = [];
+    var expiryTimer = null;
+
+    function showViewers() {
+      var line = document.getElementById("viewers");
+      if (!line) { return; }
+      var names = viewers.filter(function (v) { return String(v.id) !== me; }).map(function (v) { return v.name; });
+      line.textContent = names.length ? say(live, "viewing", "Also viewing: %(names)s", { names: names.join(", ") }) : "";
+      line.hidden = !names.length;
+    }
+
+    function apply(doc) {
+      swap(doc, ".ticket-head");
+      swap(doc, "#history");
+      var fields = document.getElementById("ticket-fields");
+      if (fields && !fields.contains(document.activeElement)) { swap(doc, "#ticket-fields"); }
+      // New messages go in before the forms, in order; the ones shown stay as they are (their frames too).
+      var thread = document.getElementById("thread");
+      var before = document.getElementById("reply-form") || document.getElementById("note-form");
+      doc.querySelectorAll("#thread > article.message").forEach(function (article) {
+        if (!document.getElementById(article.id)) {
+          thread.insertBefore(document.importNode(article, true), before);
+          var empty = thread.querySelector("p.empty");
+          if (empty) { empty.remove(); }
+        }
+      });
+      swap(doc, "#claim-bar");
+      var bar = document.getElementById("claim-bar");
+      var form = document.getElementById("reply-form");
+      if (form) {
+        // The claim button posts the typed text too, so that it comes back claimed.
+        var claim = document.getElementById("claim-button");
+        if (claim) {
+          claim.setAttribute("form", "reply-form");
+          claim.setAttribute("formaction", form.getAttribute("action").replace(/\/reply$/, "/claim"));
+          claim.formNoValidate = true;
+        }
+        if (reply) { reply.follow(bar); }
+      } else if (doc.getElementById("reply-form")) {
+        window.location.reload();  // claimed in another tab: the reply form with the draft comes with the page
+        return;
+      }
+      showViewers();
+      // A claim runs out without any change being recorded until the expiry job runs: look again then.
+      window.clearTimeout(expiryTimer);
+      var expires = Date.parse(bar.getAttribute("data-expires") || "");
+      if (!isNaN(expires)) {
+        expiryTimer = window.setTimeout(function () { refresh(0); }, Math.max(0, expires - Date.now()) + 500);
+      }
+    }
+
+    var refresh = refresher(function () { return window.location.pathname; }, apply);
+    listen(live.getAttribute("data-stream"), {
+      change: function () { refresh(); },
+      reconnected: function () { refresh(0); },
+      viewers: function (data) { viewers = data.viewers || []; showViewers(); }
+    });
+    var bar = document.getElementById("claim-bar");
+    var expires = Date.parse((bar && bar.getAttribute("data-expires")) || "");
+    if (!isNaN(expires)) {
+      expiryTimer = window.setTimeout(function () { refresh(0); }, Math.max(0, expires - Date.now()) + 500);
+    }
+  }
+
+  function liveQueue(live) {
+    var created = {};
+    var ask = document.getElementById("notify-button");
+    var canNotify = "Notification" in window;
+    if (ask && canNotify && Notification.permission === "default" && !window.localStorage.getItem("mailticket-notify-asked")) {
+      ask.hidden = false;
+      ask.addEventListener("click", function () {
+        window.localStorage.setItem("mailticket-notify-asked", "1");
+        ask.hidden = true;
+        Notification.requestPermission();
+      });
+    }
+
+    function rowIds(root) {
+      var ids = {};
+      root.querySelectorAll("tr.ticket-row").forEach(function (row) { ids[row.id] = true; });
+      return ids;
+    }
+
+    function apply(doc) {
+      var shown = rowIds(document);
+      swap(doc, "#queue-list");
+      document.title = doc.title;
+      if (!canNotify || Notification.permission !== "granted") { return; }
+      doc.querySelectorAll("tr.ticket-row").forEach(function (row) {
+        var id = row.id.replace("ticket-row-", "");
+        if (!shown[row.id] && created[id]) {
+          delete created[id];
+          var link = row.querySelector("td.subject a");
+          new Notification(say(live, "new-ticket", "New ticket #%(id)s", { id: id }),
+                           { body: link ? link.textContent.trim() : "", tag: "mailticket-" + id });
+        }
+      });
+    }
+
+    var refresh = refresher(function () { return window.location.pathname + window.location.search; }, apply);
+    listen(live.getAttribute("data-stream"), {
+      change: function (data) {
+        if (data.kind === "created") { created[String(data.ticket)] = true; }
+        if (data.kind !== "renewed") { refresh(300); }
+      },
+      reconnected: function () { refresh(0); }
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("reply-form");
-    if (form) { replyForm(form); }
+    var reply = form ? replyForm(form) : null;
     var insert = document.getElementById("canned-insert");
     if (insert) { cannedInsert(insert); }
-    var head = document.querySelector("[data-refresh]");
-    if (head) { refreshingQueue(head); }
+    var live = document.getElementById("live");
+    if (live) { liveTicket(live, reply); }
+    var queue = document.getElementById("live-queue");
+    if (queue) { liveQueue(queue); }
   });
 }());

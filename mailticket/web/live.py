@@ -1,0 +1,144 @@
+"""The live pages' server side: the change stream (Server-Sent Events) and the reply drafts saved as they are typed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from mailticket.db.models import Operator
+from mailticket.db.store import db_now
+from mailticket.service import drafts, operators, presence
+from mailticket.service.errors import ActionError
+from mailticket.web.auth import SESSION_KEY, Posting, SignedIn
+from mailticket.web.core import web
+from mailticket.web.feed import RESET, Change, Feed, Viewers
+from mailticket.web.pages import MAX_ADDRESS_FIELD, MAX_ID, TicketId
+
+router = APIRouter(include_in_schema=False)
+
+# The browser waits this long before it connects again after the stream broke.
+RETRY_MS = 2000
+MAX_EVENT_ID = 2**63 - 1
+
+
+def feed_of(request: Request) -> Feed:
+    return request.app.state.feed
+
+
+@router.get("/live")
+async def live(
+    request: Request, me: SignedIn,
+    ticket: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+):
+    """The changes of one ticket (and who views it), or of all tickets for the queue, from event `after` on (or the
+    Last-Event-ID the browser sends when it reconnects): `change` events with the ticket and what happened,
+    `viewers` events with who has the ticket open, and `reset` when the page should fetch everything again."""
+    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    feed = feed_of(request)
+    page_id = secrets.token_hex(16) if ticket is not None else None
+    token = request.session.get(SESSION_KEY)
+    return EventSourceResponse(_stream(request, feed, me, ticket, resume, page_id, token), ping=presence.REFRESH.seconds,
+                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _stream(request: Request, feed: Feed, me: Operator, ticket_id: int | None, resume: int | None,
+                  page_id: str | None, token: str):
+    store, clock = web(request).store, web(request).clock
+    queue = feed.listen()
+    try:
+        if page_id is not None:
+            await anyio.to_thread.run_sync(_enter, store, page_id, ticket_id, me.id)
+        yield ServerSentEvent(comment="live", retry=RETRY_MS)
+        sent: set[int] = set()
+        if resume is not None:
+            missed = await anyio.to_thread.run_sync(feed.since, resume, ticket_id)
+            if missed is None:
+                yield _reset()
+            for change in missed or ():
+                sent.add(change.id)
+                yield _change(change)
+        if ticket_id is not None and ticket_id in feed.viewers:
+            yield _viewers(Viewers(ticket_id, feed.viewers[ticket_id]))
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), presence.REFRESH.total_seconds())
+            except TimeoutError:
+                # Still signed in? (A logout or a disabled operator ends the stream too.) Still viewing.
+                if not await anyio.to_thread.run_sync(_still_signed_in, store, token, clock):
+                    yield ServerSentEvent(event="ended", data="{}")
+                    return
+                if page_id is not None:
+                    await anyio.to_thread.run_sync(_touch, store, page_id)
+                continue
+            if item is RESET:
+                yield _reset()
+            elif isinstance(item, Change) and ticket_id in (None, item.ticket_id) and item.id not in sent:
+                yield _change(item)
+            elif isinstance(item, Viewers) and item.ticket_id == ticket_id:
+                yield _viewers(item)
+    finally:
+        feed.stop_listening(queue)
+        if page_id is not None:
+            # Not awaited: the stream is being torn down (its task may be cancelled); the row goes in the background.
+            asyncio.get_running_loop().run_in_executor(None, _leave, store, page_id)
+
+
+def _change(change: Change) -> ServerSentEvent:
+    return ServerSentEvent(id=str(change.id), event="change",
+                           data=json.dumps({"ticket": change.ticket_id, "kind": change.kind}))
+
+
+def _viewers(item: Viewers) -> ServerSentEvent:
+    return ServerSentEvent(event="viewers", data=json.dumps(
+        {"ticket": item.ticket_id, "viewers": [{"id": i, "name": name} for i, name in item.people]}))
+
+
+def _reset() -> ServerSentEvent:
+    return ServerSentEvent(event="reset", data="{}")
+
+
+def _enter(store, page_id: str, ticket_id: int, operator_id: int) -> None:
+    with store.transaction() as session:
+        presence.enter(session, page_id, ticket_id, operator_id, db_now(session))
+
+
+def _touch(store, page_id: str) -> None:
+    with store.transaction() as session:
+        presence.touch(session, page_id, db_now(session))
+
+
+def _leave(store, page_id: str) -> None:
+    with store.transaction() as session:
+        presence.leave(session, page_id, db_now(session))
+
+
+def _still_signed_in(store, token: object, clock) -> bool:
+    with store.reading() as session:
+        return isinstance(token, str) and operators.session_operator(session, token, clock()) is not None
+
+
+class DraftBody(BaseModel):
+    body: str = Field("", max_length=drafts.MAX_DRAFT_CHARS)
+    to: str | None = Field(None, max_length=MAX_ADDRESS_FIELD)
+    cc: str = Field("", max_length=MAX_ADDRESS_FIELD)
+
+
+@router.put("/tickets/{ticket_id}/draft")
+def save_draft(request: Request, ticket_id: TicketId, draft: DraftBody, me: Posting):
+    """The reply form saves what is typed (JSON, CSRF token in X-CSRF-Token); an empty form removes the draft."""
+    try:
+        with web(request).store.transaction() as session:
+            drafts.save(session, ticket_id, me.id, draft.body, draft.to, draft.cc, db_now(session))
+    except ActionError as refused:
+        return JSONResponse({"detail": str(refused)}, status_code=422)
+    return {"saved": True}
