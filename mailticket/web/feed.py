@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ class Feed:
         self._recent: dict[int, float] = {}  # ids above the floor handed out, and when
         self._task: asyncio.Task | None = None
         self._presence_read = 0.0
+        self._start = threading.Lock()
 
     def listen(self) -> asyncio.Queue[Item]:
         queue: asyncio.Queue[Item] = asyncio.Queue(QUEUE_SIZE)
@@ -77,12 +79,20 @@ class Feed:
     def stop_listening(self, queue: asyncio.Queue[Item]) -> None:
         self.listeners.discard(queue)
 
-    def since(self, after: int, ticket_id: int | None, limit: int = BATCH) -> list[Change] | None:
+    def since(self, after: int, ticket_id: int | None) -> list[Change] | None:
         """The changes after event `after` (of one ticket, or all), for a page that reconnects; None: too many."""
+        limit = BATCH
         query = NEWER if ticket_id is None else NEWER.where(Event.ticket_id == ticket_id)
         with self.store.read_connection() as conn:
             rows = conn.execute(query.limit(limit + 1), {"after": after}).all()
         return None if len(rows) > limit else [Change(*row) for row in rows]
+
+    def prime(self) -> None:
+        """Fixes where the feed starts (the newest event now), if it has not started: a listener that reads the
+        history up to now after this misses nothing between that read and the feed."""
+        with self._start:
+            if self._floor is None:
+                self._floor = self.newest()
 
     def newest(self) -> int:
         with self.store.read_connection() as conn:
@@ -109,8 +119,7 @@ class Feed:
 
     def _read(self) -> tuple[list[Change], dict | None]:
         """New changes (in a worker thread), and every PRESENCE_INTERVAL who is viewing what."""
-        if self._floor is None:
-            self._floor = self.newest()
+        self.prime()
         with self.store.read_connection() as conn:
             rows = conn.execute(NEWER.limit(BATCH), {"after": self._floor}).all()
         now = time.monotonic()

@@ -56,6 +56,7 @@ async def _stream(request: Request, feed: Feed, me: Operator, ticket_id: int | N
     store, clock = web(request).store, web(request).clock
     queue = feed.listen()
     try:
+        await anyio.to_thread.run_sync(feed.prime)  # before the history is read below: nothing falls between
         if page_id is not None:
             await anyio.to_thread.run_sync(_enter, store, page_id, ticket_id, me.id)
         yield ServerSentEvent(comment="live", retry=RETRY_MS)

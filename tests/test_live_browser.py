@@ -1,0 +1,477 @@
+"""Live collaboration in real Chromium (SPEC §13): pages that follow changes made anywhere, without a reload.
+
+Two app instances on one database stand for two web processes (each with its own change feed and connection
+pool): Ana works on instance A, Bruno on instance B, and what one of them does (or what the other instance
+polls from the mailbox) reaches the other's open page through the database and the page's change stream.
+The cross-instance stories run on SQLite and PostgreSQL; the time-based and single-instance stories on SQLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Dialog, Page, expect
+from sqlalchemy import select
+
+from mailticket.clock import utcnow
+from mailticket.config import ClaimSettings, WebSettings
+from mailticket.db.models import OUT, Claim, Event, Message, Outbox, ReplyDraft, Ticket
+from mailticket.db.store import Store
+from mailticket.service import claims as claim_service
+from mailticket.service.ingest import ingest
+from mailticket.service.operators import new_token, operator_named
+from tests.factories import SETTINGS, make_operator
+from tests.mails import make_mail
+
+# The fixtures chromium, serve_app, new_context, operator_page and fast_passwords come from tests/browser.py.
+pytestmark = pytest.mark.usefixtures("fast_passwords")
+
+SECRET_KEY = "live-browser-test-secret-key"
+# Long enough that nothing expires by accident during a story that is not about expiry.
+LONG_TTL = 900.0
+# The latency the feature promises: a change made anywhere shows on an open page within this (ms).
+LIVE_MS = 2_000
+# The queue refreshes a little later (it waits 300 ms for changes that come together).
+QUEUE_MS = 3_000
+# "Claimed by Ana Souza until 1:05 PM": whitespace around, as the element's raw text is matched.
+UNTIL = r"\(?until \d\d?:\d\d [AP]M\)?"
+# Several lines, indentation, markup-looking text and non-ASCII: a draft must bring all of it back as typed.
+DRAFT_TEXT = "\n".join([
+    "Olá Maria,",
+    "",
+    "  a sua encomenda 1234 saiu do armazém na segunda-feira — chega na quinta.",
+    "<b>not bold</b> &amp; {{ not a template }}",
+    "Grüße, ünïcödé ✓ 📦",
+    "Atenciosamente,",
+    "Ana",
+])
+
+
+def settings(ttl: float = LONG_TTL, heartbeat: float = 0.0, idle_after: float = 600.0):
+    # Heartbeat 0 switches the page's renewals off, so the test decides when a claim ends.
+    return dataclasses.replace(SETTINGS, web=WebSettings(secret_key=SECRET_KEY),
+                               claims=ClaimSettings(ttl=ttl, heartbeat=heartbeat, idle_after=idle_after))
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url):
+    store = Store(sqlite_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def second_store() -> Callable[[Store], Store]:
+    """`second_store(store)`: another Store (own engine and pool) on the same database, disposed at the end."""
+    made: list[Store] = []
+
+    def make(store: Store) -> Store:
+        other = Store(store.url)
+        made.append(other)
+        return other
+
+    yield make
+    for other in made:
+        other.dispose()
+
+
+def new_ticket(store: Store, message_id: str, **mail) -> int:
+    """A ticket from a customer's mail received now (the pages count waiting times up to now)."""
+    now = utcnow()
+    with store.transaction() as session:
+        return ingest(session, make_mail(message_id=message_id, **mail), settings=SETTINGS, received_at=now,
+                      now=now, mailbox="support").ticket_id
+
+
+def customer_writes_again(store: Store, first_message_id: str, message_id: str, body: str) -> int:
+    """The customer's follow-up, polled (by whichever instance `store` belongs to); returns its ticket."""
+    now = utcnow()
+    with store.transaction() as session:
+        outcome = ingest(session, make_mail(subject="Re: Where is my order?", in_reply_to=first_message_id,
+                                            references=[first_message_id], message_id=message_id, body=body),
+                         settings=SETTINGS, received_at=now, now=now, mailbox="support")
+    return outcome.ticket_id
+
+
+def banner(name: str) -> re.Pattern:
+    return re.compile(rf"^\s*Claimed by {re.escape(name)} {UNTIL}")
+
+
+def lock(name: str) -> re.Pattern:
+    return re.compile(rf"^\s*{re.escape(name)} is answering {UNTIL}\s*$")
+
+
+def claim_ticket(page: Page, ticket_id: int, holder: str) -> None:
+    page.goto(f"/tickets/{ticket_id}")
+    page.click("#claim-button")
+    expect(page.locator("#claim-banner")).to_have_text(banner(holder))
+    expect(page.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    expect(page.locator("#reply-form")).to_be_visible()
+
+
+def mark(page: Page) -> None:
+    """Marks the loaded document: the mark survives in-page updates, but not a navigation or a reload."""
+    page.evaluate("() => { window.__marker = 1; }")
+
+
+def still_marked(page: Page) -> bool:
+    return page.evaluate("() => window.__marker === 1")
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(interval)
+
+
+def claim_row(store: Store, ticket_id: int) -> Claim | None:
+    with store.reading() as session:
+        return session.get(Claim, ticket_id)
+
+
+def event_kinds(store: Store, ticket_id: int) -> list[str]:
+    with store.reading() as session:
+        return list(session.scalars(select(Event.kind).where(Event.ticket_id == ticket_id).order_by(Event.id)))
+
+
+def draft_body(store: Store, ticket_id: int, operator_id: int) -> str | None:
+    with store.reading() as session:
+        return session.scalar(select(ReplyDraft.body).where(ReplyDraft.ticket_id == ticket_id,
+                                                            ReplyDraft.operator_id == operator_id))
+
+
+def ticket_status(store: Store, ticket_id: int) -> str:
+    with store.reading() as session:
+        return session.scalar(select(Ticket.status).where(Ticket.id == ticket_id))
+
+
+def replies(store: Store, ticket_id: int) -> list[tuple[str, int | None, str | None]]:
+    """(text with the browser's CRLF line ends undone, operator id, outbox status) of each reply."""
+    with store.reading() as session:
+        rows = session.execute(
+            select(Message.text, Message.operator_id, Outbox.status)
+            .outerjoin(Outbox, Outbox.message_id == Message.id)
+            .where(Message.ticket_id == ticket_id, Message.direction == OUT)
+            .order_by(Message.id)
+        ).all()
+    return [(text.replace("\r\n", "\n"), operator_id, status) for text, operator_id, status in rows]
+
+
+def newest_message_id(store: Store, ticket_id: int) -> int:
+    with store.reading() as session:
+        return session.scalar(select(Message.id).where(Message.ticket_id == ticket_id).order_by(Message.id.desc()))
+
+
+def api_post(base_url: str, path: str, token: str, payload: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{base_url}/api/v1{path}", data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+class Dialogs:
+    """Answers the page's dialogs (the leave warning and the release question): accepted unless `accept` is
+    False; each one's type is recorded in `seen`."""
+
+    def __init__(self, page: Page) -> None:
+        self.seen: list[str] = []
+        self.accept = True
+        page.on("dialog", self._answer)
+
+    def _answer(self, dialog: Dialog) -> None:
+        self.seen.append(dialog.type)
+        if self.accept or dialog.type == "beforeunload":
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+
+# -- on both databases, two instances -------------------------------------------------------------------------
+
+def test_a_claim_made_on_another_instance_locks_the_open_ticket_page_within_two_seconds(
+        store, second_store, serve_app, operator_page):
+    ticket_id = new_ticket(store, "lock@customer.example")
+    make_operator(store, "ana", name="Ana Souza")
+    make_operator(store, "bruno", name="Bruno Reis")
+    url_a = serve_app(settings(), store)
+    url_b = serve_app(settings(), second_store(store))
+    ana = operator_page(url_a, "ana")
+    bruno = operator_page(url_b, "bruno")
+
+    bruno.goto(f"/tickets/{ticket_id}")
+    expect(bruno.locator("#claim-bar")).to_have_attribute("data-state", "free")
+    expect(bruno.locator("#claim-button")).to_be_visible()
+    expect(bruno.locator("#reply-lock")).to_have_count(0)
+    mark(bruno)
+
+    claim_ticket(ana, ticket_id, "Ana Souza")
+    expect(bruno.locator("#reply-lock")).to_have_text(lock("Ana Souza"), timeout=LIVE_MS)
+    expect(bruno.locator("#claim-bar")).to_have_attribute("data-state", "other")
+    expect(bruno.locator("#claim-bar")).to_have_attribute("data-holder", "Ana Souza")
+    expect(bruno.locator("#claim-banner")).to_have_text(banner("Ana Souza"))
+    expect(bruno.locator("#claim-button")).to_have_count(0)
+    assert still_marked(bruno), "Bruno's page navigated instead of updating itself"
+
+    # Ana releases (nothing typed: no question asked); Bruno's page offers the claim again.
+    ana.click("#release-button")
+    expect(ana.locator("#flash")).to_contain_text("Claim released")
+    expect(bruno.locator("#claim-button")).to_be_visible(timeout=LIVE_MS)
+    expect(bruno.locator("#claim-bar")).to_have_attribute("data-state", "free")
+    expect(bruno.locator("#claim-banner")).to_have_text(re.compile(r"^\s*Not claimed\s*$"))
+    expect(bruno.locator("#reply-lock")).to_have_count(0)
+    assert still_marked(bruno), "Bruno's page navigated instead of updating itself"
+
+
+def test_a_customer_message_polled_by_the_other_instance_appears_in_both_open_pages(
+        store, second_store, serve_app, operator_page):
+    ticket_id = new_ticket(store, "first@customer.example")
+    make_operator(store, "ana", name="Ana Souza")
+    make_operator(store, "bruno", name="Bruno Reis")
+    store_b = second_store(store)
+    url_a = serve_app(settings(), store)
+    url_b = serve_app(settings(), store_b)
+    ana = operator_page(url_a, "ana")
+    bruno = operator_page(url_b, "bruno")
+
+    ana.goto(f"/tickets/{ticket_id}")
+    bruno.goto(f"/tickets/{ticket_id}")
+    for page in (ana, bruno):
+        expect(page.locator("#thread > article.message")).to_have_count(1)
+        mark(page)
+    # Each sees the other with the ticket open (presence, read about every second by each instance's feed).
+    expect(ana.locator("#viewers")).to_have_text("Also viewing: Bruno Reis", timeout=LIVE_MS + 1_000)
+    expect(bruno.locator("#viewers")).to_have_text("Also viewing: Ana Souza", timeout=LIVE_MS + 1_000)
+
+    assert customer_writes_again(store_b, "first@customer.example", "second@customer.example",
+                                 "It is still not here, please help!") == ticket_id
+    new_id = newest_message_id(store, ticket_id)
+    for page in (ana, bruno):
+        article = page.locator(f"#message-{new_id}")
+        expect(article).to_be_visible(timeout=LIVE_MS)
+        expect(article.locator("pre.text")).to_contain_text("It is still not here, please help!")
+        expect(page.locator("#thread > article.message")).to_have_count(2)
+        assert still_marked(page), "the page navigated instead of updating itself"
+    expect(ana.locator("#viewers")).to_have_text("Also viewing: Bruno Reis")
+    expect(bruno.locator("#viewers")).to_have_text("Also viewing: Ana Souza")
+
+
+def test_the_queue_shows_a_new_ticket_and_its_count_without_reloading(store, second_store, serve_app, operator_page):
+    first = new_ticket(store, "queue1@customer.example", sender="one@customer.example", subject="Refund please")
+    make_operator(store, "ana", name="Ana Souza")
+    store_b = second_store(store)
+    url_a = serve_app(settings(), store)
+    serve_app(settings(), store_b)
+    ana = operator_page(url_a, "ana")  # logged in, on the queue
+
+    expect(ana.locator(f"#ticket-row-{first}")).to_be_visible()
+    assert ana.title() == "(1) Needs answer · mailticket"
+    mark(ana)
+
+    second = new_ticket(store_b, "queue2@customer.example", sender="two@customer.example", subject="Wrong size")
+    expect(ana.locator(f"#ticket-row-{second}")).to_be_visible(timeout=QUEUE_MS)
+    expect(ana.locator(f"#ticket-row-{second} td.subject")).to_contain_text("Wrong size")
+    expect(ana).to_have_title("(2) Needs answer · mailticket", timeout=QUEUE_MS)
+    expect(ana.locator("#queue-list tr.ticket-row")).to_have_count(2)
+    assert still_marked(ana), "the queue navigated instead of updating itself"
+
+
+def test_a_non_holders_status_change_is_refused_with_the_holders_name_until_an_admin_breaks_the_claim(
+        store, second_store, serve_app, operator_page):
+    ticket_id = new_ticket(store, "holder@customer.example")
+    make_operator(store, "ana", name="Ana Souza")
+    make_operator(store, "bruno", name="Bruno Reis")
+    make_operator(store, "carla", name="Carla Admin", admin=True)
+    with store.transaction() as session:
+        bruno_token = new_token(session, "bruno")
+    url_a = serve_app(settings(), store)
+    url_b = serve_app(settings(), second_store(store))
+    ana = operator_page(url_a, "ana")
+    bruno = operator_page(url_b, "bruno")
+    carla = operator_page(url_a, "carla")
+
+    claim_ticket(ana, ticket_id, "Ana Souza")
+    bruno.goto(f"/tickets/{ticket_id}")
+    expect(bruno.locator("#fields-lock")).to_contain_text("Only Ana Souza, who is answering, can change this ticket")
+    bruno.select_option("#status-select", "pending")
+    bruno.click("#status-form button[type=submit]")
+    expect(bruno.locator("#flash-error")).to_have_text(re.compile(
+        rf"^\s*Ana Souza is answering this ticket {UNTIL}: only they can change it now; "
+        r"an admin can break the claim first\s*$"))
+    assert ticket_status(store, ticket_id) == "open"
+
+    status, answer = api_post(url_b, f"/tickets/{ticket_id}/status", bruno_token, {"status": "pending"})
+    assert status == 409, answer
+    assert answer["holder"] == "Ana Souza"
+    assert answer["expires_at"] and "Ana Souza is answering" in answer["detail"]
+    assert ticket_status(store, ticket_id) == "open"
+
+    # The admin is refused too (she must break the claim first), then breaks it.
+    carla.goto(f"/tickets/{ticket_id}")
+    expect(carla.locator("#reply-lock")).to_have_text(lock("Ana Souza"))
+    carla.click("#break-button")
+    expect(carla.locator("#flash")).to_contain_text("Claim broken")
+    expect(carla.locator("#claim-bar")).to_have_attribute("data-state", "free")
+    # Bruno's open page follows: the fields are his to change now.
+    expect(bruno.locator("#fields-lock")).to_have_count(0, timeout=LIVE_MS)
+    expect(bruno.locator("#claim-bar")).to_have_attribute("data-state", "free")
+
+    bruno.select_option("#status-select", "pending")
+    bruno.click("#status-form button[type=submit]")
+    expect(bruno.locator("#flash")).to_contain_text("Status set to Pending")
+    assert ticket_status(store, ticket_id) == "pending"
+    kinds = event_kinds(store, ticket_id)
+    assert "broken" in kinds and kinds.index("broken") < kinds.index("status"), kinds
+
+
+# -- SQLite only ------------------------------------------------------------------------------------------------
+
+def test_an_untouched_claimed_page_loses_its_claim_and_typing_keeps_it(sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = new_ticket(store, "idle@customer.example")
+    ana_id = make_operator(store, "ana", name="Ana Souza")
+    ana = operator_page(serve_app(settings(ttl=4, heartbeat=1, idle_after=3), store), "ana")
+
+    # Claimed, then left alone: the page renews for idle_after seconds, then lets the claim run out.
+    claim_ticket(ana, ticket_id, "Ana Souza")
+    claimed = claim_row(store, ticket_id)
+    assert claimed.operator_id == ana_id
+    wait_until(lambda: claim_row(store, ticket_id).expires_at < utcnow(), 15, "the untouched claim to run out")
+    last = claim_row(store, ticket_id)
+    assert last.token == claimed.token  # the same claim, merely not renewed any more
+    renewals = event_kinds(store, ticket_id).count("renewed")
+    assert renewals <= 4, f"renewed {renewals} times while nobody touched the page"
+    # The page notices on its own that nobody holds the claim.
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "free", timeout=LIVE_MS)
+    expect(ana.locator("#claim-banner")).to_have_text(re.compile(r"^\s*Not claimed\s*$"))
+    expect(ana.locator("#claim-warning")).to_contain_text("Nobody holds the claim now")
+    time.sleep(1.5)  # a renewal would come within a heartbeat: none does
+    assert claim_row(store, ticket_id).expires_at == last.expires_at
+
+    # A fresh claim, and Ana types all along: the claim outlives its ttl twice over.
+    claim_ticket(ana, ticket_id, "Ana Souza")
+    token = claim_row(store, ticket_id).token
+    body = ana.locator("#reply-body")
+    started = time.monotonic()
+    while time.monotonic() - started < 8.0:
+        body.press("x")
+        time.sleep(0.5)
+    claim = claim_row(store, ticket_id)
+    assert claim.operator_id == ana_id and claim.token == token
+    assert claim.expires_at > utcnow(), "the claim ran out although Ana kept typing"
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    expect(ana.locator("#claim-warning")).to_be_hidden()
+
+
+def test_a_draft_survives_reload_release_and_a_lost_claim(sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = new_ticket(store, "draft@customer.example")
+    ana_id = make_operator(store, "ana", name="Ana Souza")
+    make_operator(store, "carla", name="Carla Admin", admin=True)
+    base_url = serve_app(settings(), store)
+    ana = operator_page(base_url, "ana")
+    dialogs = Dialogs(ana)
+
+    claim_ticket(ana, ticket_id, "Ana Souza")
+    ana.fill("#reply-body", DRAFT_TEXT)
+    wait_until(lambda: draft_body(store, ticket_id, ana_id) == DRAFT_TEXT, 5, "the draft to be saved")
+
+    ana.reload()
+    expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
+
+    # Release with text: asked first; the text stays on the page, kept as the draft.
+    if ana.locator("#claim-bar").get_attribute("data-state") != "mine":
+        ana.click("#claim-button")
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
+    dialogs.seen.clear()
+    ana.click("#release-button")
+    expect(ana.locator("#flash")).to_contain_text("Claim released")
+    assert dialogs.seen == ["confirm"]
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "free")
+    expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
+    assert claim_row(store, ticket_id).operator_id is None
+
+    # Claimed again, then an admin breaks the claim: the page warns and keeps the text.
+    ana.click("#claim-button")
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
+    with store.transaction() as session:
+        claim_service.break_claim(session, ticket_id, operator_named(session, "carla"))
+    expect(ana.locator("#claim-warning")).to_be_visible(timeout=LIVE_MS)
+    expect(ana.locator("#claim-warning")).to_contain_text("Your text is kept")
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "free")
+    expect(ana.locator("#reply-send")).to_be_hidden()
+    expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
+
+    # Ana's other browser shows the same draft.
+    other = operator_page(base_url, "ana")
+    other.goto(f"/tickets/{ticket_id}")
+    expect(other.locator("#reply-body")).to_have_value(DRAFT_TEXT)
+
+    # Dismissing the question keeps the claim.
+    ana.click("#claim-button")
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    dialogs.seen.clear()
+    dialogs.accept = False
+    ana.click("#release-button")
+    wait_until(lambda: dialogs.seen, 5, "the release question")
+    assert dialogs.seen == ["confirm"]
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    assert claim_row(store, ticket_id).operator_id == ana_id
+    expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
+
+
+def test_a_reply_written_before_a_newer_customer_message_is_held_on_the_first_send(
+        sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = new_ticket(store, "held@customer.example")
+    ana_id = make_operator(store, "ana", name="Ana Souza")
+    ana = operator_page(serve_app(settings(), store), "ana")
+
+    claim_ticket(ana, ticket_id, "Ana Souza")
+    ana.fill("#reply-body", DRAFT_TEXT)
+    customer_writes_again(store, "held@customer.example", "held2@customer.example", "Actually, cancel the order.")
+    newer = newest_message_id(store, ticket_id)
+
+    ana.click("#reply-send")
+    expect(ana.locator("#flash-error")).to_contain_text("the customer sent a new message while you were writing")
+    expect(ana.locator(f"#message-{newer}")).to_have_class(re.compile(r"\bis-fresh\b"))
+    expect(ana.locator(f"#message-{newer}")).to_contain_text("Actually, cancel the order.")
+    expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
+    assert replies(store, ticket_id) == []
+    # The refused send changed nothing: the claim is still hers, and Send is offered again.
+    expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    expect(ana.locator("#reply-send")).to_be_visible()
+
+    ana.click("#reply-send")
+    expect(ana.locator("#flash")).to_contain_text("Reply queued")
+    assert replies(store, ticket_id) == [(DRAFT_TEXT, ana_id, "queued")]
+    assert draft_body(store, ticket_id, ana_id) is None
+
+
+def test_closing_the_tab_releases_the_claim(sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = new_ticket(store, "close@customer.example")
+    ana_id = make_operator(store, "ana", name="Ana Souza")
+    ana = operator_page(serve_app(settings(), store), "ana")
+
+    claim_ticket(ana, ticket_id, "Ana Souza")
+    assert claim_row(store, ticket_id).operator_id == ana_id
+    ana.close()
+    wait_until(lambda: claim_row(store, ticket_id).operator_id is None, 2, "the closed tab's claim to be released")
+    assert event_kinds(store, ticket_id)[-1] == "released"
