@@ -26,7 +26,7 @@ LABELS: dict[str, frozenset[str]] = {
         N_("created"), N_("claimed"), N_("renewed"), N_("released"), N_("expired"), N_("broken"), N_("replied"),
         N_("note"), N_("status"), N_("priority"), N_("queue"), N_("forwarded"), N_("merged"), N_("blocked"),
         N_("unblocked"), N_("sla-breach"), N_("escalated"), N_("bounced"), N_("undelivered"), N_("survey-sent"),
-        N_("survey-answered"),
+        N_("survey-answered"), N_("received"),
     }),
     # The mailboxes page: how each mailbox logs in, and how that goes.
     "mailbox_state": frozenset({N_("ok"), N_("needs-authorization"), N_("error")}),
@@ -63,6 +63,7 @@ DETAILS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
     "expired": _details((r"taken over by (?P<name>.+)", N_("taken over by %(name)s"))),
     "broken": _details((r"claim of (?P<name>.+)", N_("claim of %(name)s"))),
     "created": _details((r"from (?P<customer>.+)", N_("from %(customer)s"))),
+    "received": _details((r"from (?P<customer>.+)", N_("from %(customer)s"))),
     "replied": _details((r"message (?P<id>\S+)", N_("message %(id)s"))),
     "forwarded": _details(MESSAGE_TO),
     "survey-sent": _details(MESSAGE_TO),
