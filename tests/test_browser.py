@@ -167,13 +167,15 @@ def test_two_operators_cannot_answer_the_same_ticket(store, serve_app, operator_
     expect(bruno.locator("#reply-form")).to_have_count(0)
     expect(bruno.locator("#reply-send")).to_have_count(0)
 
-    # His own click on "Claim" is refused and says who holds the ticket.
-    bruno.click("#claim-button")
-    expect(bruno.locator("#flash-error")).to_have_text(banner("Ana"))
-    expect(bruno.locator("#reply-form")).to_have_count(0)
+    # His reply screen is locked: it says who answers, and offers no "Claim" button that could only fail.
+    expect(bruno.locator("#reply-lock")).to_have_text(re.compile(r"^Ana is answering \(until \d\d?:\d\d [AP]M\)$"))
+    expect(bruno.locator("#claim-button")).to_have_count(0)
+    # A hand-made claim is refused all the same, and says who holds the ticket.
+    csrf = bruno.locator("#note-form input[name=csrf_token]").input_value()
+    status, answer = post_from_page(bruno, f"/tickets/{ticket_id}/claim", {"csrf_token": csrf})
+    assert status == 409 and re.search(r"Claimed by Ana until \d\d?:\d\d [AP]M", answer)
 
     # Hand-made replies with his own valid CSRF token: no claim token, a made-up one, and even Ana's real one.
-    csrf = bruno.locator("#note-form input[name=csrf_token]").input_value()
     for token in ("", "made-up-token", before["claim"][1]):
         status, answer = post_from_page(bruno, f"/tickets/{ticket_id}/reply",
                                         {"csrf_token": csrf, "claim_token": token, "body": "Bruno's answer"})
@@ -209,10 +211,13 @@ def test_an_expired_claim_refuses_the_send_and_keeps_the_typed_text(sqlite_store
     claim_ticket(ana, ticket_id, "Ana")
     ana.fill("#reply-body", TYPED_TEXT)
     run_out(store, ticket_id, ana)
-    # The page itself says so before the operator even tries.
-    expect(ana.locator("#claim-countdown")).to_contain_text("expired")
+    # The page itself says so before the operator even tries, takes its Send button away and keeps the text.
+    expect(ana.locator("#claim-warning")).to_contain_text("Nobody holds the claim now")
+    expect(ana.locator("#reply-send")).to_be_hidden()
+    expect(ana.locator("#reply-body")).to_have_value(TYPED_TEXT)
 
-    ana.click("#reply-send")
+    # Posted all the same (as a page without the script would), the reply is refused with the reason.
+    ana.evaluate("document.getElementById('reply-form').requestSubmit()")
     expect(ana.locator("#flash-error")).to_contain_text("Not sent: your claim has expired")
     expect(ana.locator("#reply-body")).to_have_value(TYPED_TEXT)
     expect(ana.locator("#reply-send")).to_have_count(0)
@@ -236,10 +241,12 @@ def test_an_expired_claim_refuses_the_send_and_keeps_the_typed_text(sqlite_store
     expect(ana.locator("#reply-body")).to_have_value(TYPED_TEXT)
     expect(ana.locator("#reply-send")).to_have_count(0)
     expect(ana.locator("#reclaim-button")).to_have_count(0)
-    # A fresh look at the ticket shows Bruno's claim and no form.
+    # A fresh look at the ticket shows Bruno's claim, and her text kept as her draft, which cannot be sent.
     ana.goto(f"/tickets/{ticket_id}")
     expect(ana.locator("#claim-banner")).to_have_text(banner("Bruno"))
-    expect(ana.locator("#reply-form")).to_have_count(0)
+    expect(ana.locator("#reply-lock")).to_contain_text("Bruno is answering")
+    expect(ana.locator("#reply-body")).to_have_value(TYPED_TEXT)
+    expect(ana.locator("#reply-send")).to_have_count(0)
     assert outbound(store, ticket_id) == []
 
 
@@ -253,10 +260,10 @@ def test_a_refused_operator_can_claim_again_and_send_the_kept_text(sqlite_store,
     claim_ticket(ana, ticket_id, "Ana")
     ana.fill("#reply-body", TYPED_TEXT)
     run_out(store, ticket_id, ana)
-    ana.click("#reply-send")
-    expect(ana.locator("#flash-error")).to_contain_text("Not sent")
+    expect(ana.locator("#claim-warning")).to_contain_text("Nobody holds the claim now")
 
-    ana.click("#reclaim-button")
+    # "Claim to reply", offered as soon as the claim ran out, posts the text with it.
+    ana.click("#claim-button")
     expect(ana.locator("#claim-banner")).to_have_text(banner("Ana"))
     expect(ana.locator("#flash-error")).to_have_count(0)
     expect(ana.locator("#reply-body")).to_have_value(TYPED_TEXT)

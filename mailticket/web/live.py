@@ -17,6 +17,7 @@ from mailticket.db.models import Operator
 from mailticket.db.store import db_now
 from mailticket.service import drafts, operators, presence
 from mailticket.service.errors import ActionError
+from mailticket.service.tickets import get_ticket
 from mailticket.web.auth import SESSION_KEY, Posting, SignedIn
 from mailticket.web.core import web
 from mailticket.web.feed import RESET, Change, Feed, Viewers
@@ -44,6 +45,8 @@ async def live(
     Last-Event-ID the browser sends when it reconnects): `change` events with the ticket and what happened,
     `viewers` events with who has the ticket open, and `reset` when the page should fetch everything again."""
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    if ticket is not None:
+        await anyio.to_thread.run_sync(_require_ticket, web(request).store, ticket)
     feed = feed_of(request)
     page_id = secrets.token_hex(16) if ticket is not None else None
     token = request.session.get(SESSION_KEY)
@@ -106,6 +109,11 @@ def _viewers(item: Viewers) -> ServerSentEvent:
 
 def _reset() -> ServerSentEvent:
     return ServerSentEvent(event="reset", data="{}")
+
+
+def _require_ticket(store, ticket_id: int) -> None:
+    with store.reading() as session:
+        get_ticket(session, ticket_id)  # TicketNotFound: a 404
 
 
 def _enter(store, page_id: str, ticket_id: int, operator_id: int) -> None:

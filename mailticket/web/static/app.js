@@ -23,6 +23,12 @@
     if (!event.defaultPrevented) { submitting = true; }
   });
 
+  // The page fetches itself again on purpose (the draft comes back with it): no warning, and the claim stays.
+  function reloadQuietly() {
+    submitting = true;
+    window.location.reload();
+  }
+
   function replyForm(form) {
     var holding = form.getAttribute("data-holding") === "1";
     var heartbeat = parseFloat(form.getAttribute("data-heartbeat") || "0");
@@ -184,7 +190,7 @@
             expires = Date.parse(bar.getAttribute("data-expires") || "") || expires;
             return;
           }
-          if (!unsaved()) { window.location.reload(); }  // claimed in another tab: the draft comes back
+          if (!unsaved()) { reloadQuietly(); }  // claimed in another tab: the draft comes back
           return;
         }
         if (state === "other" && lock) {
@@ -300,7 +306,7 @@
         }
         if (reply) { reply.follow(bar); }
       } else if (doc.getElementById("reply-form")) {
-        window.location.reload();  // claimed in another tab: the reply form with the draft comes with the page
+        reloadQuietly();  // claimed in another tab: the reply form with the draft comes with the page
         return;
       }
       showViewers();
