@@ -251,6 +251,50 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def run(url: str, tickets: int, servers: dict[str, subprocess.Popen], port: int) -> None:
+    api_tokens, a = tokens(url), servers["A"].pid
+    for p in (port, port + 1):  # compiled statements, caches
+        claim_release(p, api_tokens, tickets, rounds=WARM_UP_ROUNDS)
+    alone, before = on_a(port, a, api_tokens, tickets), rss_mb(a)
+    # fork: the pages' process needs nothing from here but these few values.
+    pipe, child_pipe = multiprocessing.Pipe()
+    child = multiprocessing.get_context("fork").Process(target=browsers, args=(
+        child_pipe, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", api_tokens[0], tickets,
+        newest_event(url)), daemon=True)
+    child.start()
+    opening, cpu = ask(pipe), cpu_seconds(a)
+    time.sleep(SETTLE)
+    after, idle = rss_mb(a), (cpu_seconds(a) - cpu) / SETTLE
+    pipe.send("latency")
+    results, lost, resets = ask(pipe)
+    live = on_a(port, a, api_tokens, tickets)
+    pipe.send("close")
+    child.join(30)
+
+    print(f"{STREAMS} streams open on A ({OPERATORS} operators × {TABS} tabs: {TICKET_STREAMS} ticket pages on "
+          f"{WATCHED} tickets, {STREAMS - TICKET_STREAMS} queue pages) in {opening:.1f} s; A's RSS {before:.1f} → "
+          f"{after:.1f} MB: {(after - before) * 1024 / STREAMS:.0f} KB per stream; A's CPU, no changes: {idle:.0%}")
+    arrived = [r for r in results if r is not None]
+    first, last = [r[0] for r in arrived], [r[1] for r in arrived]
+    print(f"change through B → A's pages ({len(results)} claims and releases; {len(results) - len(arrived)} not "
+          f"shown within 10 s, {len(lost)} streams lost, {resets} resets):")
+    for label, values in (("first page", first), (f"every page (3 of its ticket + {STREAMS - TICKET_STREAMS} "
+                                                  f"queues)", last)):
+        print(f"  {label}: p50 {ms(statistics.median(values))}, p95 {ms(percentile(values, 95))}, "
+              f"max {ms(max(values))}")
+    print(f"  event to screen (first page + a ticket page fetch, streams open): p50 "
+          f"{ms(statistics.median(first) + statistics.median(live['ticket']))}, "
+          f"p95 {ms(percentile(first, 95) + percentile(live['ticket'], 95))}")
+    print(f"{'on A':<44} {'without streams':<27} with {STREAMS} streams")
+    for key, label, p in (("paced", f"claim + release, 16 clients every ~{PACED_PAUSE}s", 99),
+                          ("ticket", "ticket page", 95), ("queue", "queue page", 95)):
+        cells = [f"p50 {ms(statistics.median(r[key]))}, p{p} {ms(percentile(r[key], p))}" for r in (alone, live)]
+        print(f"{label:<44} {cells[0]:<27} {cells[1]}")
+    print(f"{'CPU of A during those claims':<44} {alone['busy']:<27.0%} {live['busy']:.0%}")
+    for line in lost[:5]:
+        print("  lost:", line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=TICKETS)
@@ -262,62 +306,22 @@ def main() -> None:
         began = time.perf_counter()
         fill(url, args.tickets)
         add_operators(url)
-        api_tokens = tokens(url)
         os.sync()  # see bench.web: the fill's writeback would slow every checkpoint
-        print(f"{url.split(':')[0].split('+')[0]}: filled {args.tickets} tickets in {time.perf_counter() - began:.0f} s")
+        print(f"{url.split(':')[0].split('+')[0]}: filled {args.tickets} tickets in {time.perf_counter() - began:.0f} s;"
+              f" load average {os.getloadavg()[0]:.1f} (figures move with it)")
         port = 20000 + os.getpid() % 20000
-        servers = {"A": start_serve(folder, "A", url, port)}
-        servers["B"] = start_serve(folder, "B", url, port + 1)
-        child = None
+        servers = {}
         try:
-            for p in (port, port + 1):  # compiled statements, caches
-                claim_release(p, api_tokens, args.tickets, rounds=WARM_UP_ROUNDS)
-            alone = on_a(port, servers["A"].pid, api_tokens, args.tickets)
-            before = rss_mb(servers["A"].pid)
-            # fork: the pages' process needs nothing from here but these few values.
-            pipe, child_pipe = multiprocessing.Pipe()
-            child = multiprocessing.get_context("fork").Process(target=browsers, args=(
-                child_pipe, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", api_tokens[0],
-                args.tickets, newest_event(url)))
-            child.start()
-            opening, cpu = ask(pipe), cpu_seconds(servers["A"].pid)
-            time.sleep(SETTLE)
-            after, idle = rss_mb(servers["A"].pid), (cpu_seconds(servers["A"].pid) - cpu) / SETTLE
-            print(f"{STREAMS} streams open on A ({OPERATORS} operators × {TABS} tabs: {TICKET_STREAMS} ticket pages "
-                  f"on {WATCHED} tickets, {STREAMS - TICKET_STREAMS} queue pages) in {opening:.1f} s; A's RSS "
-                  f"{before:.1f} MB → {after:.1f} MB: {(after - before) * 1024 / STREAMS:.0f} KB per stream; A's CPU with them open and no "
-                  f"changes {idle:.0%}")
-            pipe.send("latency")
-            results, lost, resets = ask(pipe)
-            live = on_a(port, servers["A"].pid, api_tokens, args.tickets)
-            pipe.send("close")
-            child.join(30)
-            arrived = [r for r in results if r is not None]
-            first, last = [r[0] for r in arrived], [r[1] for r in arrived]
-            print(f"change through B → A's pages ({len(results)} claims and releases, {len(results) - len(arrived)} "
-                  f"not shown within 10 s, {len(lost)} streams lost, {resets} resets):")
-            for label, values in (("first page", first), ("every page (its ticket's 3 + 50 queues)", last)):
-                print(f"  {label}: p50 {ms(statistics.median(values))}, p95 {ms(percentile(values, 95))}, "
-                      f"max {ms(max(values))}")
-            print(f"  event to screen (first page + ticket page fetch with the streams open): "
-                  f"p50 {ms(statistics.median(first) + statistics.median(live['ticket']))}, "
-                  f"p95 {ms(percentile(first, 95) + percentile(live['ticket'], 95))}")
-            print(f"{'on A':<48} {'without streams':<26} with {STREAMS} streams")
-            for key, label, p in (("paced", f"claim + release, 16 clients every ~{PACED_PAUSE}s", 99),
-                                  ("ticket", "ticket page", 95), ("queue", "queue page", 95)):
-                cells = [f"p50 {ms(statistics.median(r[key]))}, p{p} {ms(percentile(r[key], p))}" for r in (alone, live)]
-                print(f"{label:<48} {cells[0]:<26} {cells[1]}")
-            print(f"{'CPU of A during those claims':<48} {alone['busy']:<26.0%} {live['busy']:.0%}")
-            for line in lost[:5]:
-                print("  lost:", line)
+            servers["A"] = start_serve(folder, "A", url, port)
+            servers["B"] = start_serve(folder, "B", url, port + 1)
+            run(url, args.tickets, servers, port)
         finally:
-            if child is not None and child.is_alive():
-                child.kill()
             for name, proc in servers.items():
                 stop(proc)
                 log = (folder / f"{name}.log").read_text().splitlines()
                 print(f"serve {name}: exit {proc.returncode}, {len(log)} log lines" + "".join(
                     f"\n  {line}" for line in log[:10]))
+        print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

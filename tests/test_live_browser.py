@@ -151,9 +151,11 @@ def event_kinds(store: Store, ticket_id: int) -> list[str]:
 
 
 def draft_body(store: Store, ticket_id: int, operator_id: int) -> str | None:
+    """The saved draft, with the CRLF line ends of a posted form (a release, a claim) undone."""
     with store.reading() as session:
-        return session.scalar(select(ReplyDraft.body).where(ReplyDraft.ticket_id == ticket_id,
+        body = session.scalar(select(ReplyDraft.body).where(ReplyDraft.ticket_id == ticket_id,
                                                             ReplyDraft.operator_id == operator_id))
+    return None if body is None else body.replace("\r\n", "\n")
 
 
 def ticket_status(store: Store, ticket_id: int) -> str:
@@ -344,7 +346,7 @@ def test_a_non_holders_status_change_is_refused_with_the_holders_name_until_an_a
 
     bruno.select_option("#status-select", "pending")
     bruno.click("#status-form button[type=submit]")
-    expect(bruno.locator("#flash")).to_contain_text("Status set to Pending")
+    expect(bruno.locator("#flash")).to_contain_text("Status set to pending")
     assert ticket_status(store, ticket_id) == "pending"
     kinds = event_kinds(store, ticket_id)
     assert "broken" in kinds and kinds.index("broken") < kinds.index("status"), kinds

@@ -115,7 +115,9 @@ class Feed:
                 self.viewers = people
             if len(changes) < BATCH:
                 await asyncio.sleep(self.interval)
-        self._task = None
+        # Nobody listens: the next listener starts from the newest change then, not from a backlog.
+        self._task, self._floor, self.viewers = None, None, {}
+        self._recent.clear()
 
     def _read(self) -> tuple[list[Change], dict | None]:
         """New changes (in a worker thread), and every PRESENCE_INTERVAL who is viewing what."""

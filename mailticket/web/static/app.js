@@ -254,9 +254,10 @@
         if (again) { again = false; run(); }
       });
     }
+    // At most one fetch waits: a busy stream of changes delays it by no more than `delay`.
     return function (delay) {
-      window.clearTimeout(timer);
-      timer = window.setTimeout(run, delay === undefined ? REFRESH_DELAY_MS : delay);
+      if (timer !== null) { return; }
+      timer = window.setTimeout(function () { timer = null; run(); }, delay === undefined ? REFRESH_DELAY_MS : delay);
     };
   }
 
