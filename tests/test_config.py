@@ -256,8 +256,14 @@ def test_a_bare_number_is_not_a_duration(tmp_path):
 
 
 def test_durations_are_converted_to_seconds(tmp_path):
-    settings = load_text(tmp_path, '[claims]\nttl = "10m"\nheartbeat = "30s"\n[smtp]\ntimeout = "1m"\n')
+    settings = load_text(tmp_path, '[claims]\nttl = "10m"\nheartbeat = "30s"\nidle_after = "3s"\n'
+                                   '[smtp]\ntimeout = "1m"\n')
     assert (settings.claims.ttl, settings.claims.heartbeat, settings.smtp.timeout) == (600, 30, 60)
+    assert settings.claims.idle_after == 3
+
+
+def test_an_idle_after_that_is_no_duration_is_refused_naming_the_key(tmp_path):
+    refused(tmp_path, '[claims]\nidle_after = "soon"\n', "claims.idle_after must be a duration")
 
 
 def test_the_heartbeat_must_be_shorter_than_the_ttl(tmp_path):
