@@ -8,6 +8,7 @@ Registered through `pytest_plugins` in tests/conftest.py. Fixtures (and the `log
 - `new_context(base_url)`: a fresh browser context (own cookies), closed when the test ends;
 - `operator_page(base_url, username)`: a fresh context with that operator logged in, as a Page;
 - `request_recorder`: a tiny HTTP server on another free port that records every connection and request;
+- `outbound(store, ticket_id)`: each reply's text, operator and outbox status;
 - `fast_passwords`: argon2 with its cheapest parameters, so that each operator made and logged in costs
   milliseconds instead of most of a second (the login form still checks a real argon2 hash).
 
@@ -31,10 +32,12 @@ from datetime import datetime
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
+from sqlalchemy import select
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from mailticket.clock import utcnow
 from mailticket.config import Settings
+from mailticket.db.models import OUT, Message, Outbox
 from mailticket.db.store import Store
 from mailticket.service import operators
 from mailticket.web.app import create_app
@@ -261,3 +264,15 @@ def request_recorder() -> Iterator[RequestRecorder]:
         recorder.connections.clear()
     yield recorder
     recorder.stop()
+
+
+def outbound(store: Store, ticket_id: int) -> list[tuple[str, int | None, str | None]]:
+    """(text with the browser's CRLF line ends undone, operator id, outbox status) of each reply."""
+    with store.reading() as session:
+        rows = session.execute(
+            select(Message.text, Message.operator_id, Outbox.status)
+            .outerjoin(Outbox, Outbox.message_id == Message.id)
+            .where(Message.ticket_id == ticket_id, Message.direction == OUT)
+            .order_by(Message.id)
+        ).all()
+    return [(text.replace("\r\n", "\n"), operator_id, status) for text, operator_id, status in rows]

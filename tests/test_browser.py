@@ -21,10 +21,11 @@ from sqlalchemy import func, select, update
 
 from mailticket.clock import utcnow
 from mailticket.config import ClaimSettings, WebSettings
-from mailticket.db.models import OUT, Claim, Event, Message, Outbox, Ticket
+from mailticket.db.models import Claim, Event, Message, Outbox, Ticket
 from mailticket.db.store import Store
 from mailticket.service.claims import expire_claims
 from mailticket.service.ingest import ingest
+from tests.browser import outbound
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import SUPPORT
 
@@ -82,18 +83,6 @@ def claim_ticket(page: Page, ticket_id: int, holder: str) -> None:
     page.click("#claim-button")
     expect(page.locator("#claim-banner")).to_have_text(banner(holder))
     expect(page.locator("#reply-form")).to_be_visible()
-
-
-def outbound(store: Store, ticket_id: int) -> list[tuple[str, int | None, str | None]]:
-    """(text with the browser's CRLF line ends undone, operator id, outbox status) of each reply."""
-    with store.reading() as session:
-        rows = session.execute(
-            select(Message.text, Message.operator_id, Outbox.status)
-            .outerjoin(Outbox, Outbox.message_id == Message.id)
-            .where(Message.ticket_id == ticket_id, Message.direction == OUT)
-            .order_by(Message.id)
-        ).all()
-    return [(text.replace("\r\n", "\n"), operator_id, status) for text, operator_id, status in rows]
 
 
 def ticket_state(store: Store, ticket_id: int) -> dict:

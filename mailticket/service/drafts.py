@@ -32,6 +32,7 @@ def save(session: Session, ticket_id: int, operator_id: int, body: str, to: str 
     if len(body) > MAX_DRAFT_CHARS or len(to or "") > MAX_ADDRESSES_CHARS or len(cc) > MAX_ADDRESSES_CHARS:
         raise ActionError("the draft is too long to keep")
     get_ticket(session, ticket_id)  # raises TicketNotFound (a 404)
+    body = body.replace("\r\n", "\n")  # a posted form's line ends, as the script saves them
     if not body.strip() and not cc.strip() and to is None:
         clear(session, ticket_id, operator_id)
         return

@@ -29,6 +29,10 @@
     window.location.reload();
   }
 
+  var RECLAIM_WITHIN_MS = 10000;  // a reload this soon after its page released the claim takes it again
+
+  function releasedKey(ticketPage) { return "mailticket-released:" + ticketPage; }
+
   function replyForm(form) {
     var holding = form.getAttribute("data-holding") === "1";
     var heartbeat = parseFloat(form.getAttribute("data-heartbeat") || "0");
@@ -167,8 +171,10 @@
         data.append("csrf_token", csrf);
         data.append("claim_token", tokenInput.value);
         navigator.sendBeacon(releaseUrl, data);
+        window.sessionStorage.setItem(releasedKey(releaseUrl.replace(/\/release$/, "")), String(Date.now()));
       }
     });
+
 
     if (holding) {
       tick();
@@ -268,8 +274,24 @@
 
   function liveTicket(live, reply) {
     var me = live.getAttribute("data-me");
+    var page = live.getAttribute("data-page");
     var viewers = [];
     var expiryTimer = null;
+
+    // A reload (F5) released the claim on its way out (the beacon below): the page that comes back takes it again,
+    // as soon as it sees it free, as the operator's own click on "Claim to reply" would (someone quicker keeps it).
+    var released = parseInt(window.sessionStorage.getItem(releasedKey(page)) || "0", 10);
+    window.sessionStorage.removeItem(releasedKey(page));
+    var navigation = window.performance && performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+    var reclaimUntil = navigation && navigation.type === "reload" ? released + RECLAIM_WITHIN_MS : 0;
+
+    function reclaimAfterReload() {
+      var bar = document.getElementById("claim-bar"), button = document.getElementById("claim-button");
+      if (Date.now() < reclaimUntil && bar && bar.getAttribute("data-state") === "free" && button) {
+        reclaimUntil = 0;
+        button.click();
+      }
+    }
 
     function showViewers() {
       var line = document.getElementById("viewers");
@@ -311,6 +333,7 @@
         return;
       }
       showViewers();
+      reclaimAfterReload();
       // A claim runs out without any change being recorded until the expiry job runs: look again then.
       window.clearTimeout(expiryTimer);
       var expires = Date.parse(bar.getAttribute("data-expires") || "");
@@ -319,12 +342,18 @@
       }
     }
 
-    var refresh = refresher(function () { return window.location.pathname; }, apply);
+    // The page may be the answer to a form post (a refusal shows it again at the post's address): it fetches, and
+    // a reload shows, the ticket's own address.
+    if (window.location.pathname !== page && window.history.replaceState) {
+      window.history.replaceState(null, "", page);
+    }
+    var refresh = refresher(function () { return page; }, apply);
     listen(live.getAttribute("data-stream"), {
       change: function () { refresh(); },
       reconnected: function () { refresh(0); },
       viewers: function (data) { viewers = data.viewers || []; showViewers(); }
     });
+    reclaimAfterReload();
     var bar = document.getElementById("claim-bar");
     var expires = Date.parse((bar && bar.getAttribute("data-expires")) || "");
     if (!isNaN(expires)) {
