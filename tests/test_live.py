@@ -116,7 +116,9 @@ class Stream:
                 elif line.startswith("data:"):
                     data = line[5:].strip()
                 elif line == "" and data:
-                    self.events.put((kind, event_id, json.loads(data)))
+                    # A change event carries one poll's changes: queued one by one, each with the event's id.
+                    for item in json.loads(data)["changes"] if kind == "change" else [json.loads(data)]:
+                        self.events.put((kind, event_id, item))
                     kind, event_id, data = "message", None, ""
         except (OSError, ValueError):
             pass
@@ -262,16 +264,33 @@ def test_the_stream_needs_a_signed_in_operator(store):
         assert "text/event-stream" not in answer.headers.get("content-type", "")
 
 
-def test_a_logout_ends_an_open_stream(store, monkeypatch):
+@pytest.mark.parametrize("page", ["ticket", "queue"])
+def test_a_logout_ends_an_open_stream_even_while_changes_keep_coming(store, monkeypatch, page):
     ticket = make_ticket(store)
     make_operator(store, "ana")
-    monkeypatch.setattr(presence, "REFRESH", timedelta(seconds=0.3))
+    monkeypatch.setattr(presence, "REFRESH", timedelta(seconds=0.5))
     with served(store) as base_url:
         client = logged_in(base_url, "ana")
-        stream = Stream(client, f"/live?ticket={ticket}")
+        stream = Stream(client, f"/live?ticket={ticket}" if page == "ticket" else "/live")
         client.post("/logout", data={"csrf_token": client.headers["X-CSRF-Token"]})
-        stream.next("ended")
-        assert stream.next("closed")[1] is None
+        # A busy desk: a change every 0.1 s, more often than the stream's checks come due.
+        busy = threading.Event()
+
+        def desk() -> None:
+            while not busy.is_set():
+                claim(store, ticket, "ana")
+                with store.transaction() as session:
+                    claim_service.release(session, ticket, session.scalar(select(Operator)))
+                time.sleep(0.1)
+
+        worker = threading.Thread(target=desk)
+        worker.start()
+        try:
+            stream.next("ended")
+            assert stream.next("closed")[1] is None
+        finally:
+            busy.set()
+            worker.join()
 
 
 def test_each_viewer_of_a_ticket_is_told_who_else_has_it_open_and_when_they_leave(store):
@@ -287,6 +306,22 @@ def test_each_viewer_of_a_ticket_is_told_who_else_has_it_open_and_when_they_leav
             bruno.next("viewers", lambda d: [v["name"] for v in d["viewers"]] == both)
             bruno.close()
             ana.next("viewers", lambda d: [v["name"] for v in d["viewers"]] == ["Ana Souza"])
+
+
+def test_a_viewer_who_stays_longer_than_the_age_out_is_still_listed(store, monkeypatch):
+    ticket = make_ticket(store)
+    make_operator(store, "ana", name="Ana Souza")
+    make_operator(store, "bruno", name="Bruno Lima")
+    monkeypatch.setattr(presence, "REFRESH", timedelta(seconds=0.3))
+    monkeypatch.setattr(presence, "AGE_OUT", timedelta(seconds=1))
+    with served(store) as base_url:
+        ana = Stream(logged_in(base_url, "ana"), f"/live?ticket={ticket}")
+        Stream(logged_in(base_url, "bruno"), f"/live?ticket={ticket}")
+        ana.next("viewers", lambda d: len(d["viewers"]) == 2)
+        time.sleep(3)  # three times the age-out: only the feed's refreshes keep the rows
+        with store.reading() as session:
+            assert len(presence.viewers(session, utcnow())[ticket]) == 2
+        assert all(len(data["viewers"]) == 2 for kind, _, data in list(ana.events.queue) if kind == "viewers")
 
 
 # The draft, holder-only and held-reply rules through the pages and the API, in-process.

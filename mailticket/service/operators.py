@@ -281,6 +281,15 @@ SESSION_OPERATOR = (
 )
 
 
+def live_sessions(session: Session, tokens: set[str], now: datetime) -> set[str]:
+    """Which of these session tokens still sign an enabled operator in (one query for all)."""
+    by_hash = {hash_token(token): token for token in tokens}
+    alive = session.scalars(
+        select(WebSession.id).join(Operator, Operator.id == WebSession.operator_id)
+        .where(WebSession.id.in_(by_hash), WebSession.expires_at > now, Operator.disabled.is_(False)))
+    return {by_hash[h] for h in alive}
+
+
 def start_session(session: Session, operator_id: int, now: datetime, lifetime: timedelta) -> str:
     """A new signed-in session; returns its token, for the cookie. The operator's expired sessions are swept."""
     session.execute(delete(WebSession).where(WebSession.operator_id == operator_id, WebSession.expires_at <= now))

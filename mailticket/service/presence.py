@@ -18,8 +18,9 @@ def enter(session: Session, page_id: str, ticket_id: int, operator_id: int, now:
     session.execute(insert(Presence).values(id=page_id, ticket_id=ticket_id, operator_id=operator_id, seen_at=now))
 
 
-def touch(session: Session, page_id: str, now: datetime) -> None:
-    session.execute(update(Presence).where(Presence.id == page_id).values(seen_at=now))
+def touch(session: Session, page_ids: list[str], now: datetime) -> None:
+    """The pages of one process are still open (one statement for all)."""
+    session.execute(update(Presence).where(Presence.id.in_(page_ids)).values(seen_at=now))
 
 
 def leave(session: Session, page_id: str, now: datetime) -> None:

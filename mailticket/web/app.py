@@ -140,7 +140,7 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     app.state.web = Web(settings=settings, store=store, clock=clock,
                         templates=make_templates(str(resource_dir("templates"))))
     app.state.login_gate = gate = LoginGate()
-    app.state.feed = Feed(store)
+    app.state.feed = Feed(store, clock)
     app.add_middleware(
         SessionsOutsideApi, secret_key=settings.web.secret_key, session_cookie=SESSION_COOKIE,
         max_age=int(auth.SESSION_LIFETIME.total_seconds()), same_site="lax",

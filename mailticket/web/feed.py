@@ -7,14 +7,17 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import anyio
 from sqlalchemy import bindparam, select
 
 from mailticket.db.models import Event
+from mailticket.clock import utcnow
 from mailticket.db.store import Store, db_now
-from mailticket.service import presence
+from mailticket.service import operators, presence
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,8 @@ BATCH = 1000
 # PostgreSQL hands out event ids before commit, so a transaction may commit an id lower than one already read:
 # ids of the last RECHECK seconds are read again (SQLite's one writer commits them in order).
 RECHECK = 3.0
-# A page that falls this far behind (a stalled connection) is told to refresh itself instead.
-QUEUE_SIZE = 1000
+# A page that falls this many polls behind (a stalled connection) is told to refresh itself instead.
+QUEUE_SIZE = 100
 NEWER = select(Event.id, Event.ticket_id, Event.kind).where(Event.id > bindparam("after")).order_by(Event.id)
 
 
@@ -47,37 +50,47 @@ class Viewers:
     people: tuple[tuple[int, str], ...]
 
 
-class Reset:
-    """Changes were lost on the way to this page (it fell behind): it should fetch everything again."""
+class Signal:
+    """RESET: changes were lost on the way to this page (it fell behind), it should fetch everything again.
+    ENDED: the page's session ended (logged out, expired, operator disabled)."""
 
 
-RESET = Reset()
-Item = Change | Viewers | Reset
+RESET, ENDED = Signal(), Signal()
+# A listener is handed, per poll, the changes it follows together (one wake-up however many there are).
+Item = tuple[Change, ...] | Viewers | Signal
+
+
+@dataclass(frozen=True)
+class Listener:
+    ticket_id: int | None  # None: every ticket (the queue page)
+    page_id: str | None  # its presence row (ticket pages)
+    session_token: str
 
 
 class Feed:
-    """Started by the first page that listens; each listener has a queue of Items."""
+    """Started by the first page that listens; each listener has a queue of Items: the changes of its ticket (or
+    of all tickets, for the queue page) and who views its ticket."""
 
-    def __init__(self, store: Store, interval: float = INTERVAL) -> None:
-        self.store = store
-        self.interval = interval
-        self.listeners: set[asyncio.Queue[Item]] = set()
+    def __init__(self, store: Store, clock: Callable[[], datetime] = utcnow, interval: float = INTERVAL) -> None:
+        self.store, self.clock, self.interval = store, clock, interval
+        self.listeners: dict[asyncio.Queue[Item], Listener] = {}
         self.viewers: dict[int, tuple[tuple[int, str], ...]] = {}
         self._floor: int | None = None  # every id up to here is handed out
         self._recent: dict[int, float] = {}  # ids above the floor handed out, and when
         self._task: asyncio.Task | None = None
         self._presence_read = 0.0
+        self._checked = time.monotonic()
         self._start = threading.Lock()
 
-    def listen(self) -> asyncio.Queue[Item]:
+    def listen(self, listener: Listener) -> asyncio.Queue[Item]:
         queue: asyncio.Queue[Item] = asyncio.Queue(QUEUE_SIZE)
-        self.listeners.add(queue)
+        self.listeners[queue] = listener
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="change-feed")
         return queue
 
     def stop_listening(self, queue: asyncio.Queue[Item]) -> None:
-        self.listeners.discard(queue)
+        self.listeners.pop(queue, None)
 
     def since(self, after: int, ticket_id: int | None) -> list[Change] | None:
         """The changes after event `after` (of one ticket, or all), for a page that reconnects; None: too many."""
@@ -106,13 +119,15 @@ class Feed:
                 log.warning("the change feed could not read the database; trying again", exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
-            for change in changes:
-                self._hand_out(change)
+            if changes:
+                self._hand_out_changes(changes)
             if people is not None:
                 for ticket_id in set(people) | set(self.viewers):
                     if people.get(ticket_id, ()) != self.viewers.get(ticket_id, ()):
-                        self._hand_out(Viewers(ticket_id, people.get(ticket_id, ())))
+                        self._hand_out(Viewers(ticket_id, people.get(ticket_id, ())), ticket_id)
                 self.viewers = people
+            if time.monotonic() - self._checked >= presence.REFRESH.total_seconds():
+                await self._check()
             if len(changes) < BATCH:
                 await asyncio.sleep(self.interval)
         # Nobody listens: the next listener starts from the newest change then, not from a backlog.
@@ -140,12 +155,50 @@ class Feed:
                 people = presence.viewers(session, db_now(session))
         return changes, people
 
-    def _hand_out(self, item: Item) -> None:
-        for queue in list(self.listeners):
-            try:
-                queue.put_nowait(item)
-            except asyncio.QueueFull:
-                # This page lost changes: it is told once, when it catches up, to fetch everything again.
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(RESET)
+    async def _check(self) -> None:
+        """Every presence.REFRESH, for all the pages at once: they are still open (presence), and their sessions
+        still live; a page whose session ended is told so."""
+        self._checked = time.monotonic()
+        listeners = list(self.listeners.items())
+        try:
+            alive = await anyio.to_thread.run_sync(self._still_here, listeners)
+        except Exception:  # checked again next time
+            log.warning("the change feed could not check its pages' sessions", exc_info=True)
+            return
+        for queue, listener in listeners:
+            if listener.session_token not in alive:
+                _put(queue, ENDED)
+
+    def _still_here(self, listeners: list[tuple[asyncio.Queue[Item], Listener]]) -> set[str]:
+        pages = [listener.page_id for _, listener in listeners if listener.page_id is not None]
+        if pages:
+            with self.store.transaction() as session:
+                presence.touch(session, pages, db_now(session))
+        with self.store.reading() as session:
+            return operators.live_sessions(session, {listener.session_token for _, listener in listeners},
+                                           self.clock())
+
+    def _hand_out_changes(self, changes: list[Change]) -> None:
+        by_ticket: dict[int, list[Change]] = {}
+        for change in changes:
+            by_ticket.setdefault(change.ticket_id, []).append(change)
+        everything = tuple(changes)
+        for queue, listener in list(self.listeners.items()):
+            batch = everything if listener.ticket_id is None else tuple(by_ticket.get(listener.ticket_id, ()))
+            if batch:
+                _put(queue, batch)
+
+    def _hand_out(self, item: Viewers, ticket_id: int) -> None:
+        for queue, listener in list(self.listeners.items()):
+            if listener.ticket_id == ticket_id:
+                _put(queue, item)
+
+
+def _put(queue: asyncio.Queue[Item], item: Item) -> None:
+    try:
+        queue.put_nowait(item)
+    except asyncio.QueueFull:
+        # This page lost changes: it is told once, when it catches up, to fetch everything again.
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(RESET)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 from typing import Annotated
@@ -15,12 +16,12 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from mailticket.db.models import Operator
 from mailticket.db.store import db_now
-from mailticket.service import drafts, operators, presence
+from mailticket.service import drafts, presence
 from mailticket.service.errors import ActionError
 from mailticket.service.tickets import get_ticket
 from mailticket.web.auth import SESSION_KEY, Posting, SignedIn
 from mailticket.web.core import web
-from mailticket.web.feed import RESET, Change, Feed, Viewers
+from mailticket.web.feed import ENDED, RESET, Change, Feed, Listener, Viewers
 from mailticket.web.pages import MAX_ADDRESS_FIELD, MAX_ID, TicketId
 
 router = APIRouter(include_in_schema=False)
@@ -42,22 +43,27 @@ async def live(
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ):
     """The changes of one ticket (and who views it), or of all tickets for the queue, from event `after` on (or the
-    Last-Event-ID the browser sends when it reconnects): `change` events with the ticket and what happened,
-    `viewers` events with who has the ticket open, and `reset` when the page should fetch everything again."""
+    Last-Event-ID the browser sends when it reconnects): `change` events with the changes of one poll (each a
+    ticket and what happened), `viewers` events with who has the ticket open, and `reset` when the page should fetch everything again."""
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
     if ticket is not None:
         await anyio.to_thread.run_sync(_require_ticket, web(request).store, ticket)
     feed = feed_of(request)
     page_id = secrets.token_hex(16) if ticket is not None else None
     token = request.session.get(SESSION_KEY)
-    return EventSourceResponse(_stream(request, feed, me, ticket, resume, page_id, token), ping=presence.REFRESH.seconds,
+    # On shutdown the stream is told (`shutdown`) and ends itself, so that every response completes.
+    shutdown = anyio.Event()
+    return EventSourceResponse(_stream(request, feed, me, ticket, resume, page_id, token, shutdown),
+                               ping=presence.REFRESH.seconds, shutdown_event=shutdown, shutdown_grace_period=2.0,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 async def _stream(request: Request, feed: Feed, me: Operator, ticket_id: int | None, resume: int | None,
-                  page_id: str | None, token: str):
-    store, clock = web(request).store, web(request).clock
-    queue = feed.listen()
+                  page_id: str | None, token: str, shutdown: anyio.Event):
+    store = web(request).store
+    queue = feed.listen(Listener(ticket_id, page_id, token))
+    loop = asyncio.get_running_loop()
+    closing = loop.create_task(_close_on(shutdown, queue))
     try:
         await anyio.to_thread.run_sync(feed.prime)  # before the history is read below: nothing falls between
         if page_id is not None:
@@ -68,38 +74,51 @@ async def _stream(request: Request, feed: Feed, me: Operator, ticket_id: int | N
             missed = await anyio.to_thread.run_sync(feed.since, resume, ticket_id)
             if missed is None:
                 yield _reset()
-            for change in missed or ():
-                sent.add(change.id)
-                yield _change(change)
+            elif missed:
+                sent.update(change.id for change in missed)
+                yield _changes(tuple(missed))
         if ticket_id is not None and ticket_id in feed.viewers:
             yield _viewers(Viewers(ticket_id, feed.viewers[ticket_id]))
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), presence.REFRESH.total_seconds())
-            except TimeoutError:
-                # Still signed in? (A logout or a disabled operator ends the stream too.) Still viewing.
-                if not await anyio.to_thread.run_sync(_still_signed_in, store, token, clock):
-                    yield ServerSentEvent(event="ended", data="{}")
-                    return
-                if page_id is not None:
-                    await anyio.to_thread.run_sync(_touch, store, page_id)
-                continue
+            item = await queue.get()
+            if item is CLOSE:
+                return
+            if item is ENDED:
+                yield ServerSentEvent(event="ended", data="{}")
+                return
             if item is RESET:
                 yield _reset()
-            elif isinstance(item, Change) and ticket_id in (None, item.ticket_id) and item.id not in sent:
-                yield _change(item)
-            elif isinstance(item, Viewers) and item.ticket_id == ticket_id:
+            elif isinstance(item, tuple):
+                fresh = tuple(change for change in item if change.id not in sent) if sent else item
+                if fresh:
+                    yield _changes(fresh)
+            elif isinstance(item, Viewers):
                 yield _viewers(item)
     finally:
+        closing.cancel()
         feed.stop_listening(queue)
         if page_id is not None:
             # Not awaited: the stream is being torn down (its task may be cancelled); the row goes in the background.
-            asyncio.get_running_loop().run_in_executor(None, _leave, store, page_id)
+            loop.run_in_executor(None, _leave, store, page_id)
 
 
-def _change(change: Change) -> ServerSentEvent:
-    return ServerSentEvent(id=str(change.id), event="change",
-                           data=json.dumps({"ticket": change.ticket_id, "kind": change.kind}))
+# Put in a stream's queue when the server shuts down: the stream ends.
+CLOSE = object()
+
+
+async def _close_on(shutdown: anyio.Event, queue: asyncio.Queue) -> None:
+    await shutdown.wait()
+    while queue.full():
+        queue.get_nowait()
+    queue.put_nowait(CLOSE)
+
+
+@functools.lru_cache(maxsize=64)
+def _changes(changes: tuple[Change, ...]) -> ServerSentEvent:
+    """The changes of one poll in one event, whose id is the newest of them (where a reconnection resumes); made
+    once for all the pages that follow the same changes (every queue page)."""
+    return ServerSentEvent(id=str(max(change.id for change in changes)), event="change", data=json.dumps(
+        {"changes": [{"ticket": change.ticket_id, "kind": change.kind} for change in changes]}))
 
 
 def _viewers(item: Viewers) -> ServerSentEvent:
@@ -121,19 +140,9 @@ def _enter(store, page_id: str, ticket_id: int, operator_id: int) -> None:
         presence.enter(session, page_id, ticket_id, operator_id, db_now(session))
 
 
-def _touch(store, page_id: str) -> None:
-    with store.transaction() as session:
-        presence.touch(session, page_id, db_now(session))
-
-
 def _leave(store, page_id: str) -> None:
     with store.transaction() as session:
         presence.leave(session, page_id, db_now(session))
-
-
-def _still_signed_in(store, token: object, clock) -> bool:
-    with store.reading() as session:
-        return isinstance(token, str) and operators.session_operator(session, token, clock()) is not None
 
 
 class DraftBody(BaseModel):

@@ -235,7 +235,7 @@
       if (opened && handlers.reconnected) { handlers.reconnected(); }
       opened = true;
     });
-    source.addEventListener("change", function (event) { handlers.change(JSON.parse(event.data)); });
+    source.addEventListener("change", function (event) { JSON.parse(event.data).changes.forEach(handlers.change); });
     source.addEventListener("reset", function () { handlers.reconnected(); });
     source.addEventListener("viewers", function (event) {
       if (handlers.viewers) { handlers.viewers(JSON.parse(event.data)); }
