@@ -26,8 +26,9 @@ INTERVAL = 0.25
 PRESENCE_INTERVAL = 1.0
 BATCH = 1000
 # PostgreSQL hands out event ids before commit, so a transaction may commit an id lower than one already read:
-# ids of the last RECHECK seconds are read again (SQLite's one writer commits them in order).
-RECHECK = 3.0
+# ids of the last RECHECK seconds are read again; a transaction holds an event that long before committing very
+# rarely (SQLite's one writer commits them in order).
+RECHECK = 1.0
 # A page that falls this many polls behind (a stalled connection) is told to refresh itself instead.
 QUEUE_SIZE = 100
 NEWER = select(Event.id, Event.ticket_id, Event.kind).where(Event.id > bindparam("after")).order_by(Event.id)
