@@ -14,8 +14,8 @@ from datetime import datetime
 import anyio
 from sqlalchemy import bindparam, select
 
-from mailticket.db.models import Event
 from mailticket.clock import utcnow
+from mailticket.db.models import Event
 from mailticket.db.store import Store, db_now
 from mailticket.service import operators, presence
 

@@ -44,7 +44,8 @@ async def live(
 ):
     """The changes of one ticket (and who views it), or of all tickets for the queue, from event `after` on (or the
     Last-Event-ID the browser sends when it reconnects): `change` events with the changes of one poll (each a
-    ticket and what happened), `viewers` events with who has the ticket open, and `reset` when the page should fetch everything again."""
+    ticket and what happened), `viewers` events with who has the ticket open, `reset` when the page should fetch
+    everything again, and `ended` when its session ended."""
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
     if ticket is not None:
         await anyio.to_thread.run_sync(_require_ticket, web(request).store, ticket)

@@ -35,8 +35,9 @@ MERGE_TARGET = re.compile(r"#?\s*([0-9]{1,10})")
 
 
 def held_by_other(request: Request, refused: HeldByOther) -> str:
+    until = web(request).clock_text(request, refused.expires_at)
     return t(request, "%(name)s is answering this ticket (until %(time)s): only they can change it now; an admin "
-             "can break the claim first", name=refused.holder, time=web(request).clock_text(request, refused.expires_at))
+             "can break the claim first", name=refused.holder, time=until)
 
 
 def _change(request: Request, me: Operator, ticket_id: int, work: Callable[[Session], str | None],
