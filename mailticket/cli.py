@@ -119,8 +119,10 @@ def _parsed(iso: str | None) -> datetime | None:
 
 
 def cmd_ticket_close(args: argparse.Namespace) -> int:
+    from mailticket.claims import held_by_other
     from mailticket.db.models import RESOLVED
     from mailticket.db.store import db_now
+    from mailticket.service.claims import read_claim
     from mailticket.service.status import change_status
     from mailticket.service.tickets import TicketNotFound
 
@@ -128,7 +130,12 @@ def cmd_ticket_close(args: argparse.Namespace) -> int:
     store = open_store(settings)
     try:
         with store.transaction() as session:
-            changed = change_status(session, args.id, RESOLVED, actor=None, at=db_now(session), settings=settings,
+            now = db_now(session)
+            # As on the pages (SPEC §13): a ticket someone is answering is theirs to change until the claim ends.
+            view = read_claim(session, args.id)
+            if view is not None and view.live(now):
+                raise UsageError(f"ticket {args.id}: {held_by_other(view)}")
+            changed = change_status(session, args.id, RESOLVED, actor=None, at=now, settings=settings,
                                     reason="closed without notifying", notify_customer=False)
     except TicketNotFound:
         raise UsageError(f"no ticket {args.id}") from None

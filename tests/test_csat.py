@@ -178,6 +178,19 @@ def test_closing_without_notifying_from_the_command_line_sends_no_survey(tmp_pat
     assert (status_of(store, ticket), survey_mails(store, ticket)) == ("resolved", [])
 
 
+def test_closing_from_the_command_line_waits_for_the_operator_answering_the_ticket(tmp_path, store):
+    ticket = make_ticket(store)
+    make_operator(store, "ana", name="Ana Souza")
+    with store.transaction() as session:
+        claim(session, ticket, session.scalar(select(Operator).where(Operator.username == "ana")), 900)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{store.url}"\n[web]\nsecret_key = "{SECRET}"\n')
+    done = subprocess.run([sys.executable, "-m", "mailticket", "-c", str(config), "ticket", "close", str(ticket)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Ana Souza is answering this ticket" in done.stderr
+    assert status_of(store, ticket) == "open"
+
+
 # The public page
 
 def test_a_valid_link_records_once_and_a_second_answer_replaces_it(store):
