@@ -119,10 +119,10 @@ def _parsed(iso: str | None) -> datetime | None:
 
 
 def cmd_ticket_close(args: argparse.Namespace) -> int:
-    from mailticket.claims import held_by_other
+    from mailticket.claims import HeldByOther
     from mailticket.db.models import RESOLVED
     from mailticket.db.store import db_now
-    from mailticket.service.claims import read_claim
+    from mailticket.service.claims import only_the_holder
     from mailticket.service.status import change_status
     from mailticket.service.tickets import TicketNotFound
 
@@ -131,14 +131,13 @@ def cmd_ticket_close(args: argparse.Namespace) -> int:
     try:
         with store.transaction() as session:
             now = db_now(session)
-            # As on the pages (SPEC §13): a ticket someone is answering is theirs to change until the claim ends.
-            view = read_claim(session, args.id)
-            if view is not None and view.live(now):
-                raise UsageError(f"ticket {args.id}: {held_by_other(view)}")
+            only_the_holder(session, args.id, None, now)  # as on the pages: the one answering it changes it
             changed = change_status(session, args.id, RESOLVED, actor=None, at=now, settings=settings,
                                     reason="closed without notifying", notify_customer=False)
     except TicketNotFound:
         raise UsageError(f"no ticket {args.id}") from None
+    except HeldByOther as refused:
+        raise UsageError(f"ticket {args.id}: {refused}") from None
     print(f"ticket {args.id} closed without notifying the customer" if changed else f"ticket {args.id} was resolved")
     return EXIT_OK
 

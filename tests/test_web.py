@@ -38,6 +38,9 @@ class Browser:
     def post(self, path: str, data: dict | None = None, **kwargs):
         return self.client.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
 
+    def put(self, path: str, **kwargs):
+        return self.client.put(path, **kwargs)
+
     def fresh_token(self, path: str = "/login") -> str:
         self.csrf = CSRF_FIELD.search(self.get(path).text).group(1)
         return self.csrf
@@ -50,8 +53,8 @@ class Browser:
         return answer
 
 
-def signed_in(app, store, username: str, *, admin: bool = False) -> Browser:
-    make_operator(store, username, admin=admin)
+def signed_in(app, store, username: str, *, admin: bool = False, name: str = "") -> Browser:
+    make_operator(store, username, admin=admin, name=name)
     browser = Browser(app)
     assert browser.log_in(username).status_code == 303
     return browser

@@ -98,12 +98,13 @@ def require_ticket(session: Session, ticket_id: int) -> None:
         raise TicketNotFound(ticket_id)
 
 
-def only_the_holder(session: Session, ticket_id: int, operator: Operator, now: datetime | None = None) -> None:
+def only_the_holder(session: Session, ticket_id: int, operator: Operator | None, now: datetime | None = None) -> None:
     """A ticket with a live claim is changed (status, queue, priority, merge) by its holder only; everyone else,
-    admins too, is refused with the holder's name (an admin breaks the claim first). SPEC §13."""
+    admins too, is refused with the holder's name (an admin breaks the claim first). SPEC §13. `operator` None is
+    someone who holds no claim (the command line)."""
     now = now or db_now(session)
     view = read_claim(session, ticket_id, locked=True)
-    if view is not None and view.live(now) and view.holder_id != operator.id:
+    if view is not None and view.live(now) and (operator is None or view.holder_id != operator.id):
         raise held_by_other(view)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select
 from mailticket.clock import utcnow
 from mailticket.db.models import Event
 from mailticket.db.store import Store, db_now
-from mailticket.service import operators, presence
+from mailticket.service import history, operators, presence
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Feed:
 
     def newest(self) -> int:
         with self.store.read_connection() as conn:
-            return conn.execute(select(Event.id).order_by(Event.id.desc()).limit(1)).scalar() or 0
+            return history.newest_id(conn)
 
     async def _run(self) -> None:
         while self.listeners:

@@ -14,20 +14,19 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, HTTPException, Path, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from mailticket import metrics
 from mailticket.claims import ClaimConflict, ClaimError, ClaimLost, NotHolder
-from mailticket.db.models import Event, Operator
+from mailticket.db.models import Operator
 from mailticket.db.store import db_now
 from mailticket.service import actions
 from mailticket.service.errors import ActionError
 from mailticket.service import claims as claim_service
 from mailticket.service import canned as canned_replies
 from mailticket.service import csat
-from mailticket.service import drafts, recipients
+from mailticket.service import drafts, history, recipients
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
 from mailticket.i18n import N_
@@ -99,7 +98,7 @@ def render_ticket(request: Request, me: Operator, ticket_id: int, status: int = 
         csat_rating = csat.rating(session, ticket_id)
         saved = drafts.load(session, ticket_id, me.id) if draft is None else None
         # Where the page's change stream starts (web/live.py): nothing between this read and the stream is missed.
-        last_event = session.scalar(select(func.max(Event.id))) or 0
+        last_event = history.newest_id(session)
     if saved is not None:
         draft = Draft(saved.body, to=saved.to, cc=saved.cc)
     holding = page.held_by(me.id)

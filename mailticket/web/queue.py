@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import and_, case, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from mailticket.db.models import OPEN, PENDING, RESOLVED, SPAM, Claim, Customer, Event, Operator, Ticket
+from mailticket.db.models import OPEN, PENDING, RESOLVED, SPAM, Claim, Customer, Operator, Ticket
 from mailticket.db.store import db_now
-from mailticket.service import quarantine_admin
+from mailticket.service import history, quarantine_admin
 from mailticket.web.auth import SignedIn
 from mailticket.web.core import web
 
@@ -142,7 +142,7 @@ def queue_page(
         quarantined = quarantine_admin.waiting(session)
         waiting = waiting_count(session)
         # Where the page's change stream starts (web/live.py).
-        last_event = session.scalar(select(func.max(Event.id))) or 0
+        last_event = history.newest_id(session)
     return app.render(request, "queue.html", rows=rows, more=more, view=view, views=VIEWS, queue=queue or "",
                       queues=names, page=page, sort=sort, quarantined=quarantined, waiting_count=waiting,
                       last_event=last_event)

@@ -334,9 +334,14 @@
       }
       showViewers();
       reclaimAfterReload();
-      // A claim runs out without any change being recorded until the expiry job runs: look again then.
+      watchExpiry();
+    }
+
+    // A claim runs out without any change being recorded until the expiry job runs: the page looks again then.
+    function watchExpiry() {
+      var bar = document.getElementById("claim-bar");
+      var expires = Date.parse((bar && bar.getAttribute("data-expires")) || "");
       window.clearTimeout(expiryTimer);
-      var expires = Date.parse(bar.getAttribute("data-expires") || "");
       if (!isNaN(expires)) {
         expiryTimer = window.setTimeout(function () { refresh(0); }, Math.max(0, expires - Date.now()) + 500);
       }
@@ -354,11 +359,7 @@
       viewers: function (data) { viewers = data.viewers || []; showViewers(); }
     });
     reclaimAfterReload();
-    var bar = document.getElementById("claim-bar");
-    var expires = Date.parse((bar && bar.getAttribute("data-expires")) || "");
-    if (!isNaN(expires)) {
-      expiryTimer = window.setTimeout(function () { refresh(0); }, Math.max(0, expires - Date.now()) + 500);
-    }
+    watchExpiry();
   }
 
   function liveQueue(live) {
