@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from collections.abc import Callable
@@ -31,6 +33,16 @@ CONCURRENT_HASHES = 1
 MAX_WAITING = 8
 
 
+def _yield_the_processor() -> None:
+    """Lowers the password-check thread's priority: under a flood of logins, argon2 gets the processor only when
+    the event loop, the other requests and the poller do not want it."""
+    try:
+        # On Linux a thread's nice value is its own; elsewhere this may fail, and the check runs at normal priority.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+
+
 class Busy(Exception):
     """Too many logins being checked right now; the client should try again in a moment."""
 
@@ -40,7 +52,8 @@ class LoginGate:
 
     def __init__(self) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._executor = ThreadPoolExecutor(max_workers=CONCURRENT_HASHES, thread_name_prefix="password-check")
+        self._executor = ThreadPoolExecutor(max_workers=CONCURRENT_HASHES, thread_name_prefix="password-check",
+                                            initializer=_yield_the_processor)
         self._semaphore: asyncio.Semaphore | None = None
         self._waiting = 0
 
