@@ -12,6 +12,7 @@ from pathlib import Path
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,6 +64,12 @@ def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
         conn.connection.driver_connection.execute(statement)
 
     return engine
+
+
+def insert_for(db: Session | Connection):
+    """The database's own INSERT, the one with ON CONFLICT (PostgreSQL's and SQLite's are written alike)."""
+    dialect = db.dialect if isinstance(db, Connection) else db.get_bind().dialect
+    return postgresql.insert if dialect.name == "postgresql" else sqlite.insert
 
 
 def db_now(session: Session) -> datetime:

@@ -14,13 +14,12 @@ from datetime import datetime, timedelta, timezone
 
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import bindparam, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailticket import letters
 from mailticket.config import Settings
 from mailticket.db.models import FAILED, IN, RESOLVED, Csat, Message, Outbox, Ticket
+from mailticket.db.store import insert_for
 from mailticket.mail import address, compose
 from mailticket.service import outbound
 from mailticket.service.events import Event, StatusChanged
@@ -166,8 +165,7 @@ def answer(session: Session, ticket_id: int, rating: int, comment: str, now: dat
     if session.get(Ticket, ticket_id) is None:
         raise BadToken("this survey link names no ticket")
     comment = comment.replace("\x00", "").strip()[:MAX_COMMENT_CHARS]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Csat).values(ticket_id=ticket_id, rating=rating, comment=comment, answered_at=now)
+    statement = insert_for(session)(Csat).values(ticket_id=ticket_id, rating=rating, comment=comment, answered_at=now)
     session.execute(statement.on_conflict_do_update(
         index_elements=[Csat.ticket_id],
         set_=dict(rating=statement.excluded.rating, comment=statement.excluded.comment,

@@ -6,10 +6,10 @@ import re
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailticket.db.models import Customer, CustomerAddress
+from mailticket.db.store import insert_for
 from mailticket.service.actions import ActionError
 
 # An addr-spec as mail parsing stores it (lower-cased, no display name): local@domain.tld, no spaces.
@@ -45,9 +45,8 @@ def add_address(session: Session, customer_id: int, text: str, now: datetime) ->
         if owner.id == customer_id:
             raise ActionError(f"{address} is already an address of this customer")
         raise ActionError(f"{address} belongs to another customer: {_name(owner)} (#{owner.id})")
-    insert_for = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     added = session.connection().execute(
-        insert_for(CustomerAddress).values(address=address, customer_id=customer_id, created_at=now)
+        insert_for(session)(CustomerAddress).values(address=address, customer_id=customer_id, created_at=now)
         .on_conflict_do_nothing(index_elements=["address"]).returning(CustomerAddress.address)
     ).first()
     if added is None:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailticket.db.models import ReplyDraft
+from mailticket.db.store import insert_for
 from mailticket.service.errors import ActionError
 from mailticket.service.tickets import get_ticket
 
@@ -37,8 +37,7 @@ def save(session: Session, ticket_id: int, operator_id: int, body: str, to: str 
         clear(session, ticket_id, operator_id)
         return
     values = dict(ticket_id=ticket_id, operator_id=operator_id, body=body, to_addrs=to, cc_addrs=cc, updated_at=now)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    upsert = insert(ReplyDraft).values(**values)
+    upsert = insert_for(session)(ReplyDraft).values(**values)
     session.execute(upsert.on_conflict_do_update(
         index_elements=["ticket_id", "operator_id"],
         set_=dict(body=upsert.excluded.body, to_addrs=upsert.excluded.to_addrs, cc_addrs=upsert.excluded.cc_addrs,

@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailticket import routing, threads
@@ -27,6 +26,7 @@ from mailticket.db.models import (
     Event,
     Ticket,
 )
+from mailticket.db.store import insert_for
 from mailticket.mail.loops import BOUNCE, bounced_message_ids, classify, delivery_failure
 from mailticket.mail.parse import Inbound, parse
 from mailticket.service.intake import APPENDED, CREATED, DUPLICATE, QUARANTINED, Fetched, Outcome
@@ -422,8 +422,7 @@ def _ids_named(msg: Inbound) -> list[str]:
 
 
 def insert_ignore(conn, model, keys: list[str]):
-    insert_for = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return insert_for(model).on_conflict_do_nothing(index_elements=keys)
+    return insert_for(conn)(model).on_conflict_do_nothing(index_elements=keys)
 
 
 def _clean(text: str) -> str:

@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailticket.db.models import Lease
+from mailticket.db.store import insert_for
 
 
 def acquire(session: Session, name: str, holder: str, ttl: float, now: datetime) -> bool:
     """Takes or extends the lease; one conditional upsert, and only a free, expired or own lease is taken."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     expires = now + timedelta(seconds=ttl)
-    stmt = insert(Lease).values(name=name, holder=holder, expires_at=expires)
+    stmt = insert_for(session)(Lease).values(name=name, holder=holder, expires_at=expires)
     stmt = stmt.on_conflict_do_update(
         index_elements=[Lease.name],
         set_={"holder": holder, "expires_at": expires},

@@ -7,10 +7,10 @@ import hashlib
 import logging
 from datetime import datetime
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailticket.db.models import Quarantine
+from mailticket.db.store import insert_for
 from mailticket.mail.parse import INVALID_SENDER, Inbound
 
 MAX_SHORT_REASON = 500
@@ -70,5 +70,4 @@ def quarantine(
 
 def _insert_ignore(conn):
     # The same bytes quarantined again (refetched after a crash, a UIDVALIDITY change) are one entry.
-    insert_for = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return insert_for(Quarantine).on_conflict_do_nothing(index_elements=["sha256"])
+    return insert_for(conn)(Quarantine).on_conflict_do_nothing(index_elements=["sha256"])

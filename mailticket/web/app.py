@@ -168,8 +168,8 @@ def create_app(settings: Settings, store: Store, *, clock: Callable[[], datetime
     # The API first: routes are tried in order, and its calls (claims above all) are the hot path.
     api.install(app, settings, store)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, pages, ticket_fields, live, customers, admin, mailboxes_admin, operators_admin, account, report, search,
-                   canned, csat):
+    for module in (auth, queue, pages, ticket_fields, live, customers, admin, mailboxes_admin, operators_admin,
+                   account, report, search, canned, csat):
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)

@@ -95,11 +95,10 @@ class Feed:
 
     def since(self, after: int, ticket_id: int | None) -> list[Change] | None:
         """The changes after event `after` (of one ticket, or all), for a page that reconnects; None: too many."""
-        limit = BATCH
         query = NEWER if ticket_id is None else NEWER.where(Event.ticket_id == ticket_id)
         with self.store.read_connection() as conn:
-            rows = conn.execute(query.limit(limit + 1), {"after": after}).all()
-        return None if len(rows) > limit else [Change(*row) for row in rows]
+            rows = conn.execute(query.limit(BATCH + 1), {"after": after}).all()
+        return None if len(rows) > BATCH else [Change(*row) for row in rows]
 
     def prime(self) -> None:
         """Fixes where the feed starts (the newest event now), if it has not started: a listener that reads the
@@ -125,7 +124,7 @@ class Feed:
             if people is not None:
                 for ticket_id in set(people) | set(self.viewers):
                     if people.get(ticket_id, ()) != self.viewers.get(ticket_id, ()):
-                        self._hand_out(Viewers(ticket_id, people.get(ticket_id, ())), ticket_id)
+                        self._hand_out(Viewers(ticket_id, people.get(ticket_id, ())))
                 self.viewers = people
             if time.monotonic() - self._checked >= presence.REFRESH.total_seconds():
                 await self._check()
@@ -189,9 +188,9 @@ class Feed:
             if batch:
                 _put(queue, batch)
 
-    def _hand_out(self, item: Viewers, ticket_id: int) -> None:
+    def _hand_out(self, item: Viewers) -> None:
         for queue, listener in list(self.listeners.items()):
-            if listener.ticket_id == ticket_id:
+            if listener.ticket_id == item.ticket_id:
                 _put(queue, item)
 
 

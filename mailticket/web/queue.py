@@ -21,6 +21,8 @@ PAGE_SIZE = 200
 WAITING = "waiting"
 # Automatic: tickets opened by automatic mail (out-of-office, lists, reports) that nobody has written to since.
 AUTOMATIC = "automatic"
+# What the default view shows and the tab's title counts.
+NEEDS_ANSWER = and_(Ticket.status == OPEN, Ticket.waiting_since.is_not(None))
 VIEWS = (WAITING, OPEN, PENDING, RESOLVED, "mine", AUTOMATIC, SPAM, "all")
 View = Literal["waiting", "open", "pending", "resolved", "mine", "automatic", "spam", "all"]
 # The default order of each view, or the nearest due time first.
@@ -72,7 +74,7 @@ def queue_rows(session: Session, *, view: str, queue: str | None, operator_id: i
         .outerjoin(Operator, Operator.id == Claim.operator_id)
     )
     if view == WAITING:
-        query = query.where(Ticket.status == OPEN, Ticket.waiting_since.is_not(None))
+        query = query.where(NEEDS_ANSWER)
     elif view in (OPEN, PENDING, RESOLVED, SPAM):
         query = query.where(Ticket.status == view)
     elif view == AUTOMATIC:
@@ -117,8 +119,7 @@ QUEUE_NAMES = text("""
 
 def waiting_count(session: Session) -> int:
     """How many tickets need an answer (the tab's title shows it)."""
-    return session.scalar(select(func.count()).select_from(Ticket)
-                          .where(Ticket.status == OPEN, Ticket.waiting_since.is_not(None))) or 0
+    return session.scalar(select(func.count()).select_from(Ticket).where(NEEDS_ANSWER)) or 0
 
 
 def queue_names(session: Session) -> list[str]:

@@ -25,11 +25,10 @@ from mailticket.service.status import change_status
 from mailticket.service.tickets import TicketNotFound
 from mailticket.web.auth import Posting
 from mailticket.web.core import flash, redirect, t, web
-from mailticket.web.pages import (MAX_ADDRESS_FIELD, MAX_ID, MAX_TEXT_CHARS, TicketId, render_ticket, ticket_url,
+from mailticket.web.pages import (MAX_ID, MAX_TEXT_CHARS, AddressField, TicketId, render_ticket, ticket_url,
                                   word)
 
 router = APIRouter(include_in_schema=False)
-AddressField = Annotated[str | None, Form(max_length=MAX_ADDRESS_FIELD)]
 # "123" or "#123": the number of the ticket to merge into.
 MERGE_TARGET = re.compile(r"#?\s*([0-9]{1,10})")
 
