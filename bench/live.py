@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert
 
 from bench.web import (PACED_PAUSE, PASSWORD, T0, WARM_UP_ROUNDS, claim_release, fill, ms, pages, percentile,
                        tokens)
-from mailticket.db.models import Event, Operator
+from mailticket.db.models import Operator
 from mailticket.db.store import Store
+from mailticket.service import history
 from mailticket.service.operators import hash_password
 from mailticket.web.feed import INTERVAL
 
@@ -47,7 +48,7 @@ LANES = 4  # changes in flight at once through B, on tickets of their own
 PACED_ROUNDS = 100  # per client: about 25 s at one round every ~0.25 s
 SETTLE = 3.0
 # app.js fetches a page again this long after a change (changes that come together are fetched once).
-FETCH_DELAY = {"ticket": 0.150, "queue": 0.300}
+FETCH_DELAY = {"ticket": 0.150, "queue": 0.300}  # app.js's REFRESH_DELAY_MS and QUEUE_DELAY_MS
 SECRET = "bench-secret-key-0123"
 
 
@@ -65,7 +66,7 @@ def add_operators(url: str) -> None:
 def newest_event(url: str) -> int:
     store = Store(url)
     with store.read_connection() as conn:
-        newest = conn.execute(select(func.max(Event.id))).scalar() or 0
+        newest = history.newest_id(conn)
     store.dispose()
     return newest
 

@@ -122,8 +122,30 @@ def mark(page: Page) -> None:
     page.evaluate("() => { window.__marker = 1; }")
 
 
-def still_marked(page: Page) -> bool:
-    return page.evaluate("() => window.__marker === 1")
+def assert_updated_in_place(page: Page, whose: str = "the") -> None:
+    """The page marked before is still the same document: it followed the change without navigating."""
+    assert page.evaluate("() => window.__marker === 1"), f"{whose} page navigated instead of updating itself"
+
+
+@dataclasses.dataclass
+class TwoDesks:
+    """Ana on instance A and Bruno on instance B, signed in, and a customer's ticket."""
+
+    ticket_id: int
+    store_b: Store
+    url_a: str
+    url_b: str
+    ana: Page
+    bruno: Page
+
+
+def two_desks(store: Store, second_store, serve_app, operator_page, message_id: str) -> TwoDesks:
+    ticket_id = new_ticket(store, message_id)
+    make_operator(store, "ana", name="Ana Souza")
+    make_operator(store, "bruno", name="Bruno Reis")
+    store_b = second_store(store)
+    url_a, url_b = serve_app(settings(), store), serve_app(settings(), store_b)
+    return TwoDesks(ticket_id, store_b, url_a, url_b, operator_page(url_a, "ana"), operator_page(url_b, "bruno"))
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, page: Page | None = None):
@@ -201,13 +223,8 @@ class Dialogs:
 
 def test_a_claim_made_on_another_instance_locks_the_open_ticket_page_within_two_seconds(
         store, second_store, serve_app, operator_page):
-    ticket_id = new_ticket(store, "lock@customer.example")
-    make_operator(store, "ana", name="Ana Souza")
-    make_operator(store, "bruno", name="Bruno Reis")
-    url_a = serve_app(settings(), store)
-    url_b = serve_app(settings(), second_store(store))
-    ana = operator_page(url_a, "ana")
-    bruno = operator_page(url_b, "bruno")
+    desks = two_desks(store, second_store, serve_app, operator_page, "lock@customer.example")
+    ticket_id, ana, bruno = desks.ticket_id, desks.ana, desks.bruno
 
     bruno.goto(f"/tickets/{ticket_id}")
     expect(bruno.locator("#claim-bar")).to_have_attribute("data-state", "free")
@@ -221,7 +238,7 @@ def test_a_claim_made_on_another_instance_locks_the_open_ticket_page_within_two_
     expect(bruno.locator("#claim-bar")).to_have_attribute("data-holder", "Ana Souza")
     expect(bruno.locator("#claim-banner")).to_have_text(banner("Ana Souza"))
     expect(bruno.locator("#claim-button")).to_have_count(0)
-    assert still_marked(bruno), "Bruno's page navigated instead of updating itself"
+    assert_updated_in_place(bruno, "Bruno's")
 
     # Ana releases (nothing typed: no question asked); Bruno's page offers the claim again.
     ana.click("#release-button")
@@ -230,19 +247,13 @@ def test_a_claim_made_on_another_instance_locks_the_open_ticket_page_within_two_
     expect(bruno.locator("#claim-bar")).to_have_attribute("data-state", "free")
     expect(bruno.locator("#claim-banner")).to_have_text(re.compile(r"^\s*Not claimed\s*$"))
     expect(bruno.locator("#reply-lock")).to_have_count(0)
-    assert still_marked(bruno), "Bruno's page navigated instead of updating itself"
+    assert_updated_in_place(bruno, "Bruno's")
 
 
 def test_a_customer_message_polled_by_the_other_instance_appears_in_both_open_pages(
         store, second_store, serve_app, operator_page):
-    ticket_id = new_ticket(store, "first@customer.example")
-    make_operator(store, "ana", name="Ana Souza")
-    make_operator(store, "bruno", name="Bruno Reis")
-    store_b = second_store(store)
-    url_a = serve_app(settings(), store)
-    url_b = serve_app(settings(), store_b)
-    ana = operator_page(url_a, "ana")
-    bruno = operator_page(url_b, "bruno")
+    desks = two_desks(store, second_store, serve_app, operator_page, "first@customer.example")
+    ticket_id, ana, bruno = desks.ticket_id, desks.ana, desks.bruno
 
     ana.goto(f"/tickets/{ticket_id}")
     bruno.goto(f"/tickets/{ticket_id}")
@@ -253,7 +264,7 @@ def test_a_customer_message_polled_by_the_other_instance_appears_in_both_open_pa
     expect(ana.locator("#viewers")).to_have_text("Also viewing: Bruno Reis", timeout=LIVE_MS + 1_000)
     expect(bruno.locator("#viewers")).to_have_text("Also viewing: Ana Souza", timeout=LIVE_MS + 1_000)
 
-    assert customer_writes_again(store_b, "first@customer.example", "second@customer.example",
+    assert customer_writes_again(desks.store_b, "first@customer.example", "second@customer.example",
                                  "It is still not here, please help!") == ticket_id
     new_id = newest_message_id(store, ticket_id)
     for page in (ana, bruno):
@@ -261,7 +272,7 @@ def test_a_customer_message_polled_by_the_other_instance_appears_in_both_open_pa
         expect(article).to_be_visible(timeout=LIVE_MS)
         expect(article.locator("pre.text")).to_contain_text("It is still not here, please help!")
         expect(page.locator("#thread > article.message")).to_have_count(2)
-        assert still_marked(page), "the page navigated instead of updating itself"
+        assert_updated_in_place(page)
     expect(ana.locator("#viewers")).to_have_text("Also viewing: Bruno Reis")
     expect(bruno.locator("#viewers")).to_have_text("Also viewing: Ana Souza")
 
@@ -283,22 +294,17 @@ def test_the_queue_shows_a_new_ticket_and_its_count_without_reloading(store, sec
     expect(ana.locator(f"#ticket-row-{second} td.subject")).to_contain_text("Wrong size")
     expect(ana).to_have_title("(2) Needs answer · mailticket", timeout=QUEUE_MS)
     expect(ana.locator("#queue-list tr.ticket-row")).to_have_count(2)
-    assert still_marked(ana), "the queue navigated instead of updating itself"
+    assert_updated_in_place(ana, "the queue")
 
 
 def test_a_non_holders_status_change_is_refused_with_the_holders_name_until_an_admin_breaks_the_claim(
         store, second_store, serve_app, operator_page):
-    ticket_id = new_ticket(store, "holder@customer.example")
-    make_operator(store, "ana", name="Ana Souza")
-    make_operator(store, "bruno", name="Bruno Reis")
+    desks = two_desks(store, second_store, serve_app, operator_page, "holder@customer.example")
+    ticket_id, ana, bruno = desks.ticket_id, desks.ana, desks.bruno
     make_operator(store, "carla", name="Carla Admin", admin=True)
     with store.transaction() as session:
         bruno_token = new_token(session, "bruno")
-    url_a = serve_app(settings(), store)
-    url_b = serve_app(settings(), second_store(store))
-    ana = operator_page(url_a, "ana")
-    bruno = operator_page(url_b, "bruno")
-    carla = operator_page(url_a, "carla")
+    carla = operator_page(desks.url_a, "carla")
 
     claim_ticket(ana, ticket_id, "Ana Souza")
     bruno.goto(f"/tickets/{ticket_id}")
@@ -309,12 +315,9 @@ def test_a_non_holders_status_change_is_refused_with_the_holders_name_until_an_a
         rf"^\s*Ana Souza is answering this ticket {UNTIL}: only they can change it now; "
         r"an admin can break the claim first\s*$"))
     assert ticket_status(store, ticket_id) == "open"
-    # The refusal left his page at /tickets/ID/status, which follows no change (the app bug shown by
-    # test_a_ticket_page_shown_by_a_form_post_keeps_following_changes): he opens the ticket again.
-    bruno.goto(f"/tickets/{ticket_id}")
-    mark(bruno)
+    mark(bruno)  # the refusal's page follows changes like any ticket page
 
-    status, answer = api_post(url_b, f"/tickets/{ticket_id}/status", bruno_token, {"status": "pending"})
+    status, answer = api_post(desks.url_b, f"/tickets/{ticket_id}/status", bruno_token, {"status": "pending"})
     assert status == 409, answer
     assert answer["holder"] == "Ana Souza"
     assert answer["expires_at"] and "Ana Souza is answering" in answer["detail"]
@@ -335,7 +338,7 @@ def test_a_non_holders_status_change_is_refused_with_the_holders_name_until_an_a
     expect(bruno.locator("#claim-bar")).to_have_attribute("data-state", "free")
 
     expect(bruno.locator("#claim-button")).to_be_visible()
-    assert still_marked(bruno), "Bruno's page navigated instead of updating itself"
+    assert_updated_in_place(bruno, "Bruno's")
 
     bruno.select_option("#status-select", "pending")
     bruno.click("#status-form button[type=submit]")
@@ -461,6 +464,7 @@ def test_a_reply_written_before_a_newer_customer_message_is_held_on_the_first_se
     ana.click("#reply-send")
     expect(ana.locator("#flash-error")).to_contain_text("the customer sent a new message while you were writing")
     expect(ana.locator(f"#message-{newer}")).to_have_class(re.compile(r"\bis-fresh\b"))
+    expect(ana.locator(f"#message-{newer} .badge.fresh")).to_have_text("new while you were writing")
     expect(ana.locator(f"#message-{newer}")).to_contain_text("Actually, cancel the order.")
     expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
     assert outbound(store, ticket_id) == []
@@ -487,7 +491,7 @@ def test_closing_the_tab_releases_the_claim(sqlite_store, serve_app, operator_pa
     assert event_kinds(store, ticket_id)[-1] == "released"
 
 
-# -- an app bug --------------------------------------------------------------------------------------------------
+# -- pages shown as the answer to a form post -------------------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["refused status change", "claimed with a draft"])
 def test_a_ticket_page_shown_by_a_form_post_keeps_following_changes(how, sqlite_store, serve_app, operator_page):
@@ -534,7 +538,7 @@ def test_reloading_a_claimed_page_keeps_the_claim_and_the_text(sqlite_store, ser
     ticket_id = new_ticket(store, "reload@customer.example")
     ana_id = make_operator(store, "ana", name="Ana Souza")
     ana = operator_page(serve_app(settings(), store), "ana")
-    dialogs = Dialogs(ana)
+    Dialogs(ana)  # accepts the leave warning of the reload
 
     claim_ticket(ana, ticket_id, "Ana Souza")
     ana.fill("#reply-body", DRAFT_TEXT)
@@ -546,5 +550,4 @@ def test_reloading_a_claimed_page_keeps_the_claim_and_the_text(sqlite_store, ser
     expect(ana.locator("#reply-body")).to_have_value(DRAFT_TEXT)
     expect(ana.locator("#reply-send")).to_be_visible()
     assert claim_row(store, ticket_id).operator_id == ana_id
-    assert "confirm" not in dialogs.seen
 

@@ -28,12 +28,13 @@ class Saved:
 
 def save(session: Session, ticket_id: int, operator_id: int, body: str, to: str | None, cc: str,
          now: datetime) -> None:
-    """Keeps the typed text (an empty form removes the draft); the newest save wins."""
+    """Keeps the typed text; the newest save wins. A form with no text and no Cc removes the draft: its To is the
+    proposed address the form always carries, and an empty draft would keep showing the reply form."""
     if len(body) > MAX_DRAFT_CHARS or len(to or "") > MAX_ADDRESSES_CHARS or len(cc) > MAX_ADDRESSES_CHARS:
         raise ActionError("the draft is too long to keep")
     get_ticket(session, ticket_id)  # raises TicketNotFound (a 404)
     body = body.replace("\r\n", "\n")  # a posted form's line ends, as the script saves them
-    if not body.strip() and not cc.strip() and to is None:
+    if not body.strip() and not cc.strip():
         clear(session, ticket_id, operator_id)
         return
     values = dict(ticket_id=ticket_id, operator_id=operator_id, body=body, to_addrs=to, cc_addrs=cc, updated_at=now)

@@ -6,6 +6,8 @@
 
   var DRAFT_DELAY_MS = 700;   // a pause in typing this long saves the draft
   var REFRESH_DELAY_MS = 150; // changes that come together are fetched once
+  var QUEUE_DELAY_MS = 300;   // the queue follows every ticket: it gathers changes a little longer
+  var QUEUE_REFRESH_MS = 60000; // a quiet queue still shows the waiting times and claims as they age
 
   function two(n) { return (n < 10 ? "0" : "") + n; }
 
@@ -69,6 +71,8 @@
       window.clearTimeout(saveTimer);
       var text = draftText();
       if (text === saved || !draftUrl) { return; }
+      // After Send, a late save would bring the sent text back as a draft (its post saves the text itself).
+      if (submitting && !keepalive) { return; }
       fetch(draftUrl, {
         method: "PUT", credentials: "same-origin", keepalive: !!keepalive, body: text,
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }
@@ -130,6 +134,11 @@
       window.clearTimeout(saveTimer);
       saveTimer = window.setTimeout(saveDraft, DRAFT_DELAY_MS);
     });
+    // This form's posts (send, claim, release) carry the text; another form's post leaves the page: save it first.
+    document.addEventListener("submit", function (event) {
+      if (event.defaultPrevented) { return; }
+      if (event.target === form) { window.clearTimeout(saveTimer); } else { saveDraft(true); }
+    });
 
     // Attachments over the limit are refused before the form is posted: a refused post of a big body could not
     // bring the typed text back.
@@ -154,9 +163,9 @@
       }
     });
 
+    // The text is saved on the way out (pagehide, below); this asks whether to leave it unsent.
     window.addEventListener("beforeunload", function (event) {
       if (submitting || !body.value.trim()) { return; }
-      saveDraft(true);
       event.preventDefault();
       event.returnValue = "";
     });
@@ -174,7 +183,6 @@
         window.sessionStorage.setItem(releasedKey(releaseUrl.replace(/\/release$/, "")), String(Date.now()));
       }
     });
-
 
     if (holding) {
       tick();
@@ -204,8 +212,7 @@
         } else if (state === "free" && (holding || lost)) {
           loseClaim(say(form, "free", "Nobody holds the claim now. Your text is kept as a draft: claim the ticket to send it."));
         }
-      },
-      unsaved: unsaved
+      }
     };
   }
 
@@ -226,7 +233,8 @@
     });
   }
 
-  // The page's change stream: `onChange(data)` for each change; after a broken connection, `onReconnect()`.
+  // The page's change stream: `handlers.change(data)` for each change, `handlers.viewers(data)` for who views the
+  // ticket, `handlers.reconnected()` when changes may have been missed (a broken connection, a reset).
   function listen(url, handlers) {
     if (!window.EventSource) { return; }
     var source = new EventSource(url);
@@ -236,7 +244,7 @@
       opened = true;
     });
     source.addEventListener("change", function (event) { JSON.parse(event.data).changes.forEach(handlers.change); });
-    source.addEventListener("reset", function () { handlers.reconnected(); });
+    source.addEventListener("reset", function () { if (handlers.reconnected) { handlers.reconnected(); } });
     source.addEventListener("viewers", function (event) {
       if (handlers.viewers) { handlers.viewers(JSON.parse(event.data)); }
     });
@@ -401,11 +409,20 @@
     listen(live.getAttribute("data-stream"), {
       change: function (data) {
         if (data.kind === "created") { created[String(data.ticket)] = true; }
-        if (data.kind !== "renewed") { refresh(300); }
+        if (data.kind !== "renewed") { refresh(QUEUE_DELAY_MS); }
       },
       reconnected: function () { refresh(0); }
     });
+    window.setInterval(function () { if (!document.hidden) { refresh(0); } }, QUEUE_REFRESH_MS);
   }
+
+  // A live page brought back by Back or Forward (the browser's page cache) missed the changes of its absence and
+  // closed its stream: it is fetched again.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && (document.getElementById("live") || document.getElementById("live-queue"))) {
+      reloadQuietly();
+    }
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("reply-form");
