@@ -21,10 +21,10 @@ from sqlalchemy import func, insert, select
 
 from mailticket.clock import utcnow
 from mailticket.config import ClaimSettings, WebSettings
-from mailticket.db.models import Event, Operator, Outbox, ReplyDraft, Ticket
+from mailticket.db.models import Event, Operator, Outbox, Presence, ReplyDraft, Ticket
 from mailticket.db.store import Store
 from mailticket.service import claims as claim_service
-from mailticket.service import operators, presence
+from mailticket.service import history, operators, presence
 from mailticket.service.ingest import ingest
 from mailticket.web import feed as feed_module
 from mailticket.web.app import create_app
@@ -67,7 +67,7 @@ def logged_in(base_url: str, username: str) -> httpx.Client:
 
 def newest_event(store: Store) -> int:
     with store.reading() as session:
-        return session.scalar(select(func.max(Event.id))) or 0
+        return history.newest_id(session)
 
 
 class Stream:
@@ -190,8 +190,7 @@ def test_a_claim_made_through_another_instance_reaches_an_open_ticket_stream(sto
         event_id, data = stream.next("change", lambda d: d["kind"] == "claimed")
         assert time.monotonic() - started < 2.0
         assert data == {"ticket": ticket, "kind": "claimed"}
-        with other.reading() as session:
-            assert event_id == session.scalar(select(func.max(Event.id)))
+        assert event_id == newest_event(other)
 
 
 def test_a_ticket_stream_carries_only_its_tickets_changes_and_the_queue_stream_all(store):
@@ -215,8 +214,7 @@ def test_a_reconnecting_stream_gets_the_changes_it_missed_from_its_last_event_id
     make_operator(store, "ana")
     with two_instances(store) as (base_url, other):
         client = logged_in(base_url, "ana")
-        with other.reading() as session:
-            last_seen = session.scalar(select(func.max(Event.id)))
+        last_seen = newest_event(other)
         claim(other, ticket, "ana")  # while the page was away
         with other.transaction() as session:
             claim_service.release(session, ticket, session.scalar(select(Operator)))
@@ -393,6 +391,35 @@ def test_releasing_with_nothing_typed_keeps_no_draft(app, store):
     assert post(ana, f"/tickets/{ticket}/release", body="", to="carla@customer.example", cc="").status_code == 303
     page = ana.get(f"/tickets/{ticket}").text
     assert "Not claimed" in page and 'id="reply-form"' not in page and 'id="reclaim-button"' not in page
+
+
+def test_a_ticket_stream_tells_its_page_the_id_of_its_presence(store):
+    ticket = make_ticket(store)
+    make_operator(store, "ana")
+    with served(store) as base_url:
+        stream = Stream(logged_in(base_url, "ana"), f"/live?ticket={ticket}")
+        page_id = stream.next("page")[1]["page"]
+        with store.reading() as session:
+            assert session.get(Presence, page_id).ticket_id == ticket
+
+
+def test_a_closing_pages_release_leaves_the_claim_to_the_operators_other_open_page(app, store):
+    ticket = make_ticket(store)
+    ana = signed_in(app, store, "ana")
+    post(ana, f"/tickets/{ticket}/claim")
+    token = claim_token_of(ana.get(f"/tickets/{ticket}").text)
+    with store.transaction() as session:
+        ana_id = session.scalar(select(Operator.id))
+        for tab in ("tab-1", "tab-2"):
+            presence.enter(session, tab, ticket, ana_id, utcnow())
+    # Tab 1 closes: tab 2 still shows the ticket, and keeps the claim.
+    assert post(ana, f"/tickets/{ticket}/release", claim_token=token, page="tab-1").status_code == 204
+    assert 'data-state="mine"' in ana.get(f"/tickets/{ticket}").text
+    # Tab 2 closes too (tab 1's row is gone): the claim ends.
+    with store.transaction() as session:
+        presence.leave(session, "tab-1", utcnow())
+    assert post(ana, f"/tickets/{ticket}/release", claim_token=token, page="tab-2").status_code == 303
+    assert "Not claimed" in ana.get(f"/tickets/{ticket}").text
 
 
 def test_a_release_with_another_pages_token_leaves_the_claim_alone(app, store):

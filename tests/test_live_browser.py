@@ -350,7 +350,7 @@ def test_a_non_holders_status_change_is_refused_with_the_holders_name_until_an_a
 
 # -- SQLite only ------------------------------------------------------------------------------------------------
 
-def test_an_untouched_claimed_page_loses_its_claim_and_typing_keeps_it(sqlite_store, serve_app, operator_page):
+def test_an_untouched_claimed_page_loses_its_claim_and_typing_or_reading_keeps_it(sqlite_store, serve_app, operator_page):
     store = sqlite_store
     ticket_id = new_ticket(store, "idle@customer.example")
     ana_id = make_operator(store, "ana", name="Ana Souza")
@@ -385,6 +385,15 @@ def test_an_untouched_claimed_page_loses_its_claim_and_typing_keeps_it(sqlite_st
     assert claim.expires_at > utcnow(), "the claim ran out although Ana kept typing"
     expect(ana.locator("#claim-bar")).to_have_attribute("data-state", "mine")
     expect(ana.locator("#claim-warning")).to_be_hidden()
+
+    # Reading the thread (the mouse wheel, nowhere near the form) keeps it too.
+    ana.mouse.move(5, 5)
+    started = time.monotonic()
+    while time.monotonic() - started < 8.0:
+        ana.mouse.wheel(0, 40 if int(time.monotonic() * 2) % 2 else -40)
+        ana.wait_for_timeout(500)
+    claim = claim_row(store, ticket_id)
+    assert claim.token == token and claim.expires_at > utcnow(), "the claim ran out although Ana was reading"
 
 
 def test_a_draft_survives_reload_release_and_a_lost_claim(sqlite_store, serve_app, operator_page):
@@ -489,6 +498,28 @@ def test_closing_the_tab_releases_the_claim(sqlite_store, serve_app, operator_pa
     ana.close()
     wait_until(lambda: claim_row(store, ticket_id).operator_id is None, 2, "the closed tab's claim to be released")
     assert event_kinds(store, ticket_id)[-1] == "released"
+
+
+def test_closing_one_of_two_tabs_leaves_the_claim_to_the_other(sqlite_store, serve_app, operator_page):
+    store = sqlite_store
+    ticket_id = new_ticket(store, "tabs@customer.example")
+    ana_id = make_operator(store, "ana", name="Ana Souza")
+    first = operator_page(serve_app(settings(), store), "ana")
+    claim_ticket(first, ticket_id, "Ana Souza")
+    second = first.context.new_page()  # the same browser, signed in: a second tab on the ticket
+    second.goto(f"/tickets/{ticket_id}")
+    expect(second.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    for page in (first, second):  # each knows the id its closing beacon will name
+        expect(page.locator("#live")).to_have_attribute("data-page-id", re.compile(r"^[0-9a-f]{32}$"))
+
+    first.close()
+    second.wait_for_timeout(1_000)  # the closed tab's beacon would have released it by now
+    assert claim_row(store, ticket_id).operator_id == ana_id
+    expect(second.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    expect(second.locator("#reply-send")).to_be_visible()
+
+    second.close()
+    wait_until(lambda: claim_row(store, ticket_id).operator_id is None, 2, "the last tab's claim to be released")
 
 
 # -- pages shown as the answer to a form post -------------------------------------------------------------------

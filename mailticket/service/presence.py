@@ -28,6 +28,13 @@ def leave(session: Session, page_id: str, now: datetime) -> None:
     session.execute(delete(Presence).where((Presence.id == page_id) | (Presence.seen_at < now - AGE_OUT)))
 
 
+def open_elsewhere(session: Session, ticket_id: int, operator_id: int, page_id: str, now: datetime) -> bool:
+    """Whether the operator has the ticket open in another page (another tab, another browser) than `page_id`."""
+    return session.scalar(select(Presence.id).where(
+        Presence.ticket_id == ticket_id, Presence.operator_id == operator_id, Presence.id != page_id,
+        Presence.seen_at >= now - AGE_OUT).limit(1)) is not None
+
+
 def viewers(session: Session, now: datetime) -> dict[int, tuple[tuple[int, str], ...]]:
     """Each viewed ticket's viewers as (operator id, name), each operator once, in name order."""
     rows = session.execute(
@@ -37,4 +44,5 @@ def viewers(session: Session, now: datetime) -> dict[int, tuple[tuple[int, str],
     seen: dict[int, set[tuple[int, str]]] = {}
     for ticket_id, operator_id, name, username in rows:
         seen.setdefault(ticket_id, set()).add((operator_id, name or username))
-    return {ticket_id: tuple(sorted(people, key=lambda p: (p[1].casefold(), p[0]))) for ticket_id, people in seen.items()}
+    return {ticket_id: tuple(sorted(people, key=lambda p: (p[1].casefold(), p[0])))
+            for ticket_id, people in seen.items()}

@@ -69,7 +69,9 @@ async def _stream(request: Request, feed: Feed, me: Operator, ticket_id: int | N
         await anyio.to_thread.run_sync(feed.prime)  # before the history is read below: nothing falls between
         if page_id is not None:
             await anyio.to_thread.run_sync(_enter, store, page_id, ticket_id, me.id)
-        yield ServerSentEvent(comment="live", retry=RETRY_MS)
+        # A ticket page learns its id: its closing beacon names it (pages.release).
+        yield (ServerSentEvent(event="page", data=json.dumps({"page": page_id}), retry=RETRY_MS) if page_id
+               else ServerSentEvent(comment="live", retry=RETRY_MS))
         sent: set[int] = set()
         if resume is not None:
             missed = await anyio.to_thread.run_sync(feed.since, resume, ticket_id)

@@ -26,7 +26,7 @@ from mailticket.service.errors import ActionError
 from mailticket.service import claims as claim_service
 from mailticket.service import canned as canned_replies
 from mailticket.service import csat
-from mailticket.service import drafts, history, recipients
+from mailticket.service import drafts, history, presence, recipients
 from mailticket.web import reads
 from mailticket.web.auth import Posting, SignedIn
 from mailticket.i18n import N_
@@ -169,17 +169,22 @@ def renew(request: Request, ticket_id: TicketId, body: RenewBody, me: Posting):
 
 @router.post("/tickets/{ticket_id}/release")
 async def release(request: Request, ticket_id: TicketId, me: Posting):
-    """Ends the claim. The reply form's own "Release claim" button posts its text, which is kept as the draft; a
-    closing page's beacon posts its claim token, so that it never ends a newer claim of another page."""
+    """Ends the claim. The reply form's own "Release claim" button posts its text, which is kept as the draft. A
+    closing page's beacon posts its claim token, so that it never ends a newer claim, and its page id (web/live.py),
+    so that it leaves the claim to the operator's other pages of the ticket."""
     form = await request.form()
     draft = Draft.of(form) if "body" in form else None
     token = str(form.get("claim_token", ""))[:200] or None
-    return await run_in_threadpool(_release, request, ticket_id, me, draft, token)
+    closing = str(form.get("page", ""))[:64] or None
+    return await run_in_threadpool(_release, request, ticket_id, me, draft, token, closing)
 
 
-def _release(request: Request, ticket_id: int, me: Operator, draft: Draft | None, token: str | None) -> Response:
+def _release(request: Request, ticket_id: int, me: Operator, draft: Draft | None, token: str | None,
+             closing: str | None) -> Response:
     try:
         with web(request).store.transaction() as session:
+            if closing is not None and presence.open_elsewhere(session, ticket_id, me.id, closing, db_now(session)):
+                return Response(status_code=204)  # her other tab or browser still shows the ticket: it keeps the claim
             if draft is not None:
                 drafts.save(session, ticket_id, me.id, draft.body, draft.to, draft.cc, db_now(session))
             claim_service.release(session, ticket_id, me, token=token)

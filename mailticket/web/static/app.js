@@ -126,8 +126,10 @@
       });
     }
 
-    ["input", "keydown", "mousedown", "focusin"].forEach(function (name) {
-      form.addEventListener(name, function () { lastActive = Date.now(); });
+    // Activity anywhere on the page counts (reading a long thread too); only what a person does, never the
+    // page's own updates.
+    ["input", "keydown", "mousedown", "focusin", "wheel", "touchstart"].forEach(function (name) {
+      document.addEventListener(name, function () { lastActive = Date.now(); }, { passive: true });
     });
     window.addEventListener("focus", function () { lastActive = Date.now(); });
     form.addEventListener("input", function () {
@@ -171,7 +173,7 @@
     });
 
     // Closing the tab (or leaving the page) ends the claim at once, instead of at its expiry; the token makes sure
-    // it is this page's claim, not a newer one of another tab.
+    // it is this claim, not a newer one, and the page id leaves it to the operator's other open pages of the ticket.
     window.addEventListener("pagehide", function () {
       if (submitting) { return; }
       saveDraft(true);
@@ -179,6 +181,8 @@
         var data = new FormData();
         data.append("csrf_token", csrf);
         data.append("claim_token", tokenInput.value);
+        var live = document.getElementById("live");
+        if (live && live.getAttribute("data-page-id")) { data.append("page", live.getAttribute("data-page-id")); }
         navigator.sendBeacon(releaseUrl, data);
         window.sessionStorage.setItem(releasedKey(releaseUrl.replace(/\/release$/, "")), String(Date.now()));
       }
@@ -234,7 +238,8 @@
   }
 
   // The page's change stream: `handlers.change(data)` for each change, `handlers.viewers(data)` for who views the
-  // ticket, `handlers.reconnected()` when changes may have been missed (a broken connection, a reset).
+  // ticket, `handlers.page(id)` for the ticket page's id, `handlers.reconnected()` when changes may have been
+  // missed (a broken connection, a reset).
   function listen(url, handlers) {
     if (!window.EventSource) { return; }
     var source = new EventSource(url);
@@ -245,6 +250,9 @@
     });
     source.addEventListener("change", function (event) { JSON.parse(event.data).changes.forEach(handlers.change); });
     source.addEventListener("reset", function () { if (handlers.reconnected) { handlers.reconnected(); } });
+    source.addEventListener("page", function (event) {
+      if (handlers.page) { handlers.page(JSON.parse(event.data).page); }
+    });
     source.addEventListener("viewers", function (event) {
       if (handlers.viewers) { handlers.viewers(JSON.parse(event.data)); }
     });
@@ -364,7 +372,8 @@
     listen(live.getAttribute("data-stream"), {
       change: function () { refresh(); },
       reconnected: function () { refresh(0); },
-      viewers: function (data) { viewers = data.viewers || []; showViewers(); }
+      viewers: function (data) { viewers = data.viewers || []; showViewers(); },
+      page: function (id) { live.setAttribute("data-page-id", id); }
     });
     reclaimAfterReload();
     watchExpiry();
