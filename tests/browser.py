@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import re
 import socket
 import threading
 import time
@@ -36,12 +37,12 @@ from sqlalchemy import select
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from mailticket.clock import utcnow
-from mailticket.config import Settings
-from mailticket.db.models import OUT, Message, Outbox
+from mailticket.config import ClaimSettings, Settings, WebSettings
+from mailticket.db.models import OUT, Claim, Message, Outbox
 from mailticket.db.store import Store
 from mailticket.service import operators
 from mailticket.web.app import create_app
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, SETTINGS
 
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox (we run as root in a container), no GPU, and none of Chromium's own calls home: a request the
@@ -264,6 +265,44 @@ def request_recorder() -> Iterator[RequestRecorder]:
         recorder.connections.clear()
     yield recorder
     recorder.stop()
+
+
+SECRET_KEY = "browser-test-secret-key"
+# Long enough that nothing expires by accident during a story that is not about expiry.
+LONG_TTL = 900.0
+# "until 1:05 PM" (the browser asks for English), in parentheses on the reply screen's lock.
+UNTIL = r"\(?until \d\d?:\d\d [AP]M\)?"
+
+
+def browser_settings(ttl: float = LONG_TTL, heartbeat: float = 0.0, idle_after: float = 600.0) -> Settings:
+    # Heartbeat 0 switches the page's renewals off, so the test decides when a claim ends.
+    return dataclasses.replace(SETTINGS, web=WebSettings(secret_key=SECRET_KEY),
+                               claims=ClaimSettings(ttl=ttl, heartbeat=heartbeat, idle_after=idle_after))
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url):
+    store = Store(sqlite_url)
+    yield store
+    store.dispose()
+
+
+def banner(name: str) -> re.Pattern:
+    """The claim banner naming the holder; whitespace around, as a regex is matched against the raw text."""
+    return re.compile(rf"^\s*Claimed by {re.escape(name)} {UNTIL}")
+
+
+def claim_ticket(page: Page, ticket_id: int, holder: str) -> None:
+    page.goto(f"/tickets/{ticket_id}")
+    page.click("#claim-button")
+    expect(page.locator("#claim-banner")).to_have_text(banner(holder))
+    expect(page.locator("#claim-bar")).to_have_attribute("data-state", "mine")
+    expect(page.locator("#reply-form")).to_be_visible()
+
+
+def claim_row(store: Store, ticket_id: int) -> Claim | None:
+    with store.reading() as session:
+        return session.get(Claim, ticket_id)
 
 
 def outbound(store: Store, ticket_id: int) -> list[tuple[str, int | None, str | None]]:

@@ -7,7 +7,6 @@ The two-operator story runs on SQLite and PostgreSQL; the time-based stories on 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from datetime import timedelta
@@ -20,12 +19,11 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import func, select, update
 
 from mailticket.clock import utcnow
-from mailticket.config import ClaimSettings, WebSettings
 from mailticket.db.models import Claim, Event, Message, Outbox, Ticket
 from mailticket.db.store import Store
 from mailticket.service.claims import expire_claims
 from mailticket.service.ingest import ingest
-from tests.browser import outbound
+from tests.browser import banner, browser_settings, claim_row, claim_ticket, outbound
 from tests.factories import SETTINGS, T0, make_operator, make_ticket
 from tests.mails import SUPPORT
 
@@ -33,9 +31,6 @@ from tests.mails import SUPPORT
 # come from tests/browser.py, registered in tests/conftest.py.
 pytestmark = pytest.mark.usefixtures("fast_passwords")
 
-SECRET_KEY = "browser-test-secret-key"
-# Long enough that nothing expires by accident during a story that is not about expiry.
-LONG_TTL = 900.0
 # The expiry stories: claims of a few minutes, whose time the tests run out (run_out) instead of waiting.
 SHORT_TTL = 180.0
 # Past the expiry by this much, so clocks a few ms apart cannot decide the outcome.
@@ -44,8 +39,6 @@ HEARTBEAT_TTL = 60.0
 HEARTBEAT = 0.5
 # A bound only a broken page reaches while the test waits for its renewals.
 PATIENCE = 30.0
-# Whitespace around: a regex is matched against the element's raw text.
-CLAIM_BANNER = re.compile(r"^\s*Claimed by {} until \d\d?:\d\d [AP]M")  # the browser asks for English
 # What an operator may type: several lines, indentation, markup-looking text, entities, non-ASCII, trailing
 # spaces. Nothing of it may be escaped, trimmed or lost when a refusal shows it again.
 TYPED_TEXT = "\n".join([
@@ -61,30 +54,6 @@ TYPED_TEXT = "\n".join([
 ])
 
 
-def settings(ttl: float = LONG_TTL, heartbeat: float = 0.0):
-    # Heartbeat 0 switches the page's renewals off, so the test decides when a claim ends.
-    return dataclasses.replace(SETTINGS, web=WebSettings(secret_key=SECRET_KEY),
-                               claims=ClaimSettings(ttl=ttl, heartbeat=heartbeat))
-
-
-@pytest.fixture
-def sqlite_store(sqlite_url):
-    store = Store(sqlite_url)
-    yield store
-    store.dispose()
-
-
-def banner(name: str) -> re.Pattern:
-    return re.compile(CLAIM_BANNER.pattern.format(re.escape(name)))
-
-
-def claim_ticket(page: Page, ticket_id: int, holder: str) -> None:
-    page.goto(f"/tickets/{ticket_id}")
-    page.click("#claim-button")
-    expect(page.locator("#claim-banner")).to_have_text(banner(holder))
-    expect(page.locator("#reply-form")).to_be_visible()
-
-
 def ticket_state(store: Store, ticket_id: int) -> dict:
     """Everything a refused reply or claim must leave as it was."""
     with store.reading() as session:
@@ -98,11 +67,6 @@ def ticket_state(store: Store, ticket_id: int) -> dict:
                                        .where(Message.ticket_id == ticket_id)),
             "outbox": session.scalar(select(func.count()).select_from(Outbox)),
         }
-
-
-def claim_row(store: Store, ticket_id: int) -> Claim | None:
-    with store.reading() as session:
-        return session.get(Claim, ticket_id)
 
 
 def events(store: Store, ticket_id: int, kind: str) -> list[Event]:
@@ -141,7 +105,7 @@ def test_two_operators_cannot_answer_the_same_ticket(store, serve_app, operator_
     ticket_id = make_ticket(store, subject="Order 1234 never arrived", message_id="story@customer.example")
     make_operator(store, "ana", name="Ana")
     make_operator(store, "bruno", name="Bruno")
-    base_url = serve_app(settings(), store)
+    base_url = serve_app(browser_settings(), store)
     ana = operator_page(base_url, "ana")
     bruno = operator_page(base_url, "bruno")
 
@@ -190,10 +154,10 @@ def test_an_expired_claim_refuses_the_send_and_keeps_the_typed_text(sqlite_store
     ticket_id = make_ticket(store, message_id="expiry@customer.example")
     make_operator(store, "ana", name="Ana")
     make_operator(store, "bruno", name="Bruno")
-    base_url = serve_app(settings(ttl=SHORT_TTL), store)
+    base_url = serve_app(browser_settings(ttl=SHORT_TTL), store)
     # Bruno works on a second instance of the app on the same database, whose claims last the usual
     # 15 minutes: his takeover cannot lapse while the test looks at Ana's page.
-    bruno_url = serve_app(settings(), store)
+    bruno_url = serve_app(browser_settings(), store)
     ana = ticking(operator_page(base_url, "ana"))
     bruno = operator_page(bruno_url, "bruno")
 
@@ -243,7 +207,7 @@ def test_a_refused_operator_can_claim_again_and_send_the_kept_text(sqlite_store,
     store = sqlite_store
     ticket_id = make_ticket(store, message_id="reclaim@customer.example")
     ana_id = make_operator(store, "ana", name="Ana")
-    base_url = serve_app(settings(ttl=SHORT_TTL), store)
+    base_url = serve_app(browser_settings(ttl=SHORT_TTL), store)
     ana = ticking(operator_page(base_url, "ana"))
 
     claim_ticket(ana, ticket_id, "Ana")
@@ -270,7 +234,7 @@ def test_the_heartbeat_keeps_the_claim_alive_while_the_form_is_open(sqlite_store
     ticket_id = make_ticket(store, message_id="heartbeat@customer.example")
     ana_id = make_operator(store, "ana", name="Ana")
     make_operator(store, "bruno", name="Bruno")
-    base_url = serve_app(settings(ttl=HEARTBEAT_TTL, heartbeat=HEARTBEAT), store)
+    base_url = serve_app(browser_settings(ttl=HEARTBEAT_TTL, heartbeat=HEARTBEAT), store)
     ana = operator_page(base_url, "ana")
     bruno = operator_page(base_url, "bruno")
 
@@ -366,7 +330,7 @@ def test_hostile_html_mail_executes_nothing_and_loads_nothing(
         ticket_id = ingest(session, hostile_mail(request_recorder.host, request_recorder.port), settings=SETTINGS,
                            received_at=T0, now=T0, mailbox="support").ticket_id
     make_operator(store, "ana", name="Ana")
-    base_url = serve_app(settings(), store)
+    base_url = serve_app(browser_settings(), store)
     page = operator_page(base_url, "ana", bypass_csp=csp == "bypassed")
     dialogs, console, requests, popups = [], [], [], []
     page.context.on("request", lambda request: requests.append(request.url))
@@ -436,7 +400,7 @@ def test_a_form_post_without_the_csrf_token_is_refused(tampering, sqlite_store, 
     store = sqlite_store
     ticket_id = make_ticket(store, message_id="csrf@customer.example")
     make_operator(store, "ana", name="Ana")
-    base_url = serve_app(settings(), store)
+    base_url = serve_app(browser_settings(), store)
     ana = operator_page(base_url, "ana")
     ana.goto(f"/tickets/{ticket_id}")
     before = ticket_state(store, ticket_id)
@@ -468,7 +432,7 @@ def test_the_queue_shows_who_holds_each_claim(sqlite_store, serve_app, operator_
     make_operator(store, "ana", name="Ana Lima")
     make_operator(store, "bruno", name="Bruno")
     make_operator(store, "carla", name="Carla")
-    base_url = serve_app(settings(), store)
+    base_url = serve_app(browser_settings(), store)
     ana = operator_page(base_url, "ana")
     bruno = operator_page(base_url, "bruno")
     carla = operator_page(base_url, "carla")
@@ -501,7 +465,7 @@ def test_an_operator_finds_a_ticket_by_a_portuguese_word_typed_without_accents(s
     other = make_ticket(store, sender="joao@customer.example", subject="Pedido 4412",
                         body="Quando chega o meu pedido?", message_id="s2@c.example")
     make_operator(store, "ana", name="Ana Lima")
-    ana = operator_page(serve_app(settings(), store), "ana")
+    ana = operator_page(serve_app(browser_settings(), store), "ana")
     ana.goto("/")
     ana.fill("#top-search-q", "devolucao tenis")
     ana.press("#top-search-q", "Enter")

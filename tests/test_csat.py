@@ -167,13 +167,18 @@ def test_closing_without_notifying_through_the_api_sends_no_survey(store):
     assert survey_mails(store, ticket) == []
 
 
+def close_from_the_command_line(tmp_path, store, ticket: int) -> subprocess.CompletedProcess:
+    """`mailticket ticket close`, with surveys on."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{store.url}"\n[web]\nsecret_key = "{SECRET}"\n[csat]\nenabled = true\n')
+    return subprocess.run([sys.executable, "-m", "mailticket", "-c", str(config), "ticket", "close", str(ticket)],
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_closing_without_notifying_from_the_command_line_sends_no_survey(tmp_path, store):
     ticket = make_ticket(store)
     answered(store, ticket)
-    config = tmp_path / "config.toml"
-    config.write_text(f'[database]\nurl = "{store.url}"\n[web]\nsecret_key = "{SECRET}"\n[csat]\nenabled = true\n')
-    done = subprocess.run([sys.executable, "-m", "mailticket", "-c", str(config), "ticket", "close", str(ticket)],
-                          capture_output=True, text=True, timeout=120)
+    done = close_from_the_command_line(tmp_path, store, ticket)
     assert done.returncode == 0, done.stderr
     assert (status_of(store, ticket), survey_mails(store, ticket)) == ("resolved", [])
 
@@ -183,10 +188,7 @@ def test_closing_from_the_command_line_waits_for_the_operator_answering_the_tick
     make_operator(store, "ana", name="Ana Souza")
     with store.transaction() as session:
         claim(session, ticket, session.scalar(select(Operator).where(Operator.username == "ana")), 900)
-    config = tmp_path / "config.toml"
-    config.write_text(f'[database]\nurl = "{store.url}"\n[web]\nsecret_key = "{SECRET}"\n')
-    done = subprocess.run([sys.executable, "-m", "mailticket", "-c", str(config), "ticket", "close", str(ticket)],
-                          capture_output=True, text=True, timeout=120)
+    done = close_from_the_command_line(tmp_path, store, ticket)
     assert done.returncode == 2 and "Ana Souza is answering this ticket" in done.stderr
     assert status_of(store, ticket) == "open"
 

@@ -344,8 +344,7 @@ def test_a_draft_is_kept_per_operator_shown_again_and_cleared_by_the_sent_reply(
     ticket = make_ticket(store)
     ana, bruno = signed_in(app, store, "ana"), signed_in(app, store, "bruno")
     text = "Olá Ana,\n  seu pedido saiu hoje — código BR123.\n"
-    saved = ana.put(f"/tickets/{ticket}/draft", json={"body": text, "cc": "chefe@loja.example"},
-                    headers={"X-CSRF-Token": ana.csrf})
+    saved = ana.put(f"/tickets/{ticket}/draft", json={"body": text, "cc": "chefe@loja.example"})
     assert saved.status_code == 200
     page = ana.get(f"/tickets/{ticket}").text
     assert reply_text(page) == text and 'value="chefe@loja.example"' in page
@@ -362,15 +361,15 @@ def test_a_draft_is_kept_per_operator_shown_again_and_cleared_by_the_sent_reply(
 def test_a_draft_needs_the_csrf_token_and_a_known_ticket_and_an_empty_one_is_removed(app, store):
     ticket = make_ticket(store)
     ana = signed_in(app, store, "ana")
-    assert ana.put(f"/tickets/{ticket}/draft", json={"body": "x"}).status_code == 403
-    assert ana.put("/tickets/999/draft", json={"body": "x"}, headers={"X-CSRF-Token": ana.csrf}).status_code == 404
-    assert ana.put(f"/tickets/{ticket}/draft", json={"body": 5}, headers={"X-CSRF-Token": ana.csrf}).status_code == 422
+    assert ana.put(f"/tickets/{ticket}/draft", json={"body": "x"}, csrf=False).status_code == 403
+    assert ana.put("/tickets/999/draft", json={"body": "x"}).status_code == 404
+    assert ana.put(f"/tickets/{ticket}/draft", json={"body": 5}).status_code == 422
     # What the reply form sends: the body, the To it proposes, the Cc.
     typed = {"body": "x", "to": "carla@customer.example", "cc": ""}
-    assert ana.put(f"/tickets/{ticket}/draft", json=typed, headers={"X-CSRF-Token": ana.csrf}).status_code == 200
+    assert ana.put(f"/tickets/{ticket}/draft", json=typed).status_code == 200
     with store.reading() as session:
         assert session.scalar(select(func.count()).select_from(ReplyDraft)) == 1
-    ana.put(f"/tickets/{ticket}/draft", json={**typed, "body": "  "}, headers={"X-CSRF-Token": ana.csrf})
+    ana.put(f"/tickets/{ticket}/draft", json={**typed, "body": "  "})
     with store.reading() as session:
         assert session.scalar(select(func.count()).select_from(ReplyDraft)) == 0
 

@@ -21,28 +21,23 @@ from playwright.sync_api import Dialog, Page, expect
 from sqlalchemy import select
 
 from mailticket.clock import utcnow
-from mailticket.config import ClaimSettings, WebSettings
-from mailticket.db.models import Claim, Event, Message, ReplyDraft, Ticket
+from mailticket.db.models import Event, Message, ReplyDraft, Ticket
 from mailticket.db.store import Store
 from mailticket.service import claims as claim_service
 from mailticket.service.ingest import ingest
 from mailticket.service.operators import new_token, operator_named
-from tests.browser import outbound
+from tests.browser import UNTIL, banner, browser_settings, claim_row, claim_ticket, outbound
 from tests.factories import SETTINGS, make_operator
 from tests.mails import make_mail
 
-# The fixtures chromium, serve_app, new_context, operator_page and fast_passwords come from tests/browser.py.
+# The fixtures chromium, serve_app, new_context, operator_page, sqlite_store and fast_passwords come from
+# tests/browser.py.
 pytestmark = pytest.mark.usefixtures("fast_passwords")
 
-SECRET_KEY = "live-browser-test-secret-key"
-# Long enough that nothing expires by accident during a story that is not about expiry.
-LONG_TTL = 900.0
 # The latency the feature promises: a change made anywhere shows on an open page within this (ms).
 LIVE_MS = 2_000
 # The queue refreshes a little later (it waits 300 ms for changes that come together).
 QUEUE_MS = 3_000
-# "Claimed by Ana Souza until 1:05 PM": whitespace around, as the element's raw text is matched.
-UNTIL = r"\(?until \d\d?:\d\d [AP]M\)?"
 # Several lines, indentation, markup-looking text and non-ASCII: a draft must bring all of it back as typed.
 DRAFT_TEXT = "\n".join([
     "Olá Maria,",
@@ -53,19 +48,6 @@ DRAFT_TEXT = "\n".join([
     "Atenciosamente,",
     "Ana",
 ])
-
-
-def settings(ttl: float = LONG_TTL, heartbeat: float = 0.0, idle_after: float = 600.0):
-    # Heartbeat 0 switches the page's renewals off, so the test decides when a claim ends.
-    return dataclasses.replace(SETTINGS, web=WebSettings(secret_key=SECRET_KEY),
-                               claims=ClaimSettings(ttl=ttl, heartbeat=heartbeat, idle_after=idle_after))
-
-
-@pytest.fixture
-def sqlite_store(sqlite_url):
-    store = Store(sqlite_url)
-    yield store
-    store.dispose()
 
 
 @pytest.fixture
@@ -101,20 +83,8 @@ def customer_writes_again(store: Store, first_message_id: str, message_id: str, 
     return outcome.ticket_id
 
 
-def banner(name: str) -> re.Pattern:
-    return re.compile(rf"^\s*Claimed by {re.escape(name)} {UNTIL}")
-
-
 def lock(name: str) -> re.Pattern:
     return re.compile(rf"^\s*{re.escape(name)} is answering {UNTIL}\s*$")
-
-
-def claim_ticket(page: Page, ticket_id: int, holder: str) -> None:
-    page.goto(f"/tickets/{ticket_id}")
-    page.click("#claim-button")
-    expect(page.locator("#claim-banner")).to_have_text(banner(holder))
-    expect(page.locator("#claim-bar")).to_have_attribute("data-state", "mine")
-    expect(page.locator("#reply-form")).to_be_visible()
 
 
 def mark(page: Page) -> None:
@@ -144,7 +114,7 @@ def two_desks(store: Store, second_store, serve_app, operator_page, message_id: 
     make_operator(store, "ana", name="Ana Souza")
     make_operator(store, "bruno", name="Bruno Reis")
     store_b = second_store(store)
-    url_a, url_b = serve_app(settings(), store), serve_app(settings(), store_b)
+    url_a, url_b = serve_app(browser_settings(), store), serve_app(browser_settings(), store_b)
     return TwoDesks(ticket_id, store_b, url_a, url_b, operator_page(url_a, "ana"), operator_page(url_b, "bruno"))
 
 
@@ -161,11 +131,6 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, page:
             time.sleep(0.05)
         else:
             page.wait_for_timeout(50)
-
-
-def claim_row(store: Store, ticket_id: int) -> Claim | None:
-    with store.reading() as session:
-        return session.get(Claim, ticket_id)
 
 
 def event_kinds(store: Store, ticket_id: int) -> list[str]:
@@ -281,8 +246,8 @@ def test_the_queue_shows_a_new_ticket_and_its_count_without_reloading(store, sec
     first = new_ticket(store, "queue1@customer.example", sender="one@customer.example", subject="Refund please")
     make_operator(store, "ana", name="Ana Souza")
     store_b = second_store(store)
-    url_a = serve_app(settings(), store)
-    serve_app(settings(), store_b)
+    url_a = serve_app(browser_settings(), store)
+    serve_app(browser_settings(), store_b)
     ana = operator_page(url_a, "ana")  # logged in, on the queue
 
     expect(ana.locator(f"#ticket-row-{first}")).to_be_visible()
@@ -354,7 +319,7 @@ def test_an_untouched_claimed_page_loses_its_claim_and_typing_or_reading_keeps_i
     store = sqlite_store
     ticket_id = new_ticket(store, "idle@customer.example")
     ana_id = make_operator(store, "ana", name="Ana Souza")
-    ana = operator_page(serve_app(settings(ttl=4, heartbeat=1, idle_after=3), store), "ana")
+    ana = operator_page(serve_app(browser_settings(ttl=4, heartbeat=1, idle_after=3), store), "ana")
 
     # Claimed, then left alone: the page renews for idle_after seconds, then lets the claim run out.
     claim_ticket(ana, ticket_id, "Ana Souza")
@@ -401,7 +366,7 @@ def test_a_draft_survives_reload_release_and_a_lost_claim(sqlite_store, serve_ap
     ticket_id = new_ticket(store, "draft@customer.example")
     ana_id = make_operator(store, "ana", name="Ana Souza")
     make_operator(store, "carla", name="Carla Admin", admin=True)
-    base_url = serve_app(settings(), store)
+    base_url = serve_app(browser_settings(), store)
     ana = operator_page(base_url, "ana")
     dialogs = Dialogs(ana)
 
@@ -463,7 +428,7 @@ def test_a_reply_written_before_a_newer_customer_message_is_held_on_the_first_se
     store = sqlite_store
     ticket_id = new_ticket(store, "held@customer.example")
     ana_id = make_operator(store, "ana", name="Ana Souza")
-    ana = operator_page(serve_app(settings(), store), "ana")
+    ana = operator_page(serve_app(browser_settings(), store), "ana")
 
     claim_ticket(ana, ticket_id, "Ana Souza")
     ana.fill("#reply-body", DRAFT_TEXT)
@@ -491,7 +456,7 @@ def test_closing_the_tab_releases_the_claim(sqlite_store, serve_app, operator_pa
     store = sqlite_store
     ticket_id = new_ticket(store, "close@customer.example")
     ana_id = make_operator(store, "ana", name="Ana Souza")
-    ana = operator_page(serve_app(settings(), store), "ana")
+    ana = operator_page(serve_app(browser_settings(), store), "ana")
 
     claim_ticket(ana, ticket_id, "Ana Souza")
     assert claim_row(store, ticket_id).operator_id == ana_id
@@ -504,7 +469,7 @@ def test_closing_one_of_two_tabs_leaves_the_claim_to_the_other(sqlite_store, ser
     store = sqlite_store
     ticket_id = new_ticket(store, "tabs@customer.example")
     ana_id = make_operator(store, "ana", name="Ana Souza")
-    first = operator_page(serve_app(settings(), store), "ana")
+    first = operator_page(serve_app(browser_settings(), store), "ana")
     claim_ticket(first, ticket_id, "Ana Souza")
     second = first.context.new_page()  # the same browser, signed in: a second tab on the ticket
     second.goto(f"/tickets/{ticket_id}")
@@ -531,7 +496,7 @@ def test_a_ticket_page_shown_by_a_form_post_keeps_following_changes(how, sqlite_
     ana_id = make_operator(store, "ana", name="Ana Souza")
     make_operator(store, "bruno", name="Bruno Reis")
     make_operator(store, "carla", name="Carla Admin", admin=True)
-    base_url = serve_app(settings(), store)
+    base_url = serve_app(browser_settings(), store)
     ana = operator_page(base_url, "ana")
     Dialogs(ana)
 
@@ -568,7 +533,7 @@ def test_reloading_a_claimed_page_keeps_the_claim_and_the_text(sqlite_store, ser
     store = sqlite_store
     ticket_id = new_ticket(store, "reload@customer.example")
     ana_id = make_operator(store, "ana", name="Ana Souza")
-    ana = operator_page(serve_app(settings(), store), "ana")
+    ana = operator_page(serve_app(browser_settings(), store), "ana")
     Dialogs(ana)  # accepts the leave warning of the reload
 
     claim_ticket(ana, ticket_id, "Ana Souza")

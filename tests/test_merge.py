@@ -182,13 +182,6 @@ def test_an_admin_merges_from_the_ticket_page(app, store):
     assert 'id="merge-form"' not in old
 
 
-@pytest.fixture
-def sqlite_store(sqlite_url):
-    store = Store(sqlite_url)
-    yield store
-    store.dispose()
-
-
 @pytest.mark.usefixtures("fast_passwords")
 def test_an_admin_merges_a_duplicate_in_the_browser(sqlite_store, serve_app, operator_page):
     store = sqlite_store

@@ -18,7 +18,7 @@ from mailticket.db.store import Store
 from mailticket.web.app import MAX_FORM_BYTES
 from tests.browser import running_app
 from tests.factories import WEB_SETTINGS, make_operator, make_ticket
-from tests.test_browser import claim_ticket, outbound
+from tests.browser import claim_ticket, outbound
 from tests.test_web import CSRF_FIELD
 
 CHUNK = b"x" * (1024 * 1024)

@@ -38,8 +38,9 @@ class Browser:
     def post(self, path: str, data: dict | None = None, **kwargs):
         return self.client.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
 
-    def put(self, path: str, **kwargs):
-        return self.client.put(path, **kwargs)
+    def put(self, path: str, json, *, csrf: bool = True):
+        """A JSON PUT, as the page's script sends it: the CSRF token in X-CSRF-Token (unless `csrf` is False)."""
+        return self.client.put(path, json=json, headers={"X-CSRF-Token": self.csrf} if csrf else {})
 
     def fresh_token(self, path: str = "/login") -> str:
         self.csrf = CSRF_FIELD.search(self.get(path).text).group(1)

@@ -25,8 +25,11 @@
     if (!event.defaultPrevented) { submitting = true; }
   });
 
-  // The page fetches itself again on purpose (the draft comes back with it): no warning, and the claim stays.
+  // The page fetches itself again on purpose (the draft comes back with it): no warning, and the claim stays. Not
+  // while a note is being typed: a note has no draft, and the next post shows the page as it is anyway.
   function reloadQuietly() {
+    var note = document.getElementById("note-body");
+    if (note && note.value.trim()) { return; }
     submitting = true;
     window.location.reload();
   }
